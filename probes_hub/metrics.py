@@ -1,0 +1,107 @@
+"""Spearman, ROC-AUC, ECE and MAE with n and a seeded percentile-bootstrap 95% CI.
+
+Point estimates come from scipy / scikit-learn; the bootstrap uses vectorised rank formulas of the same
+statistics (tests check they agree with the library values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import rankdata, spearmanr
+from sklearn.metrics import roc_auc_score
+
+N_BOOTSTRAP = 1000
+BOOTSTRAP_SEED = 0
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric value with its bootstrap 95% CI and the number of questions it was computed on."""
+
+    name: str
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value:.3f} [95% CI {self.low:.3f}, {self.high:.3f}] (n={self.n})"
+
+
+def spearman_rows(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row pair (last axis), ties averaged; NaN where a row is constant."""
+    ry, rp = rankdata(y, axis=-1), rankdata(pred, axis=-1)
+    ry = ry - ry.mean(-1, keepdims=True)
+    rp = rp - rp.mean(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ry * rp).sum(-1) / np.sqrt((ry**2).sum(-1) * (rp**2).sum(-1))
+
+
+def auc_rows(y: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each row (Mann-Whitney U from ranks, ties averaged); NaN where a row has one class."""
+    y = np.asarray(y, dtype=float)
+    ranks = rankdata(score, axis=-1)
+    n_pos = y.sum(-1)
+    n_neg = y.shape[-1] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * y).sum(-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def ece(y: np.ndarray, prob: np.ndarray, *, bins: int = 10) -> float:
+    """Expected calibration error with equal-width probability bins."""
+    y, prob = np.asarray(y, float), np.asarray(prob, float)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(prob, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.mean() * abs(y[mask].mean() - prob[mask].mean())
+    return float(total)
+
+
+def bootstrap_ci(y, pred, row_statistic, *, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile 95% CI of ``row_statistic`` over ``n_boot`` seeded resamples of the questions."""
+    y, pred = np.asarray(y, float), np.asarray(pred, float)
+    index = np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y)))
+    values = row_statistic(y[index], pred[index])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def spearman_metric(y, pred, **kwargs) -> Metric:
+    """Spearman correlation (graded labels) with CI and n."""
+    value = float(spearmanr(y, pred).statistic)
+    return Metric("spearman", value, *bootstrap_ci(y, pred, spearman_rows, **kwargs), len(y))
+
+
+def auc_metric(y, score, **kwargs) -> Metric:
+    """ROC-AUC (binary labels) with CI and n."""
+    value = float(roc_auc_score(np.asarray(y).astype(int), score))
+    return Metric("roc_auc", value, *bootstrap_ci(y, score, auc_rows, **kwargs), len(y))
+
+
+def ece_metric(y, prob, **kwargs) -> Metric:
+    """ECE with a bootstrap CI."""
+    def rows(ys, ps):
+        return np.array([ece(a, b) for a, b in zip(ys, ps)])
+    return Metric("ece", ece(y, prob), *bootstrap_ci(y, prob, rows, **kwargs), len(y))
+
+
+def mae_metric(y, pred, **kwargs) -> Metric:
+    """Mean absolute error with a bootstrap CI."""
+    y, pred = np.asarray(y, float), np.asarray(pred, float)
+    return Metric("mae", float(np.abs(y - pred).mean()), *bootstrap_ci(y, pred, lambda a, b: np.abs(a - b).mean(-1), **kwargs), len(y))
+
+
+def headline_metric(task: str, y, pred) -> Metric:
+    """The leaderboard metric for a task: Spearman for graded labels, ROC-AUC for binary ones."""
+    return spearman_metric(y, pred) if task == "graded" else auc_metric(y, pred)

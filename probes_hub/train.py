@@ -1,0 +1,215 @@
+"""The training pipeline: dataset + model -> features -> fitted, calibrated, evaluated probes + reports.
+
+Row roles are fixed before anything is fitted: the dataset's test split is only ever predicted; for
+binary labels a seeded, stratified 20% of the training rows is held out for Platt calibration, and the
+remaining rows are the only ones used for fitting and for the CV selection of layer, position and
+regularization.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .activations import cached_extract
+from .datasets import BINARY, QuestionSet, load_dataset, stratified_split
+from .features import Features
+from .metrics import Metric, ece_metric, headline_metric, mae_metric
+from .models import LoadedModel, load_model
+from .naming import probe_folder_name
+from .prompts import PromptFormat, encode_prompts, eoi_tokens, prompt_format
+from .probes import PROBE_TYPES, LinearProbe, Probe
+from .probes.linear import ridge_path
+
+logger = logging.getLogger(__name__)
+CALIBRATION_FRACTION = 0.2
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``train`` needs; the CLI maps its flags onto these fields."""
+
+    model: str | None = None
+    dataset: str = "math500"
+    label: str = "level"
+    probes: tuple[str, ...] = ("linear",)
+    out: str = "runs"
+    data_dir: str | None = None
+    limit: int | None = None
+    layers: tuple[int, ...] | None = None
+    max_length: int = 1024
+    chat: bool = True
+    cv_folds: int = 5
+    seed: int = 0
+    use_cache: bool = True
+    progress: bool = True
+    question_column: str = "question"
+    label_columns: tuple[str, ...] = ()
+
+
+@dataclass
+class TrainedProbe:
+    """One fitted probe, its test metrics and where it was saved."""
+
+    probe: Probe
+    metrics: dict[str, Metric]
+    path: Path | None = None
+    test_predictions: np.ndarray | None = None
+
+
+@dataclass
+class TrainResult:
+    probes: dict[str, TrainedProbe] = field(default_factory=dict)
+    baselines: dict[str, TrainedProbe] = field(default_factory=dict)
+
+
+def build_features(lm: LoadedModel, fmt: PromptFormat, dataset: QuestionSet, layers: list[int], *, max_length: int,
+                   use_cache: bool = True, progress: bool = True) -> Features:
+    """Features for every row of ``dataset``: templated token counts plus activations at ``layers`` x EOI positions."""
+    questions = dataset.frame["question"].tolist()
+    prompt_ids, truncated = encode_prompts(questions, fmt, lm.tokenizer, max_length=max_length)
+    if any(truncated):
+        logger.warning("%d question(s) longer than max_length=%d were cut from the left (EOI tokens kept).", sum(truncated), max_length)
+    acts = None
+    if layers:
+        acts = cached_extract(lm, fmt, questions, layers, fmt.eoi_positions, max_length=max_length,
+                              data_hash=dataset.content_hash, use_cache=use_cache, progress=progress)
+    return Features(questions, np.array([len(p) for p in prompt_ids]), acts, tuple(layers), tuple(fmt.eoi_positions))
+
+
+def row_roles(dataset: QuestionSet, label: str, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Indices of ``fit``, ``calibration`` (binary labels only) and ``test`` rows with a known label."""
+    frame = dataset.frame
+    known = frame[label].notna().to_numpy()
+    train = np.flatnonzero(known & (frame["split"] == "train").to_numpy())
+    test = np.flatnonzero(known & (frame["split"] == "test").to_numpy())
+    if dataset.task(label) != BINARY:
+        return {"fit": train, "calibration": np.array([], dtype=int), "test": test}
+    role = stratified_split(frame[label].iloc[train].reset_index(drop=True), seed=seed, train_fraction=1 - CALIBRATION_FRACTION)
+    return {"fit": train[role == "train"], "calibration": train[role == "test"], "test": test}
+
+
+def evaluate(probe: Probe, features: Features, y: np.ndarray) -> tuple[dict[str, Metric], np.ndarray]:
+    """Test metrics: the headline metric with CI, plus MAE (graded) or ECE before/after calibration (binary)."""
+    prediction = probe.predict(features)
+    metrics = {"test": headline_metric(probe.task, y, prediction)}
+    if probe.task == "graded":
+        metrics["test_mae"] = mae_metric(y, prediction)
+    else:
+        metrics["test_ece_uncalibrated"] = ece_metric(y, probe.predict_uncalibrated(features))
+        metrics["test_ece"] = ece_metric(y, prediction)
+    return metrics, prediction
+
+
+def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> TrainResult:
+    """Train, select, calibrate, evaluate and save the requested probes (baselines are always evaluated).
+
+    Returns a :class:`TrainResult`; each requested probe is saved under ``options.out``.
+    """
+    unknown = [p for p in options.probes if p not in PROBE_TYPES]
+    if unknown:
+        raise ValueError(f"Unknown probe type(s) {unknown}; choose from {sorted(PROBE_TYPES)}.")
+    dataset = load_dataset(options.dataset, data_dir_override=options.data_dir, label_columns=list(options.label_columns) or None,
+                           question_column=options.question_column).subset(options.limit, seed=options.seed)
+    task = dataset.task(options.label)
+    lm = lm or load_model(options.model)
+    fmt = prompt_format(lm.tokenizer, chat=options.chat)
+    layers = list(options.layers) if options.layers else list(range(lm.n_layers))
+    features = build_features(lm, fmt, dataset, layers if "linear" in options.probes else [],
+                              max_length=options.max_length, use_cache=options.use_cache, progress=options.progress)
+    roles = row_roles(dataset, options.label, seed=options.seed)
+    if len(roles["fit"]) < 2 * options.cv_folds or len(roles["test"]) < 2:
+        raise ValueError(f"Too few labelled rows for '{options.label}': fit={len(roles['fit'])}, test={len(roles['test'])}.")
+    y = dataset.frame[options.label].to_numpy(dtype=float)
+    parts = {name: features.take(rows) for name, rows in roles.items()}
+    targets = {name: y[rows] for name, rows in roles.items()}
+
+    result = TrainResult()
+    for probe_type in dict.fromkeys(("length", "tfidf", *options.probes)):
+        probe = _make_probe(probe_type, task, options)
+        probe.fit(parts["fit"], targets["fit"])
+        if task == BINARY:
+            probe.fit_calibration(parts["calibration"], targets["calibration"],
+                                  note=f"Platt scaling on a held-out {CALIBRATION_FRACTION:.0%} of the training rows (n={len(roles['calibration'])}), unused for fitting and selection")
+        metrics, prediction = evaluate(probe, parts["test"], targets["test"])
+        trained = TrainedProbe(probe, metrics, test_predictions=prediction)
+        (result.probes if probe_type in options.probes else result.baselines)[probe_type] = trained
+    baseline_metrics = {f"baseline_{name}": t.metrics["test"] for name, t in {**result.baselines, **result.probes}.items() if name in ("length", "tfidf")}
+    for probe_type, trained in result.probes.items():
+        trained.probe.info = _record(lm, fmt, dataset, options, task, y, roles, features, {**trained.metrics, **baseline_metrics})
+        reports = _reports(trained, dataset, roles, y, parts, targets) if probe_type == "linear" else _prediction_reports(trained, dataset, roles, y, parts)
+        folder = Path(options.out) / probe_folder_name(lm.display_id, dataset.name, options.label, probe_type)
+        trained.path = trained.probe.save_pretrained(folder, reports=reports)
+    return result
+
+
+def _make_probe(probe_type: str, task: str, options: TrainOptions) -> Probe:
+    cls = PROBE_TYPES[probe_type]
+    if probe_type == "length":
+        return cls(task=task)
+    return cls(task=task, cv_folds=options.cv_folds, seed=options.seed)
+
+
+def _record(lm, fmt, dataset, options, task, y, roles, features, metrics) -> dict:
+    """The facts a probe's config.json records about how it was made."""
+    labelled = y[np.isfinite(y)]
+    return {
+        "model": {"fingerprint": lm.fingerprint, "display_id": lm.display_id, "hidden_size": lm.hidden_size, "n_layers": lm.n_layers,
+                  "prompt": {"mode": fmt.mode, "template_hash": fmt.template_hash, "eoi_tokens": eoi_tokens(fmt, lm.tokenizer),
+                             "eoi_positions": fmt.eoi_positions, "max_length": options.max_length}},
+        "label": {"name": options.label, "task": task, "range": [float(labelled.min()), float(labelled.max())]},
+        "data": {"dataset": dataset.name, "source": dataset.source, "split_rule": dataset.split_rule, "content_hash": dataset.content_hash,
+                 "limit": options.limit, "seed": options.seed, "n_train": int(len(roles["fit"]) + len(roles["calibration"])),
+                 "n_fit": int(len(roles["fit"])), "n_calibration": int(len(roles["calibration"])), "n_test": int(len(roles["test"]))},
+        "metrics": {k: m.to_dict() for k, m in metrics.items()},
+        "selection": {},
+    }
+
+
+def _prediction_reports(trained: TrainedProbe, dataset, roles, y, parts) -> dict[str, str]:
+    """predictions.json: the probe's predictions on its fit/calibration/test rows (for exact reproduction checks)."""
+    ids = dataset.frame["id"].to_numpy()
+    rows = []
+    for role in ("fit", "calibration", "test"):
+        if len(roles[role]):
+            prediction = trained.probe.predict(parts[role])
+            rows += [{"id": str(i), "role": role, "label": float(t), "prediction": float(p)} for i, t, p in zip(ids[roles[role]], y[roles[role]], prediction)]
+    return {"predictions.json": json.dumps({"rows": rows}, indent=1)}
+
+
+def _reports(trained: TrainedProbe, dataset, roles, y, parts, targets) -> dict[str, str]:
+    """Sweep table (CV and test score per layer x position, JSON + CSV), predictions, all probes' test predictions."""
+    probe: LinearProbe = trained.probe  # type: ignore[assignment]
+    sweep = probe.sweep_
+    fit_acts, test_acts = parts["fit"].activations, parts["test"].activations
+    best_alpha = sweep.best_alpha_index()
+    test_predictions = np.zeros((len(sweep.layers), len(sweep.positions), len(roles["test"])))
+    for li in range(len(sweep.layers)):
+        X_fit = np.swapaxes(fit_acts[:, li], 0, 1).astype(np.float64)
+        X_test = np.swapaxes(test_acts[:, li], 0, 1).astype(np.float64)
+        path = ridge_path(X_fit, targets["fit"], X_test, sweep.alphas)  # [P, m, A]
+        test_predictions[li] = np.take_along_axis(path, best_alpha[li][:, None, None], axis=-1)[..., 0]
+    table = []
+    for li, layer in enumerate(sweep.layers):
+        for pi, position in enumerate(sweep.positions):
+            ai = best_alpha[li, pi]
+            test = headline_metric(probe.task, targets["test"], test_predictions[li, pi])
+            table.append({"layer": layer, "position": position, "alpha": sweep.alphas[ai], "cv_metric": sweep.metric,
+                          "cv_score": float(sweep.cv_scores[li, pi, ai]), "test_score": test.value, "test_low": test.low, "test_high": test.high,
+                          "test_n": test.n, "selected": (li, pi, ai) == sweep.best})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
+    writer.writeheader()
+    writer.writerows(table)
+    ids = dataset.frame["id"].to_numpy()[roles["test"]].tolist()
+    all_test = {"note": "Test predictions of each (layer, position) probe at its CV-best alpha; reported, never used for selection.",
+                "layers": list(sweep.layers), "positions": list(sweep.positions), "ids": ids,
+                "predictions": np.round(test_predictions, 6).tolist()}
+    return {"sweep.json": json.dumps({"metric": sweep.metric, "rows": table}, indent=1), "sweep.csv": buffer.getvalue(),
+            "all_test_predictions.json": json.dumps(all_test), **_prediction_reports(trained, dataset, roles, y, parts)}
