@@ -144,7 +144,7 @@ def cached_extract(
         return np.stack([cached[f"layer_{layer}"] for layer in layers], axis=1)
     prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer, max_length=max_length)
     fresh = extract(lm, prompt_ids, missing, positions, progress=progress)
-    cached.update({f"layer_{layer}": fresh[:, i] for i, layer in enumerate(missing)})
+    cached.update({f"layer_{layer}": np.ascontiguousarray(fresh[:, i]) for i, layer in enumerate(missing)})
     if use_cache:
         atomic_write_bytes(path, save(cached))
         meta = {"fingerprint": lm.fingerprint, "data_hash": data_hash, "template_hash": fmt.template_hash,

@@ -76,13 +76,16 @@ def encode_prompts(
 ) -> tuple[list[list[int]], list[bool]]:
     """Token ids of each templated question, cutting the question from its left to fit ``max_length``.
 
+    Questions are stripped of surrounding whitespace first: leading whitespace would otherwise merge with
+    the template's newline into a token that joint tokenization of the whole prompt would not produce.
+
     Returns:
         (ids per question, whether each was truncated).
     """
     budget = max_length - len(fmt.prefix_ids) - len(fmt.suffix_ids)
     if budget < 1:
         raise ValueError(f"max_length={max_length} leaves no room for the question (template uses {max_length - budget}).")
-    encoded = tokenizer(list(questions), add_special_tokens=False)["input_ids"]
+    encoded = tokenizer([q.strip() for q in questions], add_special_tokens=False)["input_ids"]
     prompts, truncated = [], []
     for ids in encoded:
         cut = len(ids) > budget

@@ -136,8 +136,10 @@ class Probe:
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
         try:
             config = self.to_config()
+            arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
+            check_arrays(arrays, self._expected_shapes(config), where=f"{type(self).__name__} being saved to {target}")
             atomic_write_json(tmp / CONFIG_NAME, config)
-            save_file({k: np.ascontiguousarray(v) for k, v in self._arrays().items()}, str(tmp / WEIGHTS_NAME))
+            save_file(arrays, str(tmp / WEIGHTS_NAME))
             (tmp / CARD_NAME).write_text(probe_card(config), encoding="utf-8")
             for name, text in (reports or {}).items():
                 (tmp / REPORTS_DIR).mkdir(exist_ok=True)

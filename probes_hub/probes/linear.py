@@ -37,7 +37,7 @@ def ridge_coefs(Xs: np.ndarray, yc: np.ndarray, alphas: np.ndarray) -> np.ndarra
     alphas = np.asarray(alphas, dtype=np.float64)
     if n > d:
         eigval, eigvec = np.linalg.eigh(np.swapaxes(Xs, -1, -2) @ Xs)  # [..., d], [..., d, d]
-        proj = np.swapaxes(eigvec, -1, -2) @ (np.swapaxes(Xs, -1, -2) @ yc)  # [..., d]
+        proj = np.einsum("...ji,...j->...i", eigvec, np.swapaxes(Xs, -1, -2) @ yc)  # V^T X^T y, [..., d]
         scaled = proj[..., None, :] / (eigval[..., None, :] + alphas[:, None])  # [..., A, d]
         return scaled @ np.swapaxes(eigvec, -1, -2)
     eigval, eigvec = np.linalg.eigh(Xs @ np.swapaxes(Xs, -1, -2))  # kernel form, [..., n]

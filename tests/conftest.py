@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny random Llama with an in-memory word-level tokenizer (fast), and the real SmolLM2."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from probes_hub.models import LoadedModel
+
+WORDS = "the a of to and is what how many if x y z one two three four five six seven eight nine ten plus minus times find solve number apple apples cost total".split()
+SPECIALS = ["<pad>", "<bos>", "<start_of_turn>", "<end_of_turn>", "user", "model", "\n", "<unk>"]
+GEMMA_STYLE_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Every test session writes its caches to a temp folder, except the converted-GGUF cache (reused, slow to build)."""
+    os.environ.setdefault("PROBES_HUB_NO_PROGRESS", "1")
+    os.environ["PROBES_HUB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.add_special_tokens(SPECIALS[:6] + ["\n"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>")
+    tokenizer.chat_template = GEMMA_STYLE_TEMPLATE
+    return tokenizer
+
+
+def tiny_model(n_layers: int = 4, seed: int = 0) -> LoadedModel:
+    torch.manual_seed(seed)
+    tokenizer = tiny_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0)
+    model = LlamaForCausalLM(config).eval()
+    return LoadedModel(model, tokenizer, f"tiny-llama-{n_layers}-{seed}:float32", "test/tiny-llama", torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny() -> LoadedModel:
+    return tiny_model()
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> LoadedModel:
+    """The real embedded model (converted GGUF cached in the user cache so later runs load in seconds)."""
+    from probes_hub.models import load_model
+
+    saved = os.environ.pop("PROBES_HUB_CACHE")
+    try:
+        return load_model("smollm2")
+    finally:
+        os.environ["PROBES_HUB_CACHE"] = saved

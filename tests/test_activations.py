@@ -1,0 +1,81 @@
+"""Extraction: agreement with output_hidden_states, padding-position correctness, early exit, disk cache."""
+
+import numpy as np
+import pytest
+import torch
+
+import probes_hub.activations as activations
+from probes_hub.activations import cached_extract, extract, length_batches
+from probes_hub.prompts import encode_prompts, prompt_format
+
+QUESTIONS = ["what is one plus two", "how many apples", "find x", "if x is two and y is three what is x times y plus one minus z",
+             "the cost of one apple is two what is the total cost of ten apples", "solve"]
+
+
+def _prompts(lm):
+    fmt = prompt_format(lm.tokenizer)
+    ids, _ = encode_prompts(QUESTIONS, fmt, lm.tokenizer)
+    return fmt, ids
+
+
+def test_matches_output_hidden_states(tiny):
+    fmt, ids = _prompts(tiny)
+    layers = [0, 2]
+    acts = extract(tiny, ids, layers, fmt.eoi_positions, progress=False)
+    assert acts.shape == (len(ids), 2, len(fmt.eoi_positions), 32)
+    with torch.no_grad():
+        for row, prompt in enumerate(ids):
+            hidden = tiny.model(input_ids=torch.tensor([prompt]), output_hidden_states=True).hidden_states
+            for li, layer in enumerate(layers):
+                np.testing.assert_allclose(acts[row, li], hidden[layer + 1][0, fmt.eoi_positions].numpy(), atol=1e-5)
+
+
+def test_batched_equals_unbatched_under_left_padding(tiny):
+    fmt, ids = _prompts(tiny)
+    assert len({len(p) for p in ids}) > 1, "prompts must differ in length so that batches are padded"
+    single = extract(tiny, ids, [0, 1, 3], fmt.eoi_positions, max_batch_size=1, progress=False)
+    batched = extract(tiny, ids, [0, 1, 3], fmt.eoi_positions, max_batch_size=64, max_batch_tokens=10_000, progress=False)
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_forward_pass_stops_after_deepest_layer(tiny):
+    fmt, ids = _prompts(tiny)
+    calls = {"deeper": 0, "head": 0}
+    hooks = [tiny.decoder_layers[2].register_forward_hook(lambda *a: calls.__setitem__("deeper", calls["deeper"] + 1)),
+             tiny.model.lm_head.register_forward_hook(lambda *a: calls.__setitem__("head", calls["head"] + 1))]
+    try:
+        extract(tiny, ids, [0, 1], fmt.eoi_positions, progress=False)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == {"deeper": 0, "head": 0}
+
+
+def test_length_batches_respect_budget_and_cover_every_prompt():
+    lengths = [5, 50, 7, 48, 6, 49, 100]
+    batches = length_batches(lengths, max_batch_tokens=120, max_batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= 3 and len(batch) * max(lengths[i] for i in batch) <= max(120, max(lengths[i] for i in batch))
+
+
+def test_bad_layers_and_positions_are_rejected(tiny):
+    fmt, ids = _prompts(tiny)
+    with pytest.raises(ValueError, match="layers must be within"):
+        extract(tiny, ids, [4], [-1], progress=False)
+    with pytest.raises(ValueError, match="positions"):
+        extract(tiny, ids, [0], [0], progress=False)
+
+
+def test_cache_hit_skips_the_model_and_adds_new_layers(tiny, monkeypatch, capsys):
+    fmt, _ = _prompts(tiny)
+    first = cached_extract(tiny, fmt, QUESTIONS, [0, 1], fmt.eoi_positions, data_hash="cache-test", progress=False)
+    calls = []
+    real_extract = activations.extract
+    monkeypatch.setattr(activations, "extract", lambda lm, ids, layers, *a, **k: calls.append(list(layers)) or real_extract(lm, ids, layers, *a, **k))
+    again = cached_extract(tiny, fmt, QUESTIONS, [1, 0], fmt.eoi_positions, data_hash="cache-test", progress=True)
+    assert calls == [] and "loaded from cache" in capsys.readouterr().out
+    np.testing.assert_array_equal(again, first[:, ::-1])
+    more = cached_extract(tiny, fmt, QUESTIONS, [0, 3], fmt.eoi_positions, data_hash="cache-test", progress=False)
+    assert calls == [[3]]
+    np.testing.assert_array_equal(more[:, 0], first[:, 0])

@@ -1,0 +1,85 @@
+"""The fast ridge sweep: equivalence with scikit-learn, honest selection, logistic probes."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge
+from sklearn.preprocessing import StandardScaler
+
+from probes_hub.features import Features
+from probes_hub.probes import LinearProbe
+from probes_hub.probes.linear import ridge_coefs, ridge_fit, ridge_path, sweep
+
+
+@pytest.mark.parametrize("n,d", [(80, 30), (25, 60)])  # primal (n > d) and kernel (n <= d) forms
+def test_ridge_path_matches_sklearn(n, d):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.1, 10, size=d) + rng.normal(size=d)
+    y = X[:, :3] @ [1.0, -2.0, 0.5] + rng.normal(size=n)
+    X_eval = rng.normal(size=(7, d))
+    alphas = [0.1, 3.0, 100.0]
+    path = ridge_path(X, y, X_eval, alphas)
+    scaler = StandardScaler().fit(X)
+    for ai, alpha in enumerate(alphas):
+        reference = Ridge(alpha=alpha).fit(scaler.transform(X), y)
+        np.testing.assert_allclose(path[:, ai], reference.predict(scaler.transform(X_eval)), rtol=1e-6)
+        coef, intercept, mean, scale = ridge_fit(X, y, alpha)
+        np.testing.assert_allclose(coef, reference.coef_, rtol=1e-6)
+        assert abs(intercept - reference.intercept_) <= 1e-6 * abs(reference.intercept_)
+
+
+def test_ridge_coefs_batched_over_cells():
+    rng = np.random.default_rng(2)
+    Xs = rng.normal(size=(3, 40, 10))
+    yc = rng.normal(size=40)
+    batched = ridge_coefs(Xs, yc, [1.0, 10.0])
+    for cell in range(3):
+        np.testing.assert_allclose(batched[cell], ridge_coefs(Xs[cell], yc, [1.0, 10.0]), rtol=1e-10)
+
+
+def _synthetic(n=240, layers=4, positions=2, d=16, signal_cell=(2, 1), seed=0, binary=False):
+    rng = np.random.default_rng(seed)
+    acts = rng.normal(size=(n, layers, positions, d))
+    y = rng.integers(1, 6, size=n).astype(float)
+    acts[:, signal_cell[0], signal_cell[1], 0] += y
+    if binary:
+        y = (y >= 3).astype(float)
+    return Features([f"q{i}" for i in range(n)], np.full(n, 10), acts, tuple(range(10, 10 + layers)), (-2, -1)), y
+
+
+def test_sweep_selects_the_informative_cell():
+    features, y = _synthetic()
+    result = sweep(features.activations, y, task="graded", layers=features.layers, positions=features.positions)
+    assert result.best[:2] == (2, 1)
+    assert result.cv_scores.shape == (4, 2, 13)
+
+
+def test_linear_probe_graded_and_layerwise():
+    features, y = _synthetic()
+    train, test = features.take(np.arange(160)), features.take(np.arange(160, 240))
+    probe = LinearProbe(task="graded").fit(train, y[:160])
+    assert (probe.layer, probe.position) == (12, -1)
+    prediction = probe.predict(test)
+    assert np.corrcoef(prediction, y[160:])[0, 1] > 0.8
+    layers, readings = probe.layerwise(test)
+    assert layers == [10, 11, 12, 13] and readings.shape == (80, 4)
+    np.testing.assert_allclose(readings[:, 2], prediction, rtol=1e-9)  # the chosen layer's per-layer probe is the probe
+
+
+def test_linear_probe_binary_uses_logistic_and_calibrates():
+    features, y = _synthetic(n=400, binary=True)
+    probe = LinearProbe(task="binary").fit(features.take(np.arange(300)), y[:300])
+    assert "C" in probe.selection_ and (probe.layer, probe.position) == (12, -1)
+    prob = probe.predict(features.take(np.arange(300, 400)))
+    assert ((prob > 0) & (prob < 1)).all()
+    probe.fit_calibration(features.take(np.arange(300, 400)), y[300:], note="test")
+    assert probe.calibration_["method"] == "platt" and probe.calibration_["n"] == 100
+
+
+def test_predict_before_fit_and_wrong_width_are_clear_errors():
+    features, y = _synthetic()
+    with pytest.raises(RuntimeError, match="not fitted"):
+        LinearProbe().predict(features)
+    probe = LinearProbe().fit(features, y)
+    narrow = Features(features.questions, features.token_counts, features.activations[..., :8], features.layers, features.positions)
+    with pytest.raises(ValueError, match="features"):
+        probe.predict(narrow)

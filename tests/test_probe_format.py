@@ -1,0 +1,122 @@
+"""Probe folders: save -> load round trip for every probe type, and clear rejection of bad folders."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probes_hub.probes import Probe
+from probes_hub.train import TrainOptions, build_features, train
+from probes_hub.datasets import load_dataset
+from probes_hub.prompts import prompt_format
+from probes_hub.validation import ProbeValidationError
+
+from .conftest import WORDS
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory):
+    """Probes of every type trained on a small local file with a graded label and a binary label."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(120):
+        n = int(rng.integers(2, 12))
+        question = " ".join(rng.choice(WORDS, size=n))
+        rows.append({"question": question, "difficulty": float(n // 2), "solved": int(n < 7)})
+    data = tmp_path_factory.mktemp("data") / "toy.jsonl"
+    pd.DataFrame(rows).to_json(data, orient="records", lines=True)
+    out = tmp_path_factory.mktemp("probes")
+    results = {}
+    for label in ("difficulty", "solved"):
+        options = TrainOptions(dataset=str(data), label=label, label_columns=("difficulty", "solved"), probes=("linear", "length", "tfidf"),
+                               out=str(out / label), cv_folds=3, progress=False)
+        results[label] = train(options, lm=tiny)
+    return data, results
+
+
+@pytest.mark.parametrize("label", ["difficulty", "solved"])
+@pytest.mark.parametrize("probe_type", ["linear", "length", "tfidf"])
+def test_round_trip_gives_identical_params_weights_and_predictions(tiny, trained, label, probe_type):
+    data, results = trained
+    fitted = results[label].probes[probe_type]
+    loaded = Probe.from_pretrained(fitted.path, hidden_size=tiny.hidden_size)
+    assert type(loaded) is type(fitted.probe) and loaded.get_params() == fitted.probe.get_params()
+    for name in fitted.probe.array_names:
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(fitted.probe, name))
+    assert loaded.calibration_ == fitted.probe.calibration_
+    dataset = load_dataset(str(data), label_columns=["difficulty", "solved"])
+    layers = list(range(tiny.n_layers)) if probe_type == "linear" else []
+    features = build_features(tiny, prompt_format(tiny.tokenizer), dataset, layers, max_length=1024, progress=False)
+    test = features.take(dataset.frame["split"].to_numpy() == "test")
+    np.testing.assert_allclose(loaded.predict(test), fitted.test_predictions, rtol=0, atol=1e-12)
+
+
+def test_config_records_what_the_product_needs(trained):
+    _, results = trained
+    config = json.loads((results["solved"].probes["linear"].path / "config.json").read_text())
+    assert config["label"] == {"name": "solved", "task": "binary", "range": [0.0, 1.0]}
+    assert config["model"]["hidden_size"] == 32 and config["model"]["prompt"]["eoi_tokens"][-2:] == ["model", "\n"]
+    assert config["calibration"]["method"] == "platt" and "held-out" in config["calibration"]["fitted_on"]
+    metrics = config["metrics"]
+    assert {"test", "test_ece", "test_ece_uncalibrated", "baseline_length", "baseline_tfidf"} <= set(metrics)
+    assert metrics["test"]["n"] == config["data"]["n_test"] and metrics["test"]["low"] <= metrics["test"]["high"]
+    assert config["data"]["n_fit"] + config["data"]["n_calibration"] == config["data"]["n_train"]
+    folder = results["solved"].probes["linear"].path
+    assert (folder / "README.md").read_text().startswith("---\n") and (folder / "reports" / "sweep.csv").exists()
+
+
+def _copy(results, tmp_path):
+    source = results["difficulty"].probes["linear"].path
+    target = tmp_path / "probe"
+    shutil.copytree(source, target)
+    return target
+
+
+def test_hidden_size_mismatch_is_rejected(trained, tmp_path):
+    folder = _copy(trained[1], tmp_path)
+    with pytest.raises(ProbeValidationError, match="hidden size 32.*hidden size 576"):
+        Probe.from_pretrained(folder, hidden_size=576)
+
+
+def test_missing_config_field_is_rejected(trained, tmp_path):
+    folder = _copy(trained[1], tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    del config["label"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ProbeValidationError, match=r"missing field\(s\) \['label'\]"):
+        Probe.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("bad_name", ["model.pkl", "pytorch_model.pt", "weights.joblib"])
+def test_pickle_or_torch_files_are_rejected(trained, tmp_path, bad_name):
+    folder = _copy(trained[1], tmp_path)
+    (folder / "model.safetensors").rename(folder / bad_name)
+    with pytest.raises(ProbeValidationError, match="never loaded"):
+        Probe.from_pretrained(folder)
+
+
+def test_wrong_array_shape_and_corrupt_weights_are_rejected(trained, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    folder = _copy(trained[1], tmp_path)
+    arrays = load_file(str(folder / "model.safetensors"))
+    arrays["coef_"] = arrays["coef_"][:-1]
+    save_file(arrays, str(folder / "model.safetensors"))
+    with pytest.raises(ProbeValidationError, match="coef_.*shape"):
+        Probe.from_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ProbeValidationError, match="not a readable safetensors"):
+        Probe.from_pretrained(folder)
+
+
+def test_failed_save_leaves_previous_probe_untouched(trained, tmp_path):
+    folder = _copy(trained[1], tmp_path)
+    before = {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    probe = Probe.from_pretrained(folder)
+    probe.coef_ = np.full_like(probe.coef_, np.nan)  # saving validates, and NaN weights must not land
+    with pytest.raises(ProbeValidationError, match="NaN"):
+        probe.save_pretrained(folder)
+    after = {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert after == before and sorted(p.name for p in tmp_path.iterdir()) == ["probe"]
