@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import numpy as np
 import torch
@@ -140,7 +141,7 @@ def cached_extract(
     if not missing:
         logger.info("Loaded activations from cache: %s", path)
         if progress:
-            print(f"Activations loaded from cache ({path})")
+            print(f"Activations loaded from cache ({path})", file=sys.stderr)
         return np.stack([cached[f"layer_{layer}"] for layer in layers], axis=1)
     prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer, max_length=max_length)
     fresh = extract(lm, prompt_ids, missing, positions, progress=progress)

@@ -74,7 +74,7 @@ def test_cache_hit_skips_the_model_and_adds_new_layers(tiny, monkeypatch, capsys
     real_extract = activations.extract
     monkeypatch.setattr(activations, "extract", lambda lm, ids, layers, *a, **k: calls.append(list(layers)) or real_extract(lm, ids, layers, *a, **k))
     again = cached_extract(tiny, fmt, QUESTIONS, [1, 0], fmt.eoi_positions, data_hash="cache-test", progress=True)
-    assert calls == [] and "loaded from cache" in capsys.readouterr().out
+    assert calls == [] and "loaded from cache" in capsys.readouterr().err
     np.testing.assert_array_equal(again, first[:, ::-1])
     more = cached_extract(tiny, fmt, QUESTIONS, [0, 3], fmt.eoi_positions, data_hash="cache-test", progress=False)
     assert calls == [[3]]

@@ -1,0 +1,72 @@
+"""Built-in datasets from the shared data folder: uniform tables, fixed seeded splits, labels, clear errors."""
+
+import pandas as pd
+import pytest
+
+from probes_hub.datasets import load_dataset, stratified_split
+
+
+@pytest.mark.parametrize("name,rows,label,task", [
+    ("gsm8k", 7473 + 1319, "steps", "graded"),
+    ("math500", 500, "level", "graded"),
+    ("arc-easy", 2376, "grade", "graded"),
+    ("arc-challenge", 1172, "grade", "graded"),
+    ("mmlu-pro", 12032, "correct:Meta-Llama-3_1-8B-Instruct", "binary"),
+])
+def test_builtin_tables_are_uniform(name, rows, label, task):
+    dataset = load_dataset(name)
+    frame = dataset.frame
+    assert len(frame) == rows and frame["id"].is_unique
+    assert list(frame.columns[:3]) == ["id", "question", "split"] and set(frame["split"]) == {"train", "test"}
+    assert dataset.task(label) == task and frame[label].notna().sum() > 0.8 * rows
+
+
+def test_splits_are_fixed_and_stratified():
+    first, second = load_dataset("math500"), load_dataset("math500")
+    assert (first.frame["split"] == second.frame["split"]).all() and first.content_hash == second.content_hash
+    share = first.frame.groupby("level")["split"].apply(lambda s: (s == "train").mean())
+    assert share.between(0.55, 0.65).all()
+    assert (first.frame["split"] == "test").sum() == 200
+
+
+def test_arc_numeric_answer_keys_become_letters():
+    frame = load_dataset("arc-challenge").frame
+    assert set(frame["answer"]) <= set("ABCDE") and frame["question"].str.contains("\nA. ").all()
+
+
+def test_mmlu_pro_missing_outcomes_stay_missing():
+    frame = load_dataset("mmlu-pro").frame
+    assert frame["correct:DeepSeek-Coder-V2"].isna().sum() == 12032 - 10351
+    assert len(load_dataset("mmlu-pro").task.__self__.labels) == 29
+
+
+def test_subset_keeps_each_rows_split():
+    full = load_dataset("math500")
+    part = full.subset(100)
+    assert len(part.frame) == 100
+    merged = part.frame.merge(full.frame[["id", "split"]], on="id", suffixes=("", "_full"))
+    assert (merged["split"] == merged["split_full"]).all()
+
+
+def test_missing_data_dir_says_where_it_looked(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere")):
+        load_dataset("math500", data_dir_override=tmp_path / "nowhere")
+
+
+def test_unknown_dataset_and_label_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="Unknown dataset 'mathh'"):
+        load_dataset("mathh")
+    with pytest.raises(KeyError, match="Available: level"):
+        load_dataset("math500").task("levle")
+
+
+def test_local_file_with_own_split(tmp_path):
+    path = tmp_path / "mine.csv"
+    pd.DataFrame({"text": ["a", "b", "c", "d"], "hard": [0, 1, 0, 1], "split": ["train", "train", "test", "test"]}).to_csv(path, index=False)
+    dataset = load_dataset(str(path), question_column="text", label_columns=["hard"])
+    assert dataset.labels == {"hard": "binary"} and list(dataset.frame["split"]) == ["train", "train", "test", "test"]
+
+
+def test_stratified_split_handles_singletons():
+    split = stratified_split(pd.Series([1, 2, 2, 3, 3, 3, 3, 3]))
+    assert set(split) <= {"train", "test"} and len(split) == 8
