@@ -49,8 +49,8 @@ def extract(
     layers: list[int],
     positions: list[int],
     *,
-    max_batch_tokens: int = 8192,
-    max_batch_size: int = 64,
+    max_batch_tokens: int = 16384,
+    max_batch_size: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """Activations of shape ``[N, len(layers), len(positions), hidden]`` (float32).
@@ -58,7 +58,11 @@ def extract(
     Args:
         layers: decoder block indices in ``[0, n_layers)``; the value is the block's output (residual stream).
         positions: negative offsets from the end of each prompt (e.g. the EOI positions).
+        max_batch_size: default 64 on GPU; 1 on CPU, where padded batches measured slower than single
+            prompts (the CPU's matmuls are already saturated at one prompt's length; see eval/bench_extract.py).
     """
+    if max_batch_size is None:
+        max_batch_size = 1 if lm.device.type == "cpu" else 64
     layers = [int(layer) for layer in layers]
     if not layers or min(layers) < 0 or max(layers) >= lm.n_layers:
         raise ValueError(f"layers must be within [0, {lm.n_layers}), got {layers}")

@@ -1,0 +1,1 @@
+"""Evaluation scripts: benchmarks (and, later, the leaderboard)."""

@@ -1,0 +1,97 @@
+"""Benchmark: this extractor vs a naive public-code-style loop on the same MATH-500 prompts.
+
+Naive: batch size 1, full forward with ``output_hidden_states=True`` (LM head included), then slicing.
+Fast: :func:`probes_hub.activations.extract` (hooks, early exit, no LM head, no hidden-state copies;
+length-bucketed batches on GPU, single unpadded prompts on CPU where padding measured slower).
+Two scenarios: the training sweep (every layer) and a deployed probe (one layer, ``--probe-layer``).
+Prints prompts/s, ratios, max abs / relative differences and achieved GFLOP/s next to a measured matmul peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from probes_hub.activations import extract
+from probes_hub.datasets import load_dataset
+from probes_hub.models import load_model
+from probes_hub.prompts import encode_prompts, prompt_format
+
+
+def matmul_peak_gflops(seconds: float = 2.0) -> float:
+    """Float32 matmul throughput at model-like shapes (the practical peak of this machine)."""
+    a, b = torch.randn(2048, 576), torch.randn(576, 1536)
+    a @ b
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        count += 1
+    return 2 * 2048 * 576 * 1536 * count / (time.perf_counter() - started) / 1e9
+
+
+def naive_extract(lm, prompt_ids, layers, positions) -> np.ndarray:
+    """The public-code pattern: one prompt at a time, every hidden state and the logits computed."""
+    rows = []
+    with torch.no_grad():
+        for ids in prompt_ids:
+            output = lm.model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+            rows.append(np.stack([output.hidden_states[layer + 1][0, positions].float().numpy() for layer in layers]))
+    return np.stack(rows)
+
+
+def layer_params(lm, deepest: int) -> int:
+    return sum(p.numel() for layer in lm.decoder_layers[: deepest + 1] for p in layer.parameters())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="24 prompts (under 3 minutes on CPU)")
+    parser.add_argument("-n", type=int, default=100, help="number of MATH-500 prompts (default 100)")
+    parser.add_argument("--probe-layer", type=int, default=14, help="layer of the deployed-probe scenario (default 14)")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    n = 24 if args.quick else args.n
+
+    lm = load_model("smollm2")
+    fmt = prompt_format(lm.tokenizer)
+    questions = load_dataset("math500", data_dir_override=args.data_dir).frame["question"].tolist()[:n]
+    prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer)
+    tokens = sum(len(p) for p in prompt_ids)
+    positions = fmt.eoi_positions
+    comparable = list(range(lm.n_layers - 1))  # the last hidden_states entry has the final norm applied
+    head_params = lm.model.lm_head.weight.numel()
+    print(f"{n} prompts, {tokens} tokens, torch threads={torch.get_num_threads()}, device={lm.device}")
+
+    extract(lm, prompt_ids[:2], [0], positions, progress=False)  # warm-up
+    started = time.perf_counter()
+    naive = naive_extract(lm, prompt_ids, list(range(lm.n_layers)), positions)
+    naive_s = time.perf_counter() - started
+    naive_gflops = 2 * (layer_params(lm, lm.n_layers - 1) + head_params) * tokens / naive_s / 1e9
+    print(f"naive      {n / naive_s:7.2f} prompts/s  ({naive_s:.1f} s, {naive_gflops:.0f} GFLOP/s)")
+
+    results = {}
+    for name, layers in (("all_layers", list(range(lm.n_layers))), ("probe_layer", [args.probe_layer])):
+        started = time.perf_counter()
+        fast = extract(lm, prompt_ids, layers, positions, progress=False)
+        seconds = time.perf_counter() - started
+        pick = [i for i, layer in enumerate(layers) if layer in comparable]
+        reference = naive[:, [layers[i] for i in pick]]
+        diff = float(np.abs(fast[:, pick] - reference).max())
+        rel = diff / float(np.abs(reference).max())
+        gflops = 2 * layer_params(lm, max(layers)) * tokens / seconds / 1e9
+        results[name] = (naive_s / seconds, diff, rel, gflops)
+        print(f"fast/{name:11s} {n / seconds:7.2f} prompts/s  ({seconds:.1f} s, {gflops:.0f} GFLOP/s)  speedup {naive_s / seconds:.2f}x  "
+              f"max_abs_diff {diff:.2e}  max_rel_diff {rel:.2e}")
+    peak = matmul_peak_gflops()
+    print(f"matmul peak {peak:.0f} GFLOP/s")
+    all_layers, probe_layer = results["all_layers"], results["probe_layer"]
+    print(f"RESULT extract_speedup={probe_layer[0]:.2f} extract_speedup_all_layers={all_layers[0]:.2f} "
+          f"max_abs_diff={max(all_layers[1], probe_layer[1]):.2e} max_rel_diff={max(all_layers[2], probe_layer[2]):.2e} "
+          f"gflops={all_layers[3]:.0f} naive_gflops={naive_gflops:.0f} peak_gflops={peak:.0f}")
+
+
+if __name__ == "__main__":
+    main()
