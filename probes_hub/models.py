@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import cache_dir, file_sha256
+from .cache import cache_dir, file_sha256, sha256_text
 from .constants import EMBEDDED_DISPLAY_ID, EMBEDDED_GGUF, EMBEDDED_MODEL_ALIAS, EMBEDDED_PACKAGE, ENV_MODEL
 
 logger = logging.getLogger(__name__)
@@ -131,8 +131,6 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: tor
 
 def _folder_digest(folder: Path) -> str:
     """Content digest of a local model folder: config plus the sha256 of each weights file."""
-    from .cache import sha256_text
-
     parts = []
     for path in sorted(folder.iterdir()):
         if path.name == "config.json" or path.suffix in {".safetensors", ".bin", ".json", ".model"}:

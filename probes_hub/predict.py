@@ -30,9 +30,9 @@ def predict_questions(lm: LoadedModel, probe_dirs: list[str | Path], questions: 
         probe = Probe.from_pretrained(folder, hidden_size=lm.hidden_size)
         check_probe_matches_model(probe, lm, where=str(folder))
         probes[Path(folder).name] = probe
-    prompts = {p.info["model"]["prompt"]["mode"] for p in probes.values()} | {p.info["model"]["prompt"]["max_length"] for p in probes.values()}
+    prompts = {(p.info["model"]["prompt"]["mode"], p.info["model"]["prompt"]["max_length"]) for p in probes.values()}
     first = next(iter(probes.values())).info["model"]["prompt"]
-    if len(prompts) != 2:
+    if len(prompts) != 1:
         raise ValueError("All probes given to one predict call must share the prompt mode and max length.")
     fmt = prompt_format(lm.tokenizer, chat=first["mode"] == "chat")
     prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer, max_length=first["max_length"])

@@ -35,9 +35,9 @@ def test_arc_numeric_answer_keys_become_letters():
 
 
 def test_mmlu_pro_missing_outcomes_stay_missing():
-    frame = load_dataset("mmlu-pro").frame
-    assert frame["correct:DeepSeek-Coder-V2"].isna().sum() == 12032 - 10351
-    assert len(load_dataset("mmlu-pro").task.__self__.labels) == 29
+    dataset = load_dataset("mmlu-pro")
+    assert dataset.frame["correct:DeepSeek-Coder-V2"].isna().sum() == 12032 - 10351
+    assert len(dataset.labels) == 29
 
 
 def test_subset_keeps_each_rows_split():
