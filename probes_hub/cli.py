@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        f"test split. Splits: " + "; ".join(f"{k}: {v}" for k, v in SPLIT_RULES.items()))
     train.add_argument("--model", default=None, help=MODEL_HELP)
     _add_data_args(train)
-    train.add_argument("--label", default="level", help="label column (math500: level; arc-*: grade; gsm8k: steps; mmlu-pro: correct:<model>)")
+    train.add_argument("--label", nargs="+", default=["level"],
+                       help="label(s) or shell patterns (math500: level; arc-*: grade; gsm8k: steps; mmlu-pro: correct:<model>, or 'correct:*' "
+                            "for all 29 models, trained together on one extraction)")
     train.add_argument("--label-column", action="append", default=[], help="label column(s) of a local file (repeatable)")
     train.add_argument("--probe", nargs="+", default=["linear"], choices=["linear", "length", "tfidf"], help="probe type(s) to save (baselines are always evaluated)")
     train.add_argument("--layers", default=None, help="layers to sweep, e.g. '0-29' or '8,12,16' (default: all)")
@@ -86,24 +88,26 @@ def parse_layers(text: str | None) -> tuple[int, ...] | None:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainOptions, train
 
-    options = TrainOptions(model=args.model, dataset=args.dataset, label=args.label, probes=tuple(args.probe), out=args.out,
+    options = TrainOptions(model=args.model, dataset=args.dataset, labels=tuple(args.label), probes=tuple(args.probe), out=args.out,
                            data_dir=args.data_dir, limit=args.limit, layers=parse_layers(args.layers), max_length=args.max_length,
                            chat=not args.raw, cv_folds=args.cv_folds, seed=args.seed, use_cache=not args.no_cache,
                            question_column=args.question_column, label_columns=tuple(args.label_column))
     started = time.time()
-    result = train(options)
-    for name, trained in {**result.probes, **result.baselines}.items():
-        kind = "probe" if name in result.probes else "baseline"
-        print(f"{kind:8s} {name:7s} {trained.metrics['test']}")
-        for key in ("test_mae", "test_ece_uncalibrated", "test_ece"):
-            if key in trained.metrics:
-                print(f"{'':17s}{key}: {trained.metrics[key]}")
-    for name, trained in result.probes.items():
-        selection = trained.probe.to_config()["selection"]
-        if name == "linear":
-            print(f"selected: layer {selection['layer']}, position {selection['position']}, alpha {selection['alpha']:g}"
-                  + (f", C {selection['C']:g}" if "C" in selection else "") + f" (CV {selection['cv_metric']} {selection['cv_score']:.3f})")
-        print(f"saved {name} probe to {trained.path}")
+    results = train(options)
+    for label, result in results.items():
+        print(f"== {label}")
+        for name, trained in {**result.probes, **result.baselines}.items():
+            kind = "probe" if name in result.probes else "baseline"
+            print(f"{kind:8s} {name:7s} {trained.metrics['test']}")
+            for key in ("test_mae", "test_ece_uncalibrated", "test_ece"):
+                if key in trained.metrics:
+                    print(f"{'':17s}{key}: {trained.metrics[key]}")
+        for name, trained in result.probes.items():
+            selection = trained.probe.to_config()["selection"]
+            if name == "linear":
+                print(f"selected: layer {selection['layer']}, position {selection['position']}, alpha {selection['alpha']:g}"
+                      + (f", C {selection['C']:g}" if "C" in selection else "") + f" (CV {selection['cv_metric']} {selection['cv_score']:.3f})")
+            print(f"saved {name} probe to {trained.path}")
     print(f"done in {time.time() - started:.0f} s")
     return 0
 

@@ -1,14 +1,18 @@
 """The training pipeline: dataset + model -> features -> fitted, calibrated, evaluated probes + reports.
 
 Row roles are fixed before anything is fitted: the dataset's test split is only ever predicted; for
-binary labels a seeded, stratified 20% of the training rows is held out for Platt calibration, and the
-remaining rows are the only ones used for fitting and for the CV selection of layer, position and
-regularization.
+binary labels a seeded 20% of the training questions is held out for Platt calibration (the same questions
+for every label, so many labels share one sweep), and the remaining rows are the only ones used for
+fitting and for the CV selection of layer, position and regularization.
+
+Many labels of one dataset (e.g. the 29 MMLU-Pro success labels) train in one call: activations are
+extracted once, and labels known on the same rows share the linear sweep's decompositions.
 """
 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import json
 import logging
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .activations import cached_extract
 from .datasets import BINARY, QuestionSet, load_dataset, stratified_split
@@ -25,7 +30,7 @@ from .models import LoadedModel, load_model
 from .naming import probe_folder_name
 from .prompts import PromptFormat, encode_prompts, eoi_tokens, prompt_format
 from .probes import PROBE_TYPES, LinearProbe, Probe
-from .probes.linear import ridge_path
+from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
 CALIBRATION_FRACTION = 0.2
@@ -37,7 +42,7 @@ class TrainOptions:
 
     model: str | None = None
     dataset: str = "math500"
-    label: str = "level"
+    labels: tuple[str, ...] = ("level",)
     probes: tuple[str, ...] = ("linear",)
     out: str = "runs"
     data_dir: str | None = None
@@ -84,15 +89,33 @@ def build_features(lm: LoadedModel, fmt: PromptFormat, dataset: QuestionSet, lay
 
 
 def row_roles(dataset: QuestionSet, label: str, *, seed: int = 0) -> dict[str, np.ndarray]:
-    """Indices of ``fit``, ``calibration`` (binary labels only) and ``test`` rows with a known label."""
+    """Indices of ``fit``, ``calibration`` (binary labels only) and ``test`` rows with a known label.
+
+    The calibration hold-out is drawn from all training questions before labels are looked at, so every
+    label of a dataset holds out the same questions.
+    """
     frame = dataset.frame
     known = frame[label].notna().to_numpy()
-    train = np.flatnonzero(known & (frame["split"] == "train").to_numpy())
+    is_train = (frame["split"] == "train").to_numpy()
     test = np.flatnonzero(known & (frame["split"] == "test").to_numpy())
     if dataset.task(label) != BINARY:
-        return {"fit": train, "calibration": np.array([], dtype=int), "test": test}
-    role = stratified_split(frame[label].iloc[train].reset_index(drop=True), seed=seed, train_fraction=1 - CALIBRATION_FRACTION)
-    return {"fit": train[role == "train"], "calibration": train[role == "test"], "test": test}
+        return {"fit": np.flatnonzero(known & is_train), "calibration": np.array([], dtype=int), "test": test}
+    train_rows = np.flatnonzero(is_train)
+    role = stratified_split(pd.Series(np.zeros(len(train_rows))), seed=seed, train_fraction=1 - CALIBRATION_FRACTION)
+    held_out = np.zeros(len(frame), dtype=bool)
+    held_out[train_rows[role == "test"]] = True
+    return {"fit": np.flatnonzero(known & is_train & ~held_out), "calibration": np.flatnonzero(known & held_out), "test": test}
+
+
+def resolve_labels(dataset: QuestionSet, patterns: tuple[str, ...]) -> list[str]:
+    """Label names from names or shell-style patterns (``'correct:*'``), in dataset order; unknown ones are an error."""
+    labels: list[str] = []
+    for pattern in patterns:
+        matches = [name for name in dataset.labels if fnmatch.fnmatchcase(name, pattern)]
+        if not matches:
+            raise ValueError(f"Label {pattern!r} matches none of {dataset.name}'s labels: {', '.join(dataset.labels)}.")
+        labels += [m for m in matches if m not in labels]
+    return labels
 
 
 def evaluate(probe: Probe, features: Features, y: np.ndarray) -> tuple[dict[str, Metric], np.ndarray]:
@@ -107,44 +130,66 @@ def evaluate(probe: Probe, features: Features, y: np.ndarray) -> tuple[dict[str,
     return metrics, prediction
 
 
-def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> TrainResult:
-    """Train, select, calibrate, evaluate and save the requested probes (baselines are always evaluated).
+def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, TrainResult]:
+    """Train, select, calibrate, evaluate and save the requested probes for every requested label.
 
-    Returns a :class:`TrainResult`; each requested probe is saved under ``options.out``.
+    Baselines are always evaluated. Returns ``{label: TrainResult}``; each requested probe is saved under
+    ``options.out`` in a folder named after model, dataset, label and probe type.
     """
     unknown = [p for p in options.probes if p not in PROBE_TYPES]
     if unknown:
         raise ValueError(f"Unknown probe type(s) {unknown}; choose from {sorted(PROBE_TYPES)}.")
     dataset = load_dataset(options.dataset, data_dir_override=options.data_dir, label_columns=list(options.label_columns) or None,
                            question_column=options.question_column).subset(options.limit, seed=options.seed)
-    task = dataset.task(options.label)
+    labels = resolve_labels(dataset, options.labels)
     lm = lm or load_model(options.model)
     fmt = prompt_format(lm.tokenizer, chat=options.chat)
     layers = list(options.layers) if options.layers else list(range(lm.n_layers))
     features = build_features(lm, fmt, dataset, layers if "linear" in options.probes else [],
                               max_length=options.max_length, use_cache=options.use_cache, progress=options.progress)
-    roles = row_roles(dataset, options.label, seed=options.seed)
-    if len(roles["fit"]) < 2 * options.cv_folds or len(roles["test"]) < 2:
-        raise ValueError(f"Too few labelled rows for '{options.label}': fit={len(roles['fit'])}, test={len(roles['test'])}.")
-    y = dataset.frame[options.label].to_numpy(dtype=float)
+    roles = {label: row_roles(dataset, label, seed=options.seed) for label in labels}
+    for label, role in roles.items():
+        if len(role["fit"]) < 2 * options.cv_folds or len(role["test"]) < 2:
+            raise ValueError(f"Too few labelled rows for '{label}': fit={len(role['fit'])}, test={len(role['test'])}.")
+    linear = _fit_linear(dataset, labels, roles, features, options) if "linear" in options.probes else {}
+    return {label: _train_label(lm, fmt, dataset, label, roles[label], features, options, linear.get(label))
+            for label in progress_bar(labels, desc="labels", unit="label", disable=not options.progress or len(labels) == 1)}
+
+
+def _fit_linear(dataset: QuestionSet, labels: list[str], roles: dict, features: Features, options: TrainOptions) -> dict[str, LinearProbe]:
+    """Linear probes for all labels; labels of one task known on the same fit rows share one sweep."""
+    groups: dict[tuple, list[str]] = {}
+    for label in labels:
+        groups.setdefault((dataset.task(label), tuple(roles[label]["fit"])), []).append(label)
+    fitted = {}
+    for (task, rows), group in groups.items():
+        rows = np.array(rows)
+        Y = dataset.frame[group].to_numpy(dtype=float)[rows]
+        fitted.update(zip(group, _make_probe("linear", task, options).fit_many(features.take(rows), Y)))
+    return fitted
+
+
+def _train_label(lm, fmt, dataset: QuestionSet, label: str, roles: dict, features: Features, options: TrainOptions,
+                 linear: LinearProbe | None) -> TrainResult:
+    """Fit (unless given), calibrate, evaluate and save every probe type for one label."""
+    task = dataset.task(label)
+    y = dataset.frame[label].to_numpy(dtype=float)
     parts = {name: features.take(rows) for name, rows in roles.items()}
     targets = {name: y[rows] for name, rows in roles.items()}
-
     result = TrainResult()
     for probe_type in dict.fromkeys(("length", "tfidf", *options.probes)):
-        probe = _make_probe(probe_type, task, options)
-        probe.fit(parts["fit"], targets["fit"])
+        probe = linear if probe_type == "linear" else _make_probe(probe_type, task, options).fit(parts["fit"], targets["fit"])
         if task == BINARY:
             probe.fit_calibration(parts["calibration"], targets["calibration"],
-                                  note=f"Platt scaling on a held-out {CALIBRATION_FRACTION:.0%} of the training rows (n={len(roles['calibration'])}), unused for fitting and selection")
+                                  note=f"Platt scaling on a held-out {CALIBRATION_FRACTION:.0%} of the training questions (n={len(roles['calibration'])}), unused for fitting and selection")
         metrics, prediction = evaluate(probe, parts["test"], targets["test"])
         trained = TrainedProbe(probe, metrics, test_predictions=prediction)
         (result.probes if probe_type in options.probes else result.baselines)[probe_type] = trained
     baseline_metrics = {f"baseline_{name}": t.metrics["test"] for name, t in {**result.baselines, **result.probes}.items() if name in ("length", "tfidf")}
     for probe_type, trained in result.probes.items():
-        trained.probe.info = _record(lm, fmt, dataset, options, task, y, roles, features, {**trained.metrics, **baseline_metrics})
-        reports = _reports(trained, dataset, roles, y, parts, targets) if probe_type == "linear" else _prediction_reports(trained, dataset, roles, y, parts)
-        folder = Path(options.out) / probe_folder_name(lm.display_id, dataset.name, options.label, probe_type)
+        trained.probe.info = _record(lm, fmt, dataset, options, label, task, y, roles, {**trained.metrics, **baseline_metrics})
+        reports = _reports(trained, dataset, roles, y, parts) if probe_type == "linear" else _prediction_reports(trained, dataset, roles, y, parts)
+        folder = Path(options.out) / probe_folder_name(lm.display_id, dataset.name, label, probe_type)
         trained.path = trained.probe.save_pretrained(folder, reports=reports)
     return result
 
@@ -156,14 +201,14 @@ def _make_probe(probe_type: str, task: str, options: TrainOptions) -> Probe:
     return cls(task=task, cv_folds=options.cv_folds, seed=options.seed)
 
 
-def _record(lm, fmt, dataset, options, task, y, roles, features, metrics) -> dict:
+def _record(lm, fmt, dataset, options, label, task, y, roles, metrics) -> dict:
     """The facts a probe's config.json records about how it was made."""
     labelled = y[np.isfinite(y)]
     return {
         "model": {"fingerprint": lm.fingerprint, "display_id": lm.display_id, "hidden_size": lm.hidden_size, "n_layers": lm.n_layers,
                   "prompt": {"mode": fmt.mode, "template_hash": fmt.template_hash, "eoi_tokens": eoi_tokens(fmt, lm.tokenizer),
                              "eoi_positions": fmt.eoi_positions, "max_length": options.max_length}},
-        "label": {"name": options.label, "task": task, "range": [float(labelled.min()), float(labelled.max())]},
+        "label": {"name": label, "task": task, "range": [float(labelled.min()), float(labelled.max())]},
         "data": {"dataset": dataset.name, "source": dataset.source, "split_rule": dataset.split_rule, "content_hash": dataset.content_hash,
                  "limit": options.limit, "seed": options.seed, "n_train": int(len(roles["fit"]) + len(roles["calibration"])),
                  "n_fit": int(len(roles["fit"])), "n_calibration": int(len(roles["calibration"])), "n_test": int(len(roles["test"]))},
@@ -183,23 +228,18 @@ def _prediction_reports(trained: TrainedProbe, dataset, roles, y, parts) -> dict
     return {"predictions.json": json.dumps({"rows": rows}, indent=1)}
 
 
-def _reports(trained: TrainedProbe, dataset, roles, y, parts, targets) -> dict[str, str]:
+def _reports(trained: TrainedProbe, dataset, roles, y, parts) -> dict[str, str]:
     """Sweep table (CV and test score per layer x position, JSON + CSV), predictions, all probes' test predictions."""
     probe: LinearProbe = trained.probe  # type: ignore[assignment]
     sweep = probe.sweep_
-    fit_acts, test_acts = parts["fit"].activations, parts["test"].activations
     best_alpha = sweep.best_alpha_index()
-    test_predictions = np.zeros((len(sweep.layers), len(sweep.positions), len(roles["test"])))
-    for li in range(len(sweep.layers)):
-        X_fit = np.swapaxes(fit_acts[:, li], 0, 1).astype(np.float64)
-        X_test = np.swapaxes(test_acts[:, li], 0, 1).astype(np.float64)
-        path = ridge_path(X_fit, targets["fit"], X_test, sweep.alphas)  # [P, m, A]
-        test_predictions[li] = np.take_along_axis(path, best_alpha[li][:, None, None], axis=-1)[..., 0]
+    test_predictions = probe.cells_.predict(parts["test"].activations)  # [L, P, m], each cell at its CV-best alpha
+    targets = y[roles["test"]]
     table = []
     for li, layer in enumerate(sweep.layers):
         for pi, position in enumerate(sweep.positions):
             ai = best_alpha[li, pi]
-            test = headline_metric(probe.task, targets["test"], test_predictions[li, pi])
+            test = headline_metric(probe.task, targets, test_predictions[li, pi])
             table.append({"layer": layer, "position": position, "alpha": sweep.alphas[ai], "cv_metric": sweep.metric,
                           "cv_score": float(sweep.cv_scores[li, pi, ai]), "test_score": test.value, "test_low": test.low, "test_high": test.high,
                           "test_n": test.n, "selected": (li, pi, ai) == sweep.best})

@@ -1,5 +1,6 @@
 """Built-in datasets from the shared data folder: uniform tables, fixed seeded splits, labels, clear errors."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,3 +71,19 @@ def test_local_file_with_own_split(tmp_path):
 def test_stratified_split_handles_singletons():
     split = stratified_split(pd.Series([1, 2, 2, 3, 3, 3, 3, 3]))
     assert set(split) <= {"train", "test"} and len(split) == 8
+
+
+def test_label_patterns_and_shared_calibration_rows():
+    from probes_hub.train import resolve_labels, row_roles
+
+    dataset = load_dataset("mmlu-pro").subset(300)
+    labels = resolve_labels(dataset, ("correct:Meta-Llama-3_1-8B*", "correct:Meta-Llama-3_1-8B-Instruct"))
+    assert labels == ["correct:Meta-Llama-3_1-8B", "correct:Meta-Llama-3_1-8B-Instruct"]
+    assert len(resolve_labels(dataset, ("correct:*",))) == 29
+    with pytest.raises(ValueError, match="matches none"):
+        resolve_labels(dataset, ("correct:gpt-9",))
+    first, second = (row_roles(dataset, label) for label in labels)
+    for role in ("fit", "calibration", "test"):
+        np.testing.assert_array_equal(first[role], second[role])  # same questions for every fully known label
+    assert not set(first["calibration"]) & set(first["fit"]) and not set(first["test"]) & set(first["fit"])
+    assert abs(len(first["calibration"]) / (len(first["fit"]) + len(first["calibration"])) - 0.2) < 0.02

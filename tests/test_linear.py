@@ -83,3 +83,28 @@ def test_predict_before_fit_and_wrong_width_are_clear_errors():
     narrow = Features(features.questions, features.token_counts, features.activations[..., :8], features.layers, features.positions)
     with pytest.raises(ValueError, match="features"):
         probe.predict(narrow)
+
+
+def test_multi_target_ridge_matches_one_target_at_a_time():
+    rng = np.random.default_rng(3)
+    for n, d in [(60, 12), (10, 30)]:  # primal and kernel forms
+        Xs, Y = rng.normal(size=(2, n, d)), rng.normal(size=(n, 3))
+        many = ridge_coefs(Xs, Y, [0.5, 50.0])  # [2, A, T, d]
+        for t in range(3):
+            np.testing.assert_allclose(many[:, :, t], ridge_coefs(Xs, Y[:, t], [0.5, 50.0]), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_fit_many_equals_separate_fits(binary):
+    features, y = _synthetic(n=200, binary=binary)
+    rng = np.random.default_rng(1)
+    other = rng.permutation(y)  # a second label on the same rows
+    Y = np.column_stack([y, other])
+    task = "binary" if binary else "graded"
+    together = LinearProbe(task=task, cv_folds=3).fit_many(features, Y)
+    for t, probe in enumerate(together):
+        alone = LinearProbe(task=task, cv_folds=3).fit(features, Y[:, t])
+        assert probe.selection_ == alone.selection_
+        for name in probe.array_names:
+            np.testing.assert_allclose(getattr(probe, name), getattr(alone, name), rtol=1e-8, atol=1e-10)
+    assert (together[0].layer, together[0].position) == (12, -1)

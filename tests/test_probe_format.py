@@ -28,12 +28,9 @@ def trained(tiny, tmp_path_factory):
     data = tmp_path_factory.mktemp("data") / "toy.jsonl"
     pd.DataFrame(rows).to_json(data, orient="records", lines=True)
     out = tmp_path_factory.mktemp("probes")
-    results = {}
-    for label in ("difficulty", "solved"):
-        options = TrainOptions(dataset=str(data), label=label, label_columns=("difficulty", "solved"), probes=("linear", "length", "tfidf"),
-                               out=str(out / label), cv_folds=3, progress=False)
-        results[label] = train(options, lm=tiny)
-    return data, results
+    options = TrainOptions(dataset=str(data), labels=("difficulty", "solved"), label_columns=("difficulty", "solved"),
+                           probes=("linear", "length", "tfidf"), out=str(out), cv_folds=3, progress=False)
+    return data, train(options, lm=tiny)
 
 
 @pytest.mark.parametrize("label", ["difficulty", "solved"])

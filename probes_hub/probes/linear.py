@@ -2,13 +2,15 @@
 
 Ridge solutions for every alpha come from one eigendecomposition per (fold, layer, position): with
 standardized X and centred y, ``coef(alpha) = V diag(1 / (lambda + alpha)) V^T X^T y`` (primal form when
-n > d, kernel form otherwise). The selection uses k-fold CV on the training rows only; binary labels are
-screened with the same least-squares path (CV ROC-AUC), then a logistic regression's C is chosen by CV
-at the selected (layer, position).
+n > d, kernel form otherwise). The same decomposition serves many labels at once (``Y [n, T]``), so the
+29 success labels of MMLU-Pro cost about as much as one. The selection uses k-fold CV on the training rows
+only; binary labels are screened with the same least-squares path (CV ROC-AUC), then a logistic
+regression's C is chosen by CV at the selected (layer, position).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,28 +33,41 @@ def standardization(X: np.ndarray, axis: int = -2) -> tuple[np.ndarray, np.ndarr
     return mean, np.where(scale > 0, scale, 1.0)
 
 
-def ridge_coefs(Xs: np.ndarray, yc: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """Ridge coefficients ``[..., A, d]`` for standardized ``Xs [..., n, d]`` and centred ``yc [n]``, all alphas at once."""
+def ridge_coefs(Xs: np.ndarray, Yc: np.ndarray, alphas) -> np.ndarray:
+    """Ridge coefficients for standardized ``Xs [..., n, d]`` and centred targets, every alpha at once.
+
+    ``Yc [n]`` gives ``[..., A, d]``; ``Yc [n, T]`` gives ``[..., A, T, d]`` from the same decomposition.
+    """
     n, d = Xs.shape[-2:]
     alphas = np.asarray(alphas, dtype=np.float64)
+    Y = Yc[:, None] if Yc.ndim == 1 else Yc
+    Xt = np.swapaxes(Xs, -1, -2)
     if n > d:
-        eigval, eigvec = np.linalg.eigh(np.swapaxes(Xs, -1, -2) @ Xs)  # [..., d], [..., d, d]
-        proj = np.einsum("...ji,...j->...i", eigvec, np.swapaxes(Xs, -1, -2) @ yc)  # V^T X^T y, [..., d]
-        scaled = proj[..., None, :] / (eigval[..., None, :] + alphas[:, None])  # [..., A, d]
-        return scaled @ np.swapaxes(eigvec, -1, -2)
-    eigval, eigvec = np.linalg.eigh(Xs @ np.swapaxes(Xs, -1, -2))  # kernel form, [..., n]
-    proj = np.swapaxes(eigvec, -1, -2) @ yc
-    dual = (proj[..., None, :] / (eigval[..., None, :] + alphas[:, None])) @ np.swapaxes(eigvec, -1, -2)  # [..., A, n]
-    return dual @ Xs
+        eigval, eigvec = np.linalg.eigh(Xt @ Xs)  # [..., d], [..., d, d]
+        proj = np.swapaxes(eigvec, -1, -2) @ (Xt @ Y)  # V^T X^T Y, [..., d, T]
+        scaled = proj[..., None, :, :] / (eigval[..., None, :, None] + alphas[:, None, None])  # [..., A, d, T]
+        coefs = eigvec[..., None, :, :] @ scaled
+    else:
+        eigval, eigvec = np.linalg.eigh(Xs @ Xt)  # kernel form, [..., n]
+        proj = np.swapaxes(eigvec, -1, -2) @ Y  # [..., n, T]
+        dual = eigvec[..., None, :, :] @ (proj[..., None, :, :] / (eigval[..., None, :, None] + alphas[:, None, None]))
+        coefs = Xt[..., None, :, :] @ dual  # [..., A, d, T]
+    coefs = np.swapaxes(coefs, -1, -2)  # [..., A, T, d]
+    return coefs[..., 0, :] if Yc.ndim == 1 else coefs
 
 
-def ridge_path(X_train: np.ndarray, y_train: np.ndarray, X_eval: np.ndarray, alphas) -> np.ndarray:
-    """Predictions ``[..., A, m]`` on ``X_eval [..., m, d]`` of ridge fits on ``X_train [..., n, d]`` for every alpha."""
+def ridge_path(X_train: np.ndarray, Y_train: np.ndarray, X_eval: np.ndarray, alphas) -> np.ndarray:
+    """Predictions on ``X_eval [..., m, d]`` of ridge fits on ``X_train [..., n, d]`` for every alpha.
+
+    Shape ``[..., m, A]`` for ``Y_train [n]`` and ``[..., m, A, T]`` for ``Y_train [n, T]``.
+    """
     mean, scale = standardization(X_train)
-    Xs = (X_train - mean) / scale
-    y_mean = y_train.mean()
-    coefs = ridge_coefs(Xs, y_train - y_mean, alphas)
-    return ((X_eval - mean) / scale) @ np.swapaxes(coefs, -1, -2) + y_mean  # [..., m, A]
+    y_mean = Y_train.mean(axis=0)
+    coefs = ridge_coefs((X_train - mean) / scale, Y_train - y_mean, alphas)
+    Xe = (X_eval - mean) / scale
+    if Y_train.ndim == 1:
+        return Xe @ np.swapaxes(coefs, -1, -2) + y_mean
+    return np.einsum("...md,...atd->...mat", Xe, coefs) + y_mean
 
 
 def ridge_fit(X: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
@@ -68,9 +83,14 @@ def cv_folds(y: np.ndarray, task: str, k: int, seed: int) -> list[tuple[np.ndarr
     return list(splitter.split(np.zeros(len(y)), y.astype(int) if task == "binary" else y))
 
 
+def sweep_folds(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded, label-free k folds for the ridge sweep, so every label on the same rows shares them."""
+    return list(KFold(k, shuffle=True, random_state=seed).split(np.zeros(n)))
+
+
 @dataclass
 class SweepResult:
-    """CV scores ``[L, P, A]`` of every (layer, position, alpha) and the chosen indices."""
+    """CV scores ``[L, P, A]`` of every (layer, position, alpha) for one label, and the chosen indices."""
 
     layers: tuple[int, ...]
     positions: tuple[int, ...]
@@ -89,22 +109,67 @@ class SweepResult:
         return np.argmax(np.where(np.isfinite(self.cv_scores), self.cv_scores, -np.inf), axis=-1)
 
 
-def sweep(acts: np.ndarray, y: np.ndarray, *, task: str, layers, positions, alphas=DEFAULT_ALPHAS, folds: int = 5, seed: int = 0) -> SweepResult:
-    """k-fold CV of the ridge path for every (layer, position) of ``acts [N, L, P, D]``.
+def sweep_many(acts: np.ndarray, Y: np.ndarray, *, task: str, layers, positions, alphas=DEFAULT_ALPHAS, folds: int = 5, seed: int = 0) -> list[SweepResult]:
+    """k-fold CV of the ridge path for every (layer, position) of ``acts [N, L, P, D]`` and every column of ``Y [N, T]``.
 
-    Scores pooled out-of-fold predictions by Spearman (graded) or ROC-AUC (binary).
+    Scores pooled out-of-fold predictions by Spearman (graded) or ROC-AUC (binary); one eigendecomposition
+    per (fold, layer, position) serves all T labels.
     """
-    y = np.asarray(y, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
     n_layers, n_positions = acts.shape[1:3]
-    oof = np.zeros((n_layers, n_positions, len(alphas), len(y)))
-    for train_rows, eval_rows in cv_folds(y, task, folds, seed):
-        for li in range(n_layers):
-            X = np.swapaxes(acts[:, li], 0, 1).astype(np.float64)  # [P, N, D]
-            predictions = ridge_path(X[:, train_rows], y[train_rows], X[:, eval_rows], alphas)  # [P, m, A]
-            oof[li][..., eval_rows] = np.swapaxes(predictions, -1, -2)
+    splits = sweep_folds(len(Y), folds, seed)
     row_score = auc_rows if task == "binary" else spearman_rows
-    scores = row_score(np.broadcast_to(y, oof.shape), oof)
-    return SweepResult(tuple(layers), tuple(positions), tuple(alphas), scores, "roc_auc" if task == "binary" else "spearman")
+    scores = np.zeros((n_layers, n_positions, len(alphas), Y.shape[1]))
+    for li in range(n_layers):
+        X = np.swapaxes(acts[:, li], 0, 1).astype(np.float64)  # [P, N, D]
+        oof = np.zeros((n_positions, len(alphas), Y.shape[1], len(Y)))
+        for train_rows, eval_rows in splits:
+            predictions = ridge_path(X[:, train_rows], Y[train_rows], X[:, eval_rows], alphas)  # [P, m, A, T]
+            oof[..., eval_rows] = np.moveaxis(predictions, 1, -1)
+        scores[li] = row_score(np.broadcast_to(Y.T, oof.shape), oof)
+    metric = "roc_auc" if task == "binary" else "spearman"
+    return [SweepResult(tuple(layers), tuple(positions), tuple(alphas), scores[..., t], metric) for t in range(Y.shape[1])]
+
+
+def sweep(acts: np.ndarray, y: np.ndarray, **kwargs) -> SweepResult:
+    """:func:`sweep_many` for a single label ``y [N]``."""
+    return sweep_many(acts, np.asarray(y, dtype=np.float64)[:, None], **kwargs)[0]
+
+
+@dataclass
+class CellFits:
+    """Ridge fits on all training rows at every (layer, position), each at its CV-best alpha.
+
+    ``coef [L, P, d]``, ``mean``/``scale [L, P, d]``, ``intercept`` scalar: what the layer-wise probes and
+    the per-cell test report are read from. Kept in memory after ``fit``; not saved.
+    """
+
+    coef: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    intercept: float
+
+    def predict(self, acts: np.ndarray) -> np.ndarray:
+        """Predictions ``[L, P, N]`` of every cell's probe on ``acts [N, L, P, D]``."""
+        return np.einsum("nlpd,lpd->lpn", (acts - self.mean) / self.scale, self.coef) + self.intercept
+
+
+def cell_fits_many(acts: np.ndarray, Y: np.ndarray, sweeps: list[SweepResult]) -> list[CellFits]:
+    """One :class:`CellFits` per column of ``Y``, sharing each (layer, position) eigendecomposition."""
+    alphas = sweeps[0].alphas
+    n_layers, n_positions, width = acts.shape[1], acts.shape[2], acts.shape[3]
+    best = np.stack([s.best_alpha_index() for s in sweeps], axis=-1)  # [L, P, T]
+    coef = np.zeros((Y.shape[1], n_layers, n_positions, width))
+    means, scales = np.zeros((n_layers, n_positions, width)), np.zeros((n_layers, n_positions, width))
+    y_mean = Y.mean(axis=0)
+    for li in range(n_layers):
+        X = np.swapaxes(acts[:, li], 0, 1).astype(np.float64)  # [P, N, D]
+        mean, scale = standardization(X)
+        means[li], scales[li] = mean[:, 0], scale[:, 0]
+        coefs = ridge_coefs((X - mean) / scale, Y - y_mean, alphas)  # [P, A, T, d]
+        for t in range(Y.shape[1]):
+            coef[t, li] = coefs[np.arange(n_positions), best[li, :, t], t]
+    return [CellFits(coef[t], means, scales, float(y_mean[t])) for t in range(Y.shape[1])]
 
 
 class LinearProbe(Probe):
@@ -112,10 +177,11 @@ class LinearProbe(Probe):
 
     ``fit`` sweeps every layer and position present in the features and keeps the best by k-fold CV on
     the rows it is given. It also keeps, for the chosen position, the best ridge probe of every layer
-    (``layer_coef_`` ...) so a question's reading can be drawn layer by layer.
+    (``layer_coef_`` ...) so a question's reading can be drawn layer by layer. ``fit_many`` fits one probe
+    per label column on shared rows at the cost of about one.
 
     >>> probe = LinearProbe(task="graded").fit(train_features, y)  # doctest: +SKIP
-    >>> probe.layer_, probe.position_  # doctest: +SKIP
+    >>> probe.layer, probe.position  # doctest: +SKIP
     """
 
     probe_type = "linear"
@@ -137,38 +203,44 @@ class LinearProbe(Probe):
         return None if getattr(self, "layer_index_", None) is None else int(self.selection_["position"])
 
     def fit(self, features: Features, y: np.ndarray) -> "LinearProbe":
-        y = check_labels(y, self.task)
+        self.__dict__.update(self.fit_many(features, np.asarray(y)[:, None])[0].__dict__)
+        return self
+
+    def fit_many(self, features: Features, Y: np.ndarray) -> list["LinearProbe"]:
+        """One fitted copy of this probe per column of ``Y [N, T]`` (every label known on every row)."""
+        Y = np.column_stack([check_labels(Y[:, t], self.task) for t in range(Y.shape[1])])
         acts = features.activations
         if acts is None:
             raise ValueError("LinearProbe needs activations; extract them first.")
-        self.sweep_ = sweep(acts, y, task=self.task, layers=features.layers, positions=features.positions, alphas=self.alphas, folds=self.cv_folds, seed=self.seed)
-        li, pi, ai = self.sweep_.best
-        layer, position, alpha = features.layers[li], features.positions[pi], self.alphas[ai]
-        X = acts[:, li, pi].astype(np.float64)
+        sweeps = sweep_many(acts, Y, task=self.task, layers=features.layers, positions=features.positions, alphas=self.alphas,
+                            folds=self.cv_folds, seed=self.seed)
+        cells = cell_fits_many(acts, Y, sweeps)
+        return [copy.deepcopy(self)._fit_from_sweep(acts, Y[:, t], sweeps[t], cells[t]) for t in range(Y.shape[1])]
+
+    def _fit_from_sweep(self, acts: np.ndarray, y: np.ndarray, result: SweepResult, cells: CellFits) -> "LinearProbe":
+        """Set the fitted state from a finished sweep: the chosen cell's probe plus every layer's probe at its position."""
+        li, pi, ai = result.best
+        self.sweep_, self.cells_ = result, cells
         self.selection_ = {
-            "method": f"{self.cv_folds}-fold CV on the training rows ({self.sweep_.metric} of pooled out-of-fold ridge predictions)",
-            "layer": int(layer), "position": int(position), "alpha": float(alpha),
-            "cv_score": float(self.sweep_.cv_scores[li, pi, ai]), "cv_metric": self.sweep_.metric,
-            "layers_searched": [int(v) for v in features.layers], "positions_searched": [int(v) for v in features.positions],
+            "method": f"{self.cv_folds}-fold CV on the training rows ({result.metric} of pooled out-of-fold ridge predictions)",
+            "layer": int(result.layers[li]), "position": int(result.positions[pi]), "alpha": float(self.alphas[ai]),
+            "cv_score": float(result.cv_scores[li, pi, ai]), "cv_metric": result.metric,
+            "layers_searched": [int(v) for v in result.layers], "positions_searched": [int(v) for v in result.positions],
             "alphas_searched": list(self.alphas),
         }
+        self.mean_, self.scale_ = cells.mean[li, pi], cells.scale[li, pi]
         if self.task == "graded":
-            coef, intercept, self.mean_, self.scale_ = ridge_fit(X, y, alpha)
-            self.coef_, self.intercept_ = coef, np.array([intercept])
+            self.coef_, self.intercept_ = cells.coef[li, pi], np.array([cells.intercept])
         else:
-            self._fit_logistic(X, y)
-        best_alpha = self.sweep_.best_alpha_index()[:, pi]
-        fits = [ridge_fit(acts[:, i, pi].astype(np.float64), y, self.alphas[best_alpha[i]]) for i in range(len(features.layers))]
-        self.layer_coef_ = np.stack([f[0] for f in fits])
-        self.layer_intercept_ = np.array([f[1] for f in fits])
-        self.layer_mean_ = np.stack([f[2] for f in fits])
-        self.layer_scale_ = np.stack([f[3] for f in fits])
-        self.layer_index_ = np.array(features.layers, dtype=np.float64)
+            self._fit_logistic(acts[:, li, pi].astype(np.float64), y)
+        self.layer_coef_ = cells.coef[:, pi]
+        self.layer_intercept_ = np.full(len(result.layers), cells.intercept)
+        self.layer_mean_, self.layer_scale_ = cells.mean[:, pi], cells.scale[:, pi]
+        self.layer_index_ = np.array(result.layers, dtype=np.float64)
         return self
 
     def _fit_logistic(self, X: np.ndarray, y: np.ndarray) -> None:
         """Choose C by CV ROC-AUC at the selected cell, then fit on all rows given."""
-        self.mean_, self.scale_ = (v[0] for v in standardization(X))
         Xs = (X - self.mean_) / self.scale_
         folds = cv_folds(y, "binary", self.cv_folds, self.seed)
         scores = []
