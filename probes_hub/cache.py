@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -56,6 +57,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_folder(built: Path, target: Path) -> Path:
+    """Swap a fully built folder into ``target`` (same parent folder), keeping the old one until the swap is done."""
+    backup = target.with_name(f".{target.name}.old")
+    if target.exists():
+        shutil.rmtree(backup, ignore_errors=True)
+        target.rename(backup)
+    built.rename(target)
+    shutil.rmtree(backup, ignore_errors=True)
+    return target
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cv-folds", type=int, default=5, help="folds for selection on the training split (default 5)")
     train.add_argument("--seed", type=int, default=0, help="seed for subsets, folds and the calibration hold-out")
     train.add_argument("--out", default="runs", help="folder that receives one probe folder per probe type (default runs/)")
+    train.add_argument("--push", default=None, metavar="REGISTRY", help="also add the saved probes to this registry (local folder or Hub repo id)")
     train.set_defaults(func=cmd_train)
 
     predict = sub.add_parser("predict", help="apply saved probe folder(s) to questions",
@@ -71,7 +72,56 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(extract)
     extract.add_argument("--layers", default=None, help="layers, e.g. '0-29' or '8,12,16' (default: all)")
     extract.set_defaults(func=cmd_extract)
+
+    registry_help = "registry: a local folder or a Hugging Face Hub repo id (default: the bundled registry/)"
+    listing = sub.add_parser("list", help="list a registry's probes with their test metrics",
+                             description="Reads the registry's manifest.json. Filters match exactly; --model also matches the name after '/'.")
+    listing.add_argument("--registry", default=None, help=registry_help)
+    listing.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+    _add_filter_args(listing)
+    listing.add_argument("--json", action="store_true", help="print the manifest entries as JSON")
+    listing.set_defaults(func=cmd_list)
+
+    pull = sub.add_parser("pull", help="copy probe folders from a registry into a local folder",
+                          description="Downloads only the chosen folders (Hub: snapshot_download with allow_patterns) and validates each.")
+    pull.add_argument("names", nargs="*", help="probe names (default: every probe matching the filters)")
+    pull.add_argument("--registry", default=None, help=registry_help)
+    pull.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+    pull.add_argument("--out", default="probes", help="destination folder (default probes/)")
+    _add_filter_args(pull)
+    pull.set_defaults(func=cmd_pull)
+
+    push = sub.add_parser("push", help="add probe folders to a registry (Hub: one commit with the updated manifest and card)",
+                          description="Validates every folder first; uses HF_TOKEN / HF_ENDPOINT for Hub repos (created if missing).")
+    push.add_argument("folders", nargs="+", help="probe folders to add")
+    push.add_argument("--registry", required=True, help="local folder or Hub repo id")
+    push.add_argument("--message", default=None, help="commit message")
+    push.set_defaults(func=cmd_push)
+
+    index = sub.add_parser("index", help="regenerate a local registry's manifest.json and README.md from its folders")
+    index.add_argument("--registry", default=None, help="local registry folder (default: the bundled registry/)")
+    index.set_defaults(func=cmd_index)
+
+    build = sub.add_parser("build-registry", help="rebuild the bundled default registry from the data folder (seeded, CPU ~20 min)",
+                           description="Trains MATH-500 level, ARC-Challenge grade and the 29 MMLU-Pro success labels (linear + length + "
+                                       "tfidf each) on the embedded model and writes a complete registry, swapped in only when done.")
+    build.add_argument("--out", default="registry", help="registry folder to (re)create (default registry/)")
+    build.add_argument("--model", default=None, help=MODEL_HELP)
+    build.add_argument("--data-dir", default=None, help=DATA_HELP)
+    build.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
+    build.set_defaults(func=cmd_build_registry)
     return parser
+
+
+def _add_filter_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="only probes for this model (display id, or its part after '/')")
+    parser.add_argument("--dataset", default=None, help="only probes trained on this dataset")
+    parser.add_argument("--label", default=None, help="only probes of this label")
+    parser.add_argument("--probe-type", default=None, help="only probes of this type (linear, length, tfidf)")
+
+
+def _filters(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in (("model", args.model), ("dataset", args.dataset), ("label", args.label), ("probe_type", args.probe_type)) if v}
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:
@@ -108,6 +158,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"selected: layer {selection['layer']}, position {selection['position']}, alpha {selection['alpha']:g}"
                       + (f", C {selection['C']:g}" if "C" in selection else "") + f" (CV {selection['cv_metric']} {selection['cv_score']:.3f})")
             print(f"saved {name} probe to {trained.path}")
+    if args.push:
+        from .registry import Registry
+
+        names = Registry(args.push).push([t.path for r in results.values() for t in r.probes.values()])
+        print(f"pushed {len(names)} probe(s) to {args.push}")
     print(f"done in {time.time() - started:.0f} s")
     return 0
 
@@ -165,11 +220,67 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from .registry import Registry
+
+    registry = Registry(args.registry, revision=args.revision)
+    entries = registry.list(**_filters(args))
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=1))
+    else:
+        print(f"{'name':64s} {'metric':8s} {'value':>6s} {'95% CI':>15s} {'n':>5s} {'length':>6s} {'tfidf':>6s}")
+        for e in entries:
+            m = e.metric
+            ci = f"[{m['low']:.3f},{m['high']:.3f}]" if m else ""
+            base = [f"{e.baselines[k]:.3f}" if k in e.baselines else "" for k in ("length", "tfidf")]
+            print(f"{e.name:64s} {m.get('name', ''):8s} {m.get('value', float('nan')):6.3f} {ci:>15s} {m.get('n', 0):5d} {base[0]:>6s} {base[1]:>6s}")
+        print(f"{len(entries)} of {len(registry.manifest().entries)} probes in {registry.spec}")
+    if registry.is_local:
+        for name, problem in registry.check().items():
+            print(f"warning: {name}: {problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from .registry import Registry
+
+    paths = Registry(args.registry, revision=args.revision).pull(args.out, args.names or None, **_filters(args))
+    for path in paths:
+        print(path)
+    print(f"pulled {len(paths)} probe(s) into {args.out}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .registry import Registry
+
+    names = Registry(args.registry).push(args.folders, commit_message=args.message)
+    print(f"pushed {', '.join(names)} to {args.registry}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .registry import Registry, write_index
+
+    registry = Registry(args.registry)
+    manifest = write_index(registry.root)
+    print(f"indexed {len(manifest.entries)} probes in {registry.root}")
+    return 0
+
+
+def cmd_build_registry(args: argparse.Namespace) -> int:
+    from .bundled import build_bundled_registry
+
+    manifest, timings = build_bundled_registry(args.out, model=args.model, data_dir=args.data_dir, use_cache=not args.no_cache)
+    print(f"built {len(manifest.entries)} probes into {args.out}; " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, KeyError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error.args[0] if isinstance(error, KeyError) and error.args else error}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ from safetensors.numpy import load_file, save_file
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
-from ..cache import atomic_write_json
+from ..cache import atomic_write_json, replace_folder
 from ..constants import CARD_NAME, CONFIG_NAME, REPORTS_DIR, SCHEMA_VERSION, WEIGHTS_NAME
 from ..features import Features
 from ..validation import ProbeValidationError, check_arrays, check_hidden_size, validate_probe_dir
@@ -145,24 +145,40 @@ class Probe:
                 (tmp / REPORTS_DIR).mkdir(exist_ok=True)
                 (tmp / REPORTS_DIR / name).write_text(text, encoding="utf-8")
             validate_probe_dir(tmp)
-            backup = None
-            if target.exists():
-                backup = target.with_name(f".{target.name}.old")
-                shutil.rmtree(backup, ignore_errors=True)
-                target.rename(backup)
-            tmp.rename(target)
-            if backup is not None:
-                shutil.rmtree(backup, ignore_errors=True)
+            replace_folder(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
 
-    @classmethod
-    def from_pretrained(cls, path: str | Path, *, hidden_size: int | None = None) -> "Probe":
-        """Load and validate a probe folder (schema, safe files, array shapes, optional hidden size).
+    def push_to_hub(self, registry: str | Path, *, folder_name: str | None = None, commit_message: str | None = None,
+                    token: str | None = None, reports: dict[str, str] | None = None) -> str:
+        """Save this probe and add it to a registry (Hub repo id or local folder); returns its name there."""
+        from ..naming import probe_folder_name
+        from ..registry import Registry
 
-        >>> probe = Probe.from_pretrained("runs/math500-level-linear")  # doctest: +SKIP
+        name = folder_name or probe_folder_name(self.info["model"]["display_id"], self.info["data"]["dataset"], self.info["label"]["name"], self.probe_type)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / name, reports=reports)
+            return Registry(registry, token=token).push([folder], commit_message=commit_message)[0]
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, name: str | None = None, revision: str | None = None,
+                        hidden_size: int | None = None, **filters) -> "Probe":
+        """Load and validate a probe (schema, safe files, array shapes, optional hidden size).
+
+        ``path`` is a probe folder, or a registry (local folder or Hub repo id) with ``name=`` or filters
+        (``model``, ``dataset``, ``label``, ``probe_type``) that pick one probe.
+
+        >>> probe = Probe.from_pretrained("runs/smollm2-135m-instruct--math500--level--linear")  # doctest: +SKIP
+        >>> probe = Probe.from_pretrained("registry", dataset="math500", label="level", probe_type="linear")  # doctest: +SKIP
         """
+        if name is not None or filters or not (Path(path) / CONFIG_NAME).is_file():
+            from ..registry import Registry
+
+            probe = Registry(path, revision=revision).load(name, hidden_size=hidden_size, **filters)
+            if cls is not Probe and not isinstance(probe, cls):
+                raise ProbeValidationError(f"{path}: the chosen probe is a {probe.probe_type} probe, not a {cls.probe_type} probe.")
+            return probe
         config = validate_probe_dir(path)
         where = str(path)
         probe_cls = PROBE_TYPES.get(config["probe_type"])
