@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test bench clean
+.PHONY: install test bench registry clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ test: install
 bench: install
 	$(BIN)/python eval/bench_extract.py --quick
 	$(BIN)/python eval/bench_sweep.py --quick
+
+registry: install
+	$(BIN)/python -m probes_hub build-registry --out registry
 
 clean:
 	rm -rf $(VENV) .pytest_cache

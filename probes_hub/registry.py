@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .cache import atomic_write_text, replace_folder
+from .cache import atomic_write_text, cache_dir, replace_folder
 from .constants import CONFIG_NAME
+from .naming import slug
 from .manifest import MANIFEST_NAME, REGISTRY_CARD_NAME, Manifest, ProbeEntry, registry_card, scan_folders
 from .validation import ProbeValidationError, validate_probe_dir
 
@@ -196,7 +197,8 @@ class Registry:
         from huggingface_hub import snapshot_download
 
         patterns = [f"{folder}/*" for folder in folders] + [f"{folder}/**" for folder in folders]
-        return Path(snapshot_download(self.spec, revision=self.revision, allow_patterns=patterns, token=self.token))
+        local_dir = cache_dir("hub-registries") / slug(f"{self.spec}@{self.revision or 'main'}")  # plain files, not cache symlinks
+        return Path(snapshot_download(self.spec, revision=self.revision, allow_patterns=patterns, token=self.token, local_dir=local_dir))
 
     def _hub_push(self, folders: list[Path], manifest: Manifest, message: str) -> None:
         from huggingface_hub import CommitOperationAdd

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -60,3 +62,21 @@ def smollm2() -> LoadedModel:
         return load_model("smollm2")
     finally:
         os.environ["PROBES_HUB_CACHE"] = saved
+
+
+@pytest.fixture(scope="session")
+def toy_probes(tiny, tmp_path_factory):
+    """(data file, {label: TrainResult}, out folder): every probe type trained on a small local file, graded + binary label."""
+    from probes_hub.train import TrainOptions, train
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(120):
+        n = int(rng.integers(2, 12))
+        rows.append({"question": " ".join(rng.choice(WORDS, size=n)), "difficulty": float(n // 2), "solved": int(n < 7)})
+    data = tmp_path_factory.mktemp("data") / "toy.jsonl"
+    pd.DataFrame(rows).to_json(data, orient="records", lines=True)
+    out = tmp_path_factory.mktemp("probes")
+    options = TrainOptions(dataset=str(data), labels=("difficulty", "solved"), label_columns=("difficulty", "solved"),
+                           probes=("linear", "length", "tfidf"), out=str(out), cv_folds=3, progress=False)
+    return data, train(options, lm=tiny), out

@@ -4,33 +4,19 @@ import json
 import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from probes_hub.probes import Probe
-from probes_hub.train import TrainOptions, build_features, train
+from probes_hub.train import build_features
 from probes_hub.datasets import load_dataset
 from probes_hub.prompts import prompt_format
 from probes_hub.validation import ProbeValidationError
 
-from .conftest import WORDS
-
 
 @pytest.fixture(scope="module")
-def trained(tiny, tmp_path_factory):
-    """Probes of every type trained on a small local file with a graded label and a binary label."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(120):
-        n = int(rng.integers(2, 12))
-        question = " ".join(rng.choice(WORDS, size=n))
-        rows.append({"question": question, "difficulty": float(n // 2), "solved": int(n < 7)})
-    data = tmp_path_factory.mktemp("data") / "toy.jsonl"
-    pd.DataFrame(rows).to_json(data, orient="records", lines=True)
-    out = tmp_path_factory.mktemp("probes")
-    options = TrainOptions(dataset=str(data), labels=("difficulty", "solved"), label_columns=("difficulty", "solved"),
-                           probes=("linear", "length", "tfidf"), out=str(out), cv_folds=3, progress=False)
-    return data, train(options, lm=tiny)
+def trained(toy_probes):
+    data, results, _ = toy_probes
+    return data, results
 
 
 @pytest.mark.parametrize("label", ["difficulty", "solved"])

@@ -1,0 +1,88 @@
+"""Registries on a Hugging Face Hub API served on loopback (see tests/hub_server.py for what is real and what is a stand-in).
+
+The CLI runs in a subprocess because huggingface_hub reads HF_ENDPOINT when it is imported. No request
+leaves 127.0.0.1, and every server started here is stopped when the module's tests finish.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from probes_hub.probes import Probe
+from probes_hub.registry import write_index
+
+from .hub_server import LoopbackHub, make_git_repo
+from .test_registry import _tree_bytes
+
+PROJECT = Path(__file__).resolve().parent.parent
+TOKEN = "hf_loopback_secret_token"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with LoopbackHub(tmp_path_factory.mktemp("hub")) as server:
+        yield server
+
+
+def cli(hub: LoopbackHub, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``python -m probes_hub ...`` against the loopback Hub; the token must never be printed."""
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf-home"), "PROBES_HUB_CACHE": str(tmp_path / "probes-cache"), "HF_HUB_OFFLINE": "0",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "PROBES_HUB_NO_PROGRESS": "1"}
+    result = subprocess.run([sys.executable, "-m", "probes_hub", *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    assert TOKEN not in result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_pull_from_hub_equals_pull_from_local_folder(hub, toy_probes, tmp_path):
+    _, _, out = toy_probes
+    local = tmp_path / "local-registry"
+    local.mkdir()
+    for folder in sorted(out.iterdir()):
+        (local / folder.name).mkdir()
+        for path in folder.rglob("*"):
+            if path.is_file():
+                (local / folder.name / path.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
+                (local / folder.name / path.relative_to(folder)).write_bytes(path.read_bytes())
+    write_index(local)
+    make_git_repo(hub.repo_path("org/toy-probes"), _tree_bytes(local))  # a Hub repo with the same layout, served by olah
+
+    listed = cli(hub, tmp_path, "list", "--registry", "org/toy-probes", "--label", "solved", "--json")
+    assert {e["name"] for e in json.loads(listed.stdout)} == {f"tiny-llama--toy--solved--{t}" for t in ("linear", "length", "tfidf")}
+    cli(hub, tmp_path, "pull", "--registry", "org/toy-probes", "--label", "solved", "--out", str(tmp_path / "from-hub"))
+    cli(hub, tmp_path, "pull", "--registry", str(local), "--label", "solved", "--out", str(tmp_path / "from-local"))
+    from_hub, from_local = _tree_bytes(tmp_path / "from-hub"), _tree_bytes(tmp_path / "from-local")
+    assert len(from_hub) == 15 and from_hub == from_local
+    downloaded = [p for p in (tmp_path / "probes-cache").rglob("*") if p.is_file()]
+    assert any(p.name == "sweep.json" for p in downloaded) and not any("difficulty" in str(p) for p in downloaded)  # only the folders asked for
+
+
+def test_push_then_pull_round_trip_keeps_earlier_probes(hub, toy_probes, tiny, tmp_path):
+    data, results, _ = toy_probes
+    first, second = results["difficulty"].probes["linear"], results["solved"].probes["linear"]
+    cli(hub, tmp_path, "push", str(first.path), "--registry", "org/new-probes", "--message", "first probe")
+    cli(hub, tmp_path, "pull", first.path.name, "--registry", "org/new-probes", "--out", str(tmp_path / "pulled"))
+    assert _tree_bytes(tmp_path / "pulled" / first.path.name) == _tree_bytes(first.path)
+
+    from probes_hub.datasets import load_dataset
+    from probes_hub.prompts import prompt_format
+    from probes_hub.train import build_features
+
+    dataset = load_dataset(str(data), label_columns=["difficulty", "solved"])
+    features = build_features(tiny, prompt_format(tiny.tokenizer), dataset, list(range(tiny.n_layers)), max_length=1024, progress=False)
+    test = features.take(dataset.frame["split"].to_numpy() == "test")
+    np.testing.assert_array_equal(Probe.from_pretrained(tmp_path / "pulled" / first.path.name).predict(test), first.test_predictions)
+
+    cli(hub, tmp_path, "push", str(second.path), "--registry", "org/new-probes")
+    listed = json.loads(cli(hub, tmp_path, "list", "--registry", "org/new-probes", "--json").stdout)
+    assert [e["name"] for e in listed] == sorted([first.path.name, second.path.name])
+    repo = hub.repo_path("org/new-probes")
+    card = (repo / "README.md").read_text()
+    assert f"`{first.path.name}`" in card and f"`{second.path.name}`" in card
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert log[1] == "first probe" and len(log) == 3  # one commit per push, after the repo's initial commit

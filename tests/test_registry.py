@@ -1,0 +1,126 @@
+"""Local registries: manifest and card generation, filters, clear errors, broken entries, atomic pushes, the bundled registry."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from probes_hub.cli import main
+from probes_hub.manifest import MANIFEST_NAME
+from probes_hub.probes import Probe
+from probes_hub.registry import DEFAULT_REGISTRY, Registry, list_probes, write_index
+from probes_hub.validation import ProbeValidationError
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def registry(toy_probes, tmp_path) -> Path:
+    """A local registry holding every toy probe, indexed."""
+    _, _, out = toy_probes
+    root = tmp_path / "registry"
+    shutil.copytree(out, root)
+    write_index(root, about="toy registry for tests")
+    return root
+
+
+def test_index_lists_every_folder_with_metrics(registry, toy_probes):
+    _, results, _ = toy_probes
+    manifest = json.loads((registry / MANIFEST_NAME).read_text())
+    assert manifest["schema_version"] == 1 and manifest["about"] == "toy registry for tests"
+    assert len(manifest["probes"]) == 6
+    entry = Registry(registry).entry(label="solved", probe_type="linear")
+    assert entry.task == "binary" and entry.metric == results["solved"].probes["linear"].metrics["test"].to_dict()
+    assert set(entry.baselines) == {"length", "tfidf"} and entry.layer is not None
+    card = (registry / "README.md").read_text()
+    assert all(f"`{e.name}`" in card for e in Registry(registry).list())
+
+
+def test_filters_return_exactly_the_matching_probes(registry):
+    names = {e.name for e in list_probes(registry, model="test/tiny-llama", label="difficulty")}
+    assert names == {f"tiny-llama--toy--difficulty--{t}" for t in ("linear", "length", "tfidf")}
+    assert [e.name for e in list_probes(registry, model="tiny-llama", label="solved", probe_type="tfidf")] == ["tiny-llama--toy--solved--tfidf"]
+    assert list_probes(registry, dataset="math500") == []
+    with pytest.raises(ValueError, match="Unknown filter"):
+        list_probes(registry, colour="red")
+
+
+def test_unknown_name_lists_close_matches(registry, capsys):
+    with pytest.raises(KeyError, match="Close matches: tiny-llama--toy--solved--linear"):
+        Registry(registry).entry("tiny-llama--toy--solvd--linear")
+    assert main(["pull", "tiny-llama--toy--solvd--linear", "--registry", str(registry), "--out", "unused"]) == 2
+    assert "Close matches" in capsys.readouterr().err
+
+
+def test_from_pretrained_by_registry_and_filters(registry, toy_probes):
+    _, results, _ = toy_probes
+    probe = Probe.from_pretrained(str(registry), label="difficulty", probe_type="linear")
+    np.testing.assert_array_equal(probe.coef_, results["difficulty"].probes["linear"].probe.coef_)
+    with pytest.raises(KeyError, match="match 3 probes"):
+        Probe.from_pretrained(str(registry), label="difficulty")
+
+
+def test_broken_entries_are_reported_and_the_rest_loads(registry, capsys):
+    shutil.rmtree(registry / "tiny-llama--toy--difficulty--tfidf")  # manifest now references a missing folder
+    (registry / "tiny-llama--toy--solved--length" / "weights.pkl").write_bytes(b"not really a pickle")
+    report = Registry(registry).load_all()
+    assert set(report.problems) == {"tiny-llama--toy--difficulty--tfidf", "tiny-llama--toy--solved--length"}
+    assert "missing" in report.problems["tiny-llama--toy--difficulty--tfidf"] and ".pkl" in report.problems["tiny-llama--toy--solved--length"]
+    assert len(report.probes) == 4
+    assert main(["list", "--registry", str(registry)]) == 0
+    captured = capsys.readouterr()
+    assert "6 of 6 probes" in captured.out and "warning: tiny-llama--toy--difficulty--tfidf" in captured.err
+    assert "warning: tiny-llama--toy--solved--length" in captured.err
+
+
+def test_push_adds_keeps_others_and_invalid_push_changes_nothing(registry, toy_probes, tmp_path):
+    _, results, _ = toy_probes
+    target = tmp_path / "fresh"
+    target.mkdir()
+    first, second = results["difficulty"].probes["linear"].path, results["solved"].probes["linear"].path
+    assert Registry(target).push([first]) == [first.name]
+    Registry(target).push([second])
+    assert {e.name for e in Registry(target).list()} == {first.name, second.name}
+    assert _tree_bytes(target / first.name) == _tree_bytes(first)
+
+    before = _tree_bytes(target)
+    bad = tmp_path / "bad-probe"
+    shutil.copytree(first, bad)
+    config = json.loads((bad / "config.json").read_text())
+    del config["label"]
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ProbeValidationError, match="label"):
+        Registry(target).push([second, bad])
+    assert _tree_bytes(target) == before
+
+
+def test_pull_from_local_registry_is_byte_identical(registry, tmp_path, capsys):
+    assert main(["pull", "--registry", str(registry), "--label", "solved", "--out", str(tmp_path / "pulled")]) == 0
+    assert "pulled 3 probe(s)" in capsys.readouterr().out
+    for name in ("linear", "length", "tfidf"):
+        folder = f"tiny-llama--toy--solved--{name}"
+        assert _tree_bytes(tmp_path / "pulled" / folder) == _tree_bytes(registry / folder)
+
+
+def test_unknown_registry_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither an existing folder nor a Hub repo id"):
+        Registry(str(tmp_path / "no" / "such" / "place"))
+
+
+@pytest.mark.skipif(not (DEFAULT_REGISTRY / MANIFEST_NAME).exists(), reason="bundled registry not built")
+def test_bundled_registry_is_complete_and_consistent(capsys):
+    registry = Registry()
+    assert registry.check() == {}
+    entries = registry.list()
+    labels = {e.label for e in entries}
+    assert {"level", "grade"} <= labels and sum(label.startswith("correct:") for label in labels) == 29
+    assert all({e.probe_type for e in registry.list(label=label)} == {"linear", "length", "tfidf"} for label in labels)
+    for entry in entries:
+        config = json.loads((DEFAULT_REGISTRY / entry.folder / "config.json").read_text())
+        assert config["metrics"]["test"] == entry.metric and entry.metric["n"] > 100
+    assert main(["list", "--model", "SmolLM2-135M-Instruct", "--label", "level"]) == 0
+    assert "3 of 93 probes" in capsys.readouterr().out
