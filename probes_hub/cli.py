@@ -110,6 +110,41 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--data-dir", default=None, help=DATA_HELP)
     build.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
     build.set_defaults(func=cmd_build_registry)
+
+    label = sub.add_parser("label", help="make success labels for a model: sample-and-check (generate) or option log-likelihood (loglik)",
+                           description="generate: k sampled completions per question, final answer read from '####' / \\boxed{} / last number "
+                                       "and checked with math-verify; writes labels.csv (success_rate, majority_vote_is_correct, pass_at_k, "
+                                       "mean_output_tokens) and completions.jsonl, and resumes. loglik: scores each option of multiple-choice "
+                                       "questions (ARC, MMLU-Pro) and writes loglik_labels.csv with the summed and per-character choices.")
+    label.add_argument("--method", choices=["generate", "loglik"], default="generate", help="labelling method (default generate)")
+    label.add_argument("--model", default=None, help=MODEL_HELP)
+    label.add_argument("--dataset", default="gsm8k", help="built-in dataset or a local file")
+    label.add_argument("--data-dir", default=None, help=DATA_HELP)
+    label.add_argument("--split", default=None, choices=["train", "test"], help="only this split")
+    label.add_argument("--limit", type=int, default=None, help="first N questions (after --split)")
+    label.add_argument("--answer-column", default=None, help="gold answer column (default: final_answer for gsm8k, answer otherwise)")
+    label.add_argument("--k", type=int, default=4, help="samples per question (generate)")
+    label.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (generate)")
+    label.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top-p (generate)")
+    label.add_argument("--max-new-tokens", type=int, default=384, help="generation budget per sample (generate)")
+    label.add_argument("--batch-size", type=int, default=8, help="sequences generated together (generate)")
+    label.add_argument("--backend", choices=["transformers", "vllm"], default="transformers", help="generation backend (vllm: GPU only)")
+    label.add_argument("--seed", type=int, default=0, help="sampling seed")
+    label.add_argument("--out", default=None, help="output folder (default labels/<model>--<dataset>)")
+    label.set_defaults(func=cmd_label)
+
+    route = sub.add_parser("route", help="evaluate probe routing on MMLU-Pro's recorded outcomes (accuracy-cost curve, AIQ, cost ratios)",
+                           description="Routes each MMLU-Pro test question to a model of the pool from the registry's success probes "
+                                       "(utility p - lambda x normalized cost, lambda swept; and a cascade), scores with the recorded outcomes "
+                                       "and costs (active params x output tokens), and compares with a TF-IDF router, the best single model, "
+                                       "random and oracle. CIs: bootstrap over test questions.")
+    route.add_argument("--pool", default=None, help="pool file (default pools/mmlu-pro-25.json, the fixed headline pool)")
+    route.add_argument("--registry", default=None, help=registry_help)
+    route.add_argument("--dataset", default="mmlu-pro", choices=["mmlu-pro"], help="dataset with recorded outcomes")
+    route.add_argument("--data-dir", default=None, help=DATA_HELP)
+    route.add_argument("--out", default="runs/routing", help="folder for routing.json and the chart (default runs/routing)")
+    route.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the CIs (default 200)")
+    route.set_defaults(func=cmd_route)
     return parser
 
 
@@ -274,6 +309,66 @@ def cmd_build_registry(args: argparse.Namespace) -> int:
     manifest, timings = build_bundled_registry(args.out, model=args.model, data_dir=args.data_dir, use_cache=not args.no_cache)
     print(f"built {len(manifest.entries)} probes into {args.out}; " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from .labeling import GenerationOptions, label_by_generation, label_by_loglik
+    from .metrics import accuracy_metric
+    from .models import load_model
+    from .naming import slug
+
+    dataset = load_dataset(args.dataset, data_dir_override=args.data_dir)
+    frame = dataset.frame
+    if args.split:
+        frame = frame[frame["split"] == args.split]
+    dataset = type(dataset)(dataset.name, frame.head(args.limit).reset_index(drop=True) if args.limit else frame.reset_index(drop=True),
+                            dataset.labels, dataset.split_rule, dataset.source)
+    lm = load_model(args.model)
+    out = Path(args.out or Path("labels") / f"{slug(lm.display_id.split('/')[-1])}--{dataset.name}")
+    started = time.time()
+    if args.method == "loglik":
+        table = label_by_loglik(lm, dataset, out)
+        print(f"{dataset.name}{' ' + args.split if args.split else ''}: unnormalized {accuracy_metric(table['correct'])}")
+        print(f"{dataset.name}{' ' + args.split if args.split else ''}: per-character normalized {accuracy_metric(table['correct_norm'])}")
+    else:
+        answer_column = args.answer_column or ("final_answer" if dataset.name == "gsm8k" else "answer")
+        options = GenerationOptions(k=args.k, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                                    batch_size=args.batch_size, seed=args.seed)
+        table = label_by_generation(lm, dataset, out, options, answer_column=answer_column, backend=args.backend)
+        print(f"{len(table)} questions, k={args.k}: mean success_rate {table['success_rate'].mean():.3f}, pass@k {table['pass_at_k'].mean():.3f}, "
+              f"majority vote {table['majority_vote_is_correct'].mean():.3f}, mean output tokens {table['mean_output_tokens'].mean():.0f}")
+    print(f"wrote {out} in {time.time() - started:.0f} s")
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from .route_eval import load_pool, evaluate_routing, write_routing_outputs
+    from .registry import Registry
+
+    result = evaluate_routing(load_pool(args.pool), Registry(args.registry), data_dir_override=args.data_dir, n_boot=args.n_boot)
+    best = result["best_single"]
+    print(f"pool {result['pool']}: {len(result['models'])} models, n_test={result['n_test']} questions "
+          f"({result['dropped_questions']} dropped: a pool model has no outcome)")
+    print(f"best single model: {best['model']} accuracy {best['accuracy']:.3f}, mean cost {best['cost']:.0f}")
+    print(f"oracle (cheapest correct): accuracy {result['oracle'].accuracy:.3f}, cost {result['oracle'].cost:.0f}")
+    print(f"{'router':22s} {'AIQ [95% CI]':>26s} " + " ".join(f"{'cost@' + format(level, '.0%') + ' [95% CI]':>26s}" for level in (0.9, 0.95, 1.0)))
+    for key in ("probe", "tfidf"):
+        router = result["routers"][key]
+        cells = [_ci(*router.aiq)] + [_ci(*router.cost_ratio[level]) for level in (0.9, 0.95, 1.0)]
+        print(f"{router.name:22s} " + " ".join(f"{c:>26s}" for c in cells))
+    two = result["two_model"]
+    for key in ("probe", "tfidf"):
+        print(f"two-model ({two['weak']} -> {two['strong']}), {key}: APGR {two[key]['apgr']:.3f}, CPT(50%) {two[key]['cpt50']:.3f}, CPT(80%) {two[key]['cpt80']:.3f}")
+    for path in write_routing_outputs(result, args.out):
+        print(f"wrote {path}")
+    probe, tfidf = result["routers"]["probe"], result["routers"]["tfidf"]
+    print(f"RESULT best_single_acc={best['accuracy']:.4f} cost_ratio_at_95={probe.cost_ratio[0.95][0]:.4f} cost_ratio_at_100={probe.cost_ratio[1.0][0]:.4f} "
+          f"aiq={probe.aiq[0]:.4f} tfidf_cost_ratio_at_95={tfidf.cost_ratio[0.95][0]:.4f} tfidf_aiq={tfidf.aiq[0]:.4f}")
+    return 0
+
+
+def _ci(value: float, low: float, high: float) -> str:
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,13 +145,14 @@ def _arc(root: Path, which: str) -> QuestionSet:
         rows.append({
             "id": item["id"],
             "question": format_choices(item["question"]["stem"], [c["text"] for c in choices]),
+            "stem": item["question"]["stem"],
             "grade": grade_of.get(item["id"], np.nan),
             "choices": [c["text"] for c in choices],
             "answer": LETTERS[keys.index(_letter_key(item["answerKey"]))],
         })
     frame = pd.DataFrame(rows)
     frame["split"] = stratified_split(frame["grade"])
-    return QuestionSet(which, frame[["id", "question", "split", "grade", "choices", "answer"]], {"grade": GRADED}, SPLIT_RULES[which])
+    return QuestionSet(which, frame[["id", "question", "split", "grade", "stem", "choices", "answer"]], {"grade": GRADED}, SPLIT_RULES[which])
 
 
 def _letter_key(key: str) -> str:
@@ -171,10 +172,12 @@ def _mmlu_pro(root: Path) -> QuestionSet:
     wide.columns = [label_for_model(m) for m in wide.columns]
     frame = questions.merge(wide, left_on="question_id", right_index=True, how="left")
     frame["id"] = frame["question_id"].astype(str)
+    frame["stem"] = frame["question"]
     frame["question"] = [format_choices(q, opts) for q, opts in zip(frame["question"], frame["options"])]
     frame["split"] = stratified_split(frame["category"])
     label_cols = list(wide.columns)
-    meta = ["id", "question", "split", "category", "options", "answer"]
+    frame["choices"] = frame["options"]
+    meta = ["id", "question", "split", "category", "stem", "choices", "answer"]
     return QuestionSet("mmlu-pro", frame[meta + label_cols], {c: BINARY for c in label_cols}, SPLIT_RULES["mmlu-pro"])
 
 

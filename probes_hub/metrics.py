@@ -102,6 +102,12 @@ def mae_metric(y, pred, **kwargs) -> Metric:
     return Metric("mae", float(np.abs(y - pred).mean()), *bootstrap_ci(y, pred, lambda a, b: np.abs(a - b).mean(-1), **kwargs), len(y))
 
 
+def accuracy_metric(correct, **kwargs) -> Metric:
+    """Share of correct answers with a bootstrap CI."""
+    correct = np.asarray(correct, float)
+    return Metric("accuracy", float(correct.mean()), *bootstrap_ci(correct, correct, lambda a, _: a.mean(-1), **kwargs), len(correct))
+
+
 def headline_metric(task: str, y, pred) -> Metric:
     """The leaderboard metric for a task: Spearman for graded labels, ROC-AUC for binary ones."""
     return spearman_metric(y, pred) if task == "graded" else auc_metric(y, pred)

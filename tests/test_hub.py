@@ -86,3 +86,22 @@ def test_push_then_pull_round_trip_keeps_earlier_probes(hub, toy_probes, tiny, t
     assert f"`{first.path.name}`" in card and f"`{second.path.name}`" in card
     log = subprocess.run(["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True, check=True).stdout.splitlines()
     assert log[1] == "first probe" and len(log) == 3  # one commit per push, after the repo's initial commit
+
+
+def test_leaderboard_push_to_results_dataset_and_read_back(hub, toy_probes, tmp_path):
+    _, _, out = toy_probes
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    for folder in out.iterdir():
+        subprocess.run(["cp", "-r", str(folder), str(registry / folder.name)], check=True)
+    write_index(registry)
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf-home"), "PROBES_HUB_NO_PROGRESS": "1"}
+    run = subprocess.run([sys.executable, "-m", "eval.leaderboard", "--registry", str(registry), "--out", str(tmp_path / "lb"), "--push", "org/results"],
+                         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "RESULT rows=6" in run.stdout and TOKEN not in run.stdout + run.stderr
+    assert (hub.repo_path("org/results", "dataset") / "leaderboard.json").exists()
+    read = subprocess.run([sys.executable, "-c", "import json; from eval.leaderboard import read_leaderboard; print(json.dumps(read_leaderboard('org/results')))"],
+                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120)
+    assert read.returncode == 0, read.stderr[-2000:]
+    assert json.loads(read.stdout) == json.loads((tmp_path / "lb" / "leaderboard.json").read_text())

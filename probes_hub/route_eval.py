@@ -1,0 +1,184 @@
+"""Evaluate routers on recorded outcomes: a pool file + a registry's success probes + MMLU-Pro outcomes.
+
+Each model's success on a test question is predicted by its probe (the test predictions saved at training
+time, reproduced exactly by ``predict``); routers decide from those and each model's expected cost (mean
+cost on the *training* questions), and are scored with the actual per-question outcomes and costs. Every
+headline number carries a bootstrap 95% CI over test questions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .datasets import data_dir, load_dataset
+from .metrics import BOOTSTRAP_SEED
+from .registry import Registry
+from .routing import (CurvePoint, aiq, apgr, cascade_curve, cost_to_reach, cpt, oracle_choice, random_curve, route_utility,
+                      single_models)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POOL = PROJECT_ROOT / "pools" / "mmlu-pro-25.json"
+LAMBDAS = np.concatenate([[0.0], np.logspace(-3, 1, 160)])
+THRESHOLDS = np.linspace(0.0, 1.0, 101)
+LEVELS = (0.90, 0.95, 1.00)
+WEAK_MODEL = "Meta-Llama-3_1-8B-Instruct"
+
+
+@dataclass(frozen=True)
+class PoolModel:
+    name: str
+    label: str
+    active_params_b: float
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Models to route between and the cost rule (active parameters x output tokens)."""
+
+    name: str
+    models: tuple[PoolModel, ...]
+    chars_per_token: float
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+
+def load_pool(path: str | Path | None = None) -> Pool:
+    """Read and check a pool file (JSON: name, chars_per_token, models[name, label, active_params_b])."""
+    path = Path(path or DEFAULT_POOL)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        models = tuple(PoolModel(m["name"], m["label"], float(m["active_params_b"])) for m in data["models"])
+        pool = Pool(data["name"], models, float(data["chars_per_token"]))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: not a valid pool file ({error}); see pools/mmlu-pro-25.json for the format.") from error
+    if len(set(pool.names)) != len(pool.names) or not models or any(m.active_params_b <= 0 for m in models):
+        raise ValueError(f"{path}: model names must be unique and every active_params_b positive.")
+    return pool
+
+
+def outcome_tables(pool: Pool, data_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(correct, cost) tables ``[question id x model]`` from outcomes.csv; zero output lengths get the question's median."""
+    outcomes = pd.read_csv(data_root / "mmlu_pro" / "outcomes.csv", usecols=["question_id", "model", "correct", "output_chars"])
+    outcomes = outcomes[outcomes["model"].isin(pool.names)]
+    missing = sorted(set(pool.names) - set(outcomes["model"]))
+    if missing:
+        raise ValueError(f"Pool models without outcomes in outcomes.csv: {missing}.")
+    correct = outcomes.pivot(index="question_id", columns="model", values="correct")[pool.names]
+    tokens = outcomes.pivot(index="question_id", columns="model", values="output_chars")[pool.names] / pool.chars_per_token
+    tokens = tokens.mask(tokens <= 0)
+    tokens = tokens.apply(lambda row: row.fillna(row.median()), axis=1)
+    cost = tokens * np.array([m.active_params_b for m in pool.models])
+    for table in (correct, cost):
+        table.index = table.index.astype(str)
+    return correct, cost
+
+
+def test_predictions(registry: Registry, pool: Pool, probe_type: str, dataset: str = "mmlu-pro") -> pd.DataFrame:
+    """Each pool model's probe predictions on its test questions (saved at training time), ``[id x model]``."""
+    columns = {}
+    for model in pool.models:
+        entry = registry.entry(dataset=dataset, label=model.label, probe_type=probe_type)
+        rows = json.loads((registry.folder(entry.name) / "reports" / "predictions.json").read_text())["rows"]
+        columns[model.name] = pd.Series({r["id"]: r["prediction"] for r in rows if r["role"] == "test"})
+    return pd.DataFrame(columns)[pool.names]
+
+
+@dataclass
+class RouterResult:
+    """One router family's curve on the test questions and its headline numbers with CIs."""
+
+    name: str
+    points: list[CurvePoint]
+    aiq: tuple[float, float, float]
+    cost_ratio: dict[float, tuple[float, float, float]]
+
+
+def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str | None = None, n_boot: int = 200) -> dict:
+    """Everything ``route`` prints: single models, oracle, random, probe and TF-IDF routers with CIs."""
+    root = data_dir(data_dir_override)
+    correct_all, cost_all = outcome_tables(pool, root)
+    complete = correct_all.notna().all(axis=1)
+    probe_p, tfidf_p = test_predictions(registry, pool, "linear"), test_predictions(registry, pool, "tfidf")
+    ids = [i for i in probe_p.index if i in tfidf_p.index and i in complete.index and complete[i]]
+    dropped = int(len(probe_p) - len(ids))
+    split = load_dataset("mmlu-pro", data_dir_override=data_dir_override).frame.set_index("id")["split"]
+    train_ids = [i for i in split.index[split == "train"] if i in complete.index and complete[i]]
+    expected_cost = cost_all.loc[train_ids].mean().to_numpy()
+    correct, cost = correct_all.loc[ids].to_numpy(float), cost_all.loc[ids].to_numpy(float)
+
+    singles = single_models(correct, cost)
+    best = int(np.argmax([s.accuracy for s in singles]))
+    cheapest = int(np.argmin(expected_cost))
+    cost_range = (min(s.cost for s in singles), max(s.cost for s in singles))
+    boot = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(ids), size=(n_boot, len(ids)))
+    routers = {}
+    for name, p in (("probe", probe_p.loc[ids].to_numpy()), ("tfidf", tfidf_p.loc[ids].to_numpy())):
+        choices = np.stack([route_utility(p, expected_cost, lam) for lam in LAMBDAS])  # [L, n]
+        routers[name] = _router_result(f"{name} utility router", choices, correct, cost, boot, cost_range)
+        routers[f"{name}-cascade"] = RouterResult(f"{name} cascade", cascade_curve(p, expected_cost, correct, cost, THRESHOLDS), (np.nan,) * 3, {})
+    weak = pool.names.index(WEAK_MODEL) if WEAK_MODEL in pool.names else cheapest
+    two_model = {name: {"apgr": apgr(p.loc[ids].to_numpy()[:, weak], correct[:, weak], correct[:, best]),
+                        "cpt50": cpt(p.loc[ids].to_numpy()[:, weak], correct[:, weak], correct[:, best], 0.5),
+                        "cpt80": cpt(p.loc[ids].to_numpy()[:, weak], correct[:, weak], correct[:, best], 0.8)}
+                 for name, p in (("probe", probe_p), ("tfidf", tfidf_p))}
+    oracle = oracle_choice(correct, cost)
+    rows = np.arange(len(ids))
+    return {
+        "pool": pool.name, "n_test": len(ids), "dropped_questions": dropped, "models": pool.names,
+        "best_single": {"model": pool.names[best], "accuracy": singles[best].accuracy, "cost": singles[best].cost},
+        "singles": singles, "cost_range": cost_range, "routers": routers,
+        "oracle": CurvePoint(0, float(correct[rows, oracle].mean()), float(cost[rows, oracle].mean())),
+        "random": random_curve(correct, cost, cheapest, best),
+        "two_model": {"weak": pool.names[weak], "strong": pool.names[best], **two_model},
+    }
+
+
+def _router_result(name: str, choices: np.ndarray, correct: np.ndarray, cost: np.ndarray, boot: np.ndarray,
+                   cost_range: tuple[float, float]) -> RouterResult:
+    """Curve, AIQ and cost ratios at each accuracy level, with bootstrap CIs (best single re-chosen per resample)."""
+    rows = np.arange(correct.shape[0])
+    hit, paid = correct[rows, choices], cost[rows, choices]  # [L, n]
+
+    def summarize(sample: np.ndarray) -> tuple[float, dict[float, float]]:
+        acc, price = hit[:, sample].mean(-1), paid[:, sample].mean(-1)
+        single_acc, single_cost = correct[sample].mean(0), cost[sample].mean(0)
+        best = int(np.argmax(single_acc))
+        points = [CurvePoint(float(lam), a, c) for lam, a, c in zip(LAMBDAS, acc, price)]
+        ratios = {level: cost_to_reach(points, level * single_acc[best]) / single_cost[best] for level in LEVELS}
+        return aiq(points, (single_cost.min(), single_cost.max())), ratios
+
+    point_aiq, point_ratios = summarize(rows)
+    samples = [summarize(sample) for sample in boot]
+    aiqs = np.array([s[0] for s in samples])
+    result = RouterResult(name, [CurvePoint(float(lam), float(a), float(c)) for lam, a, c in zip(LAMBDAS, hit.mean(-1), paid.mean(-1))],
+                          (point_aiq, *np.percentile(aiqs, [2.5, 97.5], method="nearest")), {})
+    for level in LEVELS:
+        values = np.array([s[1][level] for s in samples])
+        result.cost_ratio[level] = (point_ratios[level], *np.percentile(values, [2.5, 97.5], method="nearest"))  # inf propagates as inf
+    return result
+
+
+def write_routing_outputs(result: dict, out: str | Path) -> list[Path]:
+    """``routing.json`` (all numbers) and the accuracy-cost chart (Vega-Lite JSON + HTML) under ``out``."""
+    from .cache import atomic_write_json
+    from .charts import routing_chart, save_chart
+
+    out = Path(out)
+    singles = pd.DataFrame([{"model": m, "accuracy": s.accuracy, "cost": s.cost} for m, s in zip(result["models"], result["singles"])])
+    curves = {r.name: r.points for r in result["routers"].values()}
+    curves["random (cheapest <-> best)"] = result["random"]
+    oracle = pd.DataFrame([{"name": "oracle", "accuracy": result["oracle"].accuracy, "cost": result["oracle"].cost}])
+    chart = routing_chart(curves, singles, oracle, title=f"Routing on MMLU-Pro test questions ({result['pool']}, n={result['n_test']})")
+    serial = {**result, "singles": singles.to_dict(orient="records"), "oracle": vars(result["oracle"]), "random": [vars(p) for p in result["random"]],
+              "routers": {k: {"name": r.name, "aiq": r.aiq, "cost_ratio": {str(level): v for level, v in r.cost_ratio.items()},
+                              "points": [vars(p) for p in r.points]} for k, r in result["routers"].items()}}
+    path = out / "routing.json"
+    atomic_write_json(path, serial)
+    return [path, *save_chart(chart, out / "routing_chart")]

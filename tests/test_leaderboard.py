@@ -1,0 +1,95 @@
+"""Leaderboard regeneration: rows match recorded metrics, broken probes fail alone, atomic writes survive a kill, scheduler, Hub push."""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from eval.leaderboard import evaluate_registry, regenerate
+from eval.scheduler import start_scheduler
+from probes_hub.registry import Registry, write_index
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def toy_registry(toy_probes, tmp_path) -> Path:
+    _, _, out = toy_probes
+    root = tmp_path / "registry"
+    shutil.copytree(out, root)
+    write_index(root)
+    return root
+
+
+@pytest.fixture
+def tiny_model_loader(tiny, monkeypatch):
+    """The toy probes were trained on an in-memory tiny model that no spec can load: hand it over (a test-only substitution)."""
+    monkeypatch.setattr("eval.leaderboard.load_model", lambda spec: tiny)
+
+
+def test_rows_match_recorded_metrics_and_are_deterministic(toy_registry, tiny_model_loader, tmp_path):
+    table, metadata = evaluate_registry(Registry(toy_registry))
+    assert len(table) == 6 and (table["status"] == "ok").all()
+    for row in table.itertuples():
+        assert row.value == pytest.approx(row.recorded_value, abs=1e-9) and row.low <= row.value <= row.high and row.n > 10
+    linear = table[(table["probe_type"] == "linear") & (table["label"] == "solved")].iloc[0]
+    assert linear["ece"] >= 0 and linear["delta_over_best_baseline"] == pytest.approx(linear["value"] - max(linear["baseline_length"], linear["baseline_tfidf"]))
+    again, _ = evaluate_registry(Registry(toy_registry))
+    assert again.drop(columns="evaluated_at").equals(table.drop(columns="evaluated_at"))
+    assert list(metadata["data_hashes"].values())
+
+
+def test_broken_probe_gets_a_failed_row_and_outputs_are_written(toy_registry, tiny_model_loader, tmp_path):
+    (toy_registry / "tiny-llama--toy--difficulty--tfidf" / "model.safetensors").write_bytes(b"garbage")
+    table, seconds = regenerate(str(toy_registry), tmp_path / "lb")
+    failed = table[table["status"] != "ok"]
+    assert failed["name"].tolist() == ["tiny-llama--toy--difficulty--tfidf"] and "safetensors" in failed["error"].iloc[0]
+    assert (table["status"] == "ok").sum() == 5
+    payload = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert payload["schema_version"] == 1 and len(payload["rows"]) == 6 and payload["refreshed_at"]
+    assert (tmp_path / "lb" / "leaderboard.csv").exists() and (tmp_path / "lb" / "layer_curves.vl.json").exists()
+
+
+def test_killed_regeneration_leaves_a_complete_leaderboard(toy_registry, tmp_path):
+    """A real process regenerating in a loop is SIGKILLed at several moments; leaderboard.json must always parse and be whole."""
+    out = tmp_path / "lb"
+    out.mkdir()
+    (out / "leaderboard.json").write_text(json.dumps({"schema_version": 1, "refreshed_at": "before", "rows": []}))
+    env = {**os.environ, "PROBES_HUB_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1"}
+    for delay in (0.3, 0.9, 1.7):
+        process = subprocess.Popen([sys.executable, "-m", "eval.leaderboard", "--registry", str(toy_registry), "--out", str(out), "--every", "0"],
+                                   cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while json.loads((out / "leaderboard.json").read_text())["refreshed_at"] == "before" and time.time() < deadline:
+            time.sleep(0.05)  # wait until it has written at least once, then kill it mid-loop
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        payload = json.loads((out / "leaderboard.json").read_text())
+        assert payload["refreshed_at"] != "before" and len(payload["rows"]) == 6
+        assert len(list(csv.DictReader((out / "leaderboard.csv").open()))) == 6
+
+
+def test_scheduler_regenerates_repeatedly(toy_registry, tiny_model_loader, tmp_path):
+    out = tmp_path / "scheduled"
+    scheduler = start_scheduler(1.0, out, registry=str(toy_registry))
+    try:
+        stamps = []
+        deadline = time.time() + 90
+        while len(set(stamps)) < 2 and time.time() < deadline:
+            time.sleep(0.3)
+            path = out / "leaderboard.json"
+            if path.exists():
+                stamp = json.loads(path.read_text())["refreshed_at"]
+                if not stamps or stamps[-1] != stamp:
+                    stamps.append(stamp)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert len(stamps) >= 2 and stamps[1] > stamps[0]
