@@ -1,9 +1,9 @@
-# Two set-up commands on a fresh machine: `make test` (install + tests). Everything installs into .venv.
+# Two set-up commands on a fresh machine: `make demo` (install + app) and `make test` (install + tests). Everything installs into .venv.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test bench registry clean
+.PHONY: install test demo bench registry leaderboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,18 @@ install: $(VENV)/.installed
 test: install
 	$(BIN)/python -m pytest -q tests
 
+demo: install
+	$(BIN)/python app.py
+
 bench: install
 	$(BIN)/python eval/bench_extract.py --quick
 	$(BIN)/python eval/bench_sweep.py --quick
 
 registry: install
 	$(BIN)/python -m probes_hub build-registry --out registry
+
+leaderboard: install
+	$(BIN)/python -m eval.leaderboard --out leaderboard
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -90,6 +90,15 @@ def test_predictions(registry: Registry, pool: Pool, probe_type: str, dataset: s
     return pd.DataFrame(columns)[pool.names]
 
 
+def expected_costs(pool: Pool, data_dir_override: str | None = None, *, tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict[str, float]:
+    """Each pool model's mean cost per question on MMLU-Pro's *training* questions: what a router may know in advance."""
+    correct, cost = tables or outcome_tables(pool, data_dir(data_dir_override))
+    split = load_dataset("mmlu-pro", data_dir_override=data_dir_override).frame.set_index("id")["split"]
+    complete = correct.notna().all(axis=1)
+    train_ids = [i for i in split.index[split == "train"] if i in complete.index and complete[i]]
+    return {name: float(value) for name, value in cost.loc[train_ids].mean().items()}
+
+
 @dataclass
 class RouterResult:
     """One router family's curve on the test questions and its headline numbers with CIs."""
@@ -108,9 +117,7 @@ def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str |
     probe_p, tfidf_p = test_predictions(registry, pool, "linear"), test_predictions(registry, pool, "tfidf")
     ids = [i for i in probe_p.index if i in tfidf_p.index and i in complete.index and complete[i]]
     dropped = int(len(probe_p) - len(ids))
-    split = load_dataset("mmlu-pro", data_dir_override=data_dir_override).frame.set_index("id")["split"]
-    train_ids = [i for i in split.index[split == "train"] if i in complete.index and complete[i]]
-    expected_cost = cost_all.loc[train_ids].mean().to_numpy()
+    expected_cost = np.array([expected_costs(pool, data_dir_override, tables=(correct_all, cost_all))[m] for m in pool.names])
     correct, cost = correct_all.loc[ids].to_numpy(float), cost_all.loc[ids].to_numpy(float)
 
     singles = single_models(correct, cost)

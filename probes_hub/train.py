@@ -225,7 +225,7 @@ def _prediction_reports(trained: TrainedProbe, dataset, roles, y, parts) -> dict
         if len(roles[role]):
             prediction = trained.probe.predict(parts[role])
             rows += [{"id": str(i), "role": role, "label": float(t), "prediction": float(p)} for i, t, p in zip(ids[roles[role]], y[roles[role]], prediction)]
-    return {"predictions.json": json.dumps({"rows": rows}, indent=1)}
+    return {"predictions.json": json.dumps({"rows": rows}, separators=(",", ":"))}
 
 
 def _reports(trained: TrainedProbe, dataset, roles, y, parts) -> dict[str, str]:
@@ -250,6 +250,6 @@ def _reports(trained: TrainedProbe, dataset, roles, y, parts) -> dict[str, str]:
     ids = dataset.frame["id"].to_numpy()[roles["test"]].tolist()
     all_test = {"note": "Test predictions of each (layer, position) probe at its CV-best alpha; reported, never used for selection.",
                 "layers": list(sweep.layers), "positions": list(sweep.positions), "ids": ids,
-                "predictions": np.round(test_predictions, 6).tolist()}
+                "predictions": np.round(test_predictions, 4).tolist()}
     return {"sweep.json": json.dumps({"metric": sweep.metric, "rows": table}, indent=1), "sweep.csv": buffer.getvalue(),
             "all_test_predictions.json": json.dumps(all_test), **_prediction_reports(trained, dataset, roles, y, parts)}

@@ -108,3 +108,12 @@ def test_fit_many_equals_separate_fits(binary):
         for name in probe.array_names:
             np.testing.assert_allclose(getattr(probe, name), getattr(alone, name), rtol=1e-8, atol=1e-10)
     assert (together[0].layer, together[0].position) == (12, -1)
+
+
+def test_calibration_never_flips_a_ranking():
+    features, y = _synthetic(n=300, binary=True)
+    probe = LinearProbe(task="binary").fit(features.take(np.arange(200)), y[:200])
+    probe.fit_calibration(features.take(np.arange(200, 300)), 1 - y[200:], note="labels flipped on purpose")
+    assert probe.calibration_["a"] == 0.0 and "clipped" in probe.calibration_["note"]
+    prob = probe.predict(features.take(np.arange(200, 300)))
+    assert np.allclose(prob, (1 - y[200:]).mean())

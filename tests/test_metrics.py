@@ -38,3 +38,13 @@ def test_ece_hand_computed():
     assert abs(ece(y, prob) - 0.6) < 1e-12
     assert ece_metric(y, prob).value == ece(y, prob)
     assert ece(np.array([0, 1]), np.array([0.0, 1.0])) == 0.0
+
+
+def test_fast_resampled_auc_equals_rank_formula():
+    from probes_hub.metrics import auc_resampled
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, size=150).astype(float)
+    score = np.round(rng.normal(size=150) + y, 1)  # rounding makes ties
+    index = rng.integers(0, 150, size=(300, 150))
+    np.testing.assert_allclose(auc_resampled(y, score, index), auc_rows(y[index], score[index]), rtol=1e-12)

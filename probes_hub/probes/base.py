@@ -83,10 +83,19 @@ class Probe:
         return expit(self.calibration_["a"] * score + self.calibration_["b"])
 
     def fit_calibration(self, features: Features, y: np.ndarray, *, note: str) -> "Probe":
-        """Platt scaling on data not used to fit or select the probe (binary labels only)."""
+        """Platt scaling on data not used to fit or select the probe (binary labels only).
+
+        A negative slope would mean the probe ranks held-out questions backwards; rather than flip its
+        ranking, the slope is clipped to 0 (every question gets the held-out success rate) and noted.
+        """
+        y = np.asarray(y).astype(int)
         score = self.decision_function(features)[:, None]
-        platt = LogisticRegression(C=1e6, max_iter=1000).fit(score, np.asarray(y).astype(int))
-        self.calibration_ = {"method": "platt", "a": float(platt.coef_[0, 0]), "b": float(platt.intercept_[0]), "fitted_on": note, "n": int(len(y))}
+        platt = LogisticRegression(C=1e6, max_iter=1000).fit(score, y)
+        a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+        self.calibration_ = {"method": "platt", "a": a, "b": b, "fitted_on": note, "n": int(len(y))}
+        if a < 0:
+            rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+            self.calibration_.update(a=0.0, b=float(np.log(rate / (1 - rate))), note=f"fitted slope {a:.3g} < 0 clipped to 0: no held-out signal")
         return self
 
     # -- config ------------------------------------------------------------------------------------

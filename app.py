@@ -1,0 +1,11 @@
+"""Entry point for ``python app.py`` and for a Hugging Face Space (configuration: see space_app/main.py)."""
+
+import os
+
+from space_app.main import create_app
+
+demo, context = create_app()
+
+if __name__ == "__main__":
+    demo.queue(default_concurrency_limit=int(os.environ.get("PROBES_HUB_CONCURRENCY", "2"))).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))

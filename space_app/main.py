@@ -1,0 +1,58 @@
+"""Build the app from environment variables: the model and registry are loaded once and shared by every session.
+
+- ``PROBES_HUB_MODEL``: model spec (default: the embedded SmolLM2-135M-Instruct GGUF)
+- ``PROBES_HUB_REGISTRY``: registry folder or Hub repo id (default: the bundled ``registry/``); uploads go there
+- ``PROBES_HUB_LEADERBOARD``: leaderboard folder or Hub dataset repo id (default: ``leaderboard/``)
+- ``PROBES_HUB_LEADERBOARD_EVERY``: seconds between background leaderboard refreshes (default: off)
+- ``PROBES_HUB_POOL``: routing pool file (default: ``pools/mmlu-pro-25.json``)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from probes_hub.models import load_model
+from eval.scheduler import interval_from_env, start_scheduler
+from probes_hub.registry import HUB_REPO_ID, Registry
+from probes_hub.route_eval import expected_costs, load_pool
+
+from .predictor import Predictor
+from .ui import AppContext, build_demo
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger(__name__)
+
+
+def pool_costs(pool_path: str | None) -> dict[str, float]:
+    """Expected cost per pool model: mean cost on MMLU-Pro training questions, or active parameters alone without the data."""
+    pool = load_pool(pool_path)
+    try:
+        return expected_costs(pool)
+    except (FileNotFoundError, ValueError) as error:
+        logger.warning("Routing costs use active parameters only (MMLU-Pro outcomes unavailable: %s).", error)
+        return {m.name: m.active_params_b for m in pool.models}
+
+
+def create_app() -> tuple[gr.Blocks, AppContext]:
+    """The Blocks app and its shared context, configured from the environment."""
+    lm = load_model(os.environ.get("PROBES_HUB_MODEL") or None)
+    registry = Registry(os.environ.get("PROBES_HUB_REGISTRY") or None)
+    predictor = Predictor(lm, registry, pool_costs(os.environ.get("PROBES_HUB_POOL") or None))
+    try:
+        import spaces  # present on Hugging Face Spaces: run predictions on the Space's GPU
+
+        predictor.predict = spaces.GPU(predictor.predict)
+    except ImportError:
+        pass
+    leaderboard = os.environ.get("PROBES_HUB_LEADERBOARD") or str(PROJECT_ROOT / "leaderboard")
+    ctx = AppContext(predictor, registry, leaderboard)
+    every = interval_from_env()
+    if every:
+        local = Path(leaderboard).exists() or not HUB_REPO_ID.match(leaderboard)
+        ctx.scheduler = start_scheduler(every, leaderboard if local else PROJECT_ROOT / "leaderboard", registry=registry.spec,
+                                        push=None if local else leaderboard, run_now=False)
+    return build_demo(ctx), ctx

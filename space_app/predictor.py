@@ -1,0 +1,112 @@
+"""The app's engine: one loaded model, every registry probe for it, one forward pass per question feeding them all."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from probes_hub.activations import extract
+from probes_hub.features import Features
+from probes_hub.models import LoadedModel
+from probes_hub.probes import LinearProbe, Probe
+from probes_hub.prompts import encode_prompts, prompt_format
+from probes_hub.registry import Registry
+from probes_hub.routing import Recommendation, recommend
+
+MAX_QUESTION_TOKENS = 1024
+PROBE_PREFERENCE = ("linear", "tfidf", "length")
+"""When one label has several probe types, the app reads the first available."""
+
+
+@dataclass
+class Reading:
+    """One probe's output for a question, with the test metric that says how far to trust it."""
+
+    name: str
+    dataset: str
+    label: str
+    probe_type: str
+    value: float
+    label_range: tuple[float, float]
+    metric: dict
+
+
+@dataclass
+class Prediction:
+    """Everything the Predict tab shows for one question."""
+
+    difficulty: list[Reading]
+    success: list[Reading]
+    layerwise: dict[str, tuple[list[int], list[float]]]
+    forward_ms: float
+    probes_ms: float
+    n_tokens: int
+    truncated: bool
+    notices: list[str] = field(default_factory=list)
+
+    def success_by_model(self) -> dict[str, float]:
+        return {r.label.removeprefix("correct:"): r.value for r in self.success}
+
+
+class Predictor:
+    """Holds the model and its probes; ``reload()`` picks up probes added to the registry while running."""
+
+    def __init__(self, lm: LoadedModel, registry: Registry, expected_cost: dict[str, float] | None = None):
+        self.lm = lm
+        self.registry = registry
+        self.expected_cost = expected_cost or {}
+        self.fmt = prompt_format(lm.tokenizer, chat=True)
+        self._lock = threading.Lock()
+        self.problems: dict[str, str] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """(Re)load every probe of the registry that reads this model (by fingerprint; TF-IDF/length by display id)."""
+        report = self.registry.load_all()
+        chosen: dict[str, Probe] = {}
+        for name, probe in sorted(report.probes.items(), key=lambda kv: PROBE_PREFERENCE.index(kv[1].probe_type) if kv[1].probe_type in PROBE_PREFERENCE else 9):
+            model = probe.info["model"]
+            if model["fingerprint"] != self.lm.fingerprint and model["display_id"] != self.lm.display_id:
+                continue
+            key = f"{probe.info['data']['dataset']}|{probe.info['label']['name']}"
+            chosen.setdefault(key, probe)
+        with self._lock:
+            self.probes = chosen
+            self.problems = report.problems
+            self.layers = sorted({layer for p in chosen.values() if isinstance(p, LinearProbe) for layer in (p.layer, *map(int, p.layer_index_))})
+
+    def predict(self, question: str) -> Prediction:
+        """Read every probe for one question; raises ValueError on an empty question."""
+        question = (question or "").strip()
+        if not question:
+            raise ValueError("Type a question first.")
+        with self._lock:
+            probes, layers = dict(self.probes), list(self.layers)
+        started = time.perf_counter()
+        prompt_ids, truncated = encode_prompts([question], self.fmt, self.lm.tokenizer, max_length=MAX_QUESTION_TOKENS)
+        acts = extract(self.lm, prompt_ids, layers, self.fmt.eoi_positions, progress=False) if layers else None
+        forward_ms = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        features = Features([question], np.array([len(prompt_ids[0])]), acts, tuple(layers), tuple(self.fmt.eoi_positions))
+        difficulty, success, layerwise = [], [], {}
+        for probe in probes.values():
+            info = probe.info
+            reading = Reading(f"{info['data']['dataset']} {info['label']['name']}", info["data"]["dataset"], info["label"]["name"], probe.probe_type,
+                              float(probe.predict(features)[0]), tuple(info["label"]["range"]), info["metrics"].get("test", {}))
+            (success if probe.task == "binary" else difficulty).append(reading)
+            if probe.task == "graded" and isinstance(probe, LinearProbe):
+                probe_layers, values = probe.layerwise(features)
+                layerwise[reading.name] = (probe_layers, [float(v) for v in values[0]])
+        notices = [f"The question was longer than {MAX_QUESTION_TOKENS} tokens; its beginning was cut (the end-of-instruction tokens are kept)."] if truncated[0] else []
+        return Prediction(sorted(difficulty, key=lambda r: r.name), sorted(success, key=lambda r: -r.value), layerwise, forward_ms,
+                          (time.perf_counter() - started) * 1000, len(prompt_ids[0]), truncated[0], notices)
+
+    def route(self, prediction: Prediction, *, lam: float | None = None, target: float | None = None) -> Recommendation | None:
+        """The routing suggestion for this question, or None when no success probe has a cost in the pool."""
+        p = prediction.success_by_model()
+        if not set(p) & set(self.expected_cost):
+            return None
+        return recommend(p, self.expected_cost, lam=lam, target=target)

@@ -1,0 +1,116 @@
+"""Accept a probe upload (a zip, or the folder's files), validate it completely, evaluate it, then add it to the registry.
+
+Nothing touches the registry until every check passed; the registry push itself is atomic (local: temp
+folder + rename; Hub: one commit), so a rejected upload leaves the registry byte-identical.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from probes_hub.constants import CARD_NAME, CONFIG_NAME, MAX_PROBE_FILE_BYTES, REPORTS_DIR, WEIGHTS_NAME
+from probes_hub.datasets import BUILTIN, load_dataset
+from probes_hub.metrics import headline_metric
+from probes_hub.naming import probe_folder_name
+from probes_hub.predict import check_probe_matches_model, predict_questions
+from probes_hub.probes import Probe
+from probes_hub.registry import Registry
+from probes_hub.train import row_roles
+from probes_hub.validation import ProbeValidationError
+
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+ROOT_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+
+
+@dataclass
+class UploadResult:
+    name: str
+    message: str
+
+
+def stage_upload(paths: list[str | Path], workdir: Path) -> Path:
+    """Lay the uploaded files out as one probe folder under ``workdir``; reject unsafe names, sizes and layouts."""
+    paths = [Path(p) for p in paths or []]
+    if not paths:
+        raise ProbeValidationError("No file uploaded: give a .zip of a probe folder, or its config.json and model.safetensors.")
+    total = sum(p.stat().st_size for p in paths)
+    if total > MAX_UPLOAD_BYTES:
+        raise ProbeValidationError(f"Upload is {total / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
+    folder = workdir / "probe"
+    folder.mkdir()
+    if len(paths) == 1 and paths[0].suffix.lower() == ".zip":
+        _extract_zip(paths[0], folder)
+    else:
+        for path in paths:
+            name = path.name
+            if name in ROOT_FILES:
+                shutil.copyfile(path, folder / name)
+            elif path.suffix in (".json", ".csv"):
+                (folder / REPORTS_DIR).mkdir(exist_ok=True)
+                shutil.copyfile(path, folder / REPORTS_DIR / name)
+            else:
+                raise ProbeValidationError(f"'{name}' is not part of a probe folder (allowed: {', '.join(ROOT_FILES)}, reports as .json/.csv). "
+                                           "Pickle, .pt and other executable formats are refused.")
+    return folder
+
+
+def _extract_zip(archive: Path, folder: Path) -> None:
+    """Extract a zip safely: no absolute or parent paths, no links, bounded sizes; one optional top folder is stripped."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            if sum(m.file_size for m in members) > MAX_UPLOAD_BYTES:
+                raise ProbeValidationError(f"The zip expands beyond {MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
+            names = [PurePosixPath(m.filename) for m in members]
+            for member, name in zip(members, names):
+                if name.is_absolute() or ".." in name.parts or (member.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise ProbeValidationError(f"Unsafe path in zip: '{member.filename}'.")
+                if member.file_size > MAX_PROBE_FILE_BYTES:
+                    raise ProbeValidationError(f"'{member.filename}' is larger than {MAX_PROBE_FILE_BYTES / 1e6:.0f} MB.")
+            tops = {n.parts[0] for n in names if len(n.parts) > 1}
+            strip = len(tops) == 1 and not any(len(n.parts) == 1 for n in names)
+            for member, name in zip(members, names):
+                relative = PurePosixPath(*name.parts[1:]) if strip else name
+                target = folder.joinpath(*relative.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(zf.read(member))
+    except zipfile.BadZipFile as error:
+        raise ProbeValidationError(f"'{archive.name}' is not a readable zip file ({error}).") from error
+
+
+def evaluate_upload(probe: Probe, lm, folder: Path) -> str:
+    """Test-split metric of the uploaded probe when its dataset is available here, as a sentence."""
+    data = probe.info["data"]
+    try:
+        if data["dataset"] in BUILTIN:
+            dataset = load_dataset(data["dataset"]).subset(data.get("limit"), seed=data.get("seed", 0))
+        else:
+            dataset = load_dataset(data.get("source", ""), label_columns=[probe.info["label"]["name"]]).subset(data.get("limit"), seed=data.get("seed", 0))
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        return f"Not re-evaluated: its dataset is not available here ({error})."
+    if dataset.content_hash != data.get("content_hash"):
+        return "Not re-evaluated: the dataset here differs from the one it was trained on."
+    label = probe.info["label"]["name"]
+    test = row_roles(dataset, label, seed=data.get("seed", 0))["test"]
+    prediction = predict_questions(lm, [folder], dataset.frame["question"].tolist(), data_hash=dataset.content_hash, use_cache=True)[folder.name]
+    metric = headline_metric(probe.task, dataset.frame[label].to_numpy(dtype=float)[test], prediction[test])
+    return f"Re-evaluated on the test split here: {metric} (recorded: {probe.info['metrics'].get('test', {}).get('value', float('nan')):.3f})."
+
+
+def accept_upload(paths: list[str | Path], registry: Registry, lm) -> UploadResult:
+    """Validate (files, schema, shapes vs the model's hidden size, model match), evaluate, and push to ``registry``."""
+    with tempfile.TemporaryDirectory(prefix="probe-upload-") as tmp:
+        staged = stage_upload(paths, Path(tmp))
+        probe = Probe.from_pretrained(staged, hidden_size=lm.hidden_size)
+        check_probe_matches_model(probe, lm, where="The uploaded probe")
+        info = probe.info
+        name = probe_folder_name(info["model"]["display_id"], info["data"]["dataset"], info["label"]["name"], probe.probe_type)
+        folder = Path(tmp) / name
+        staged.rename(folder)
+        evaluation = evaluate_upload(probe, lm, folder)
+        registry.push([folder], commit_message=f"Upload probe {name}")
+    return UploadResult(name, f"Added **{name}** to {registry.spec}. {evaluation}")

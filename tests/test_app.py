@@ -1,0 +1,176 @@
+"""The Gradio app, launched for real (`python app.py`) on a copy of the bundled registry, driven by gradio_client and by
+Playwright in Debian's chromium. Screenshots go to test-artifacts/."""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from probes_hub.registry import DEFAULT_REGISTRY
+
+from .hub_server import free_port
+from .test_registry import _tree_bytes
+
+PROJECT = Path(__file__).resolve().parent.parent
+ARTIFACTS = PROJECT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+QUESTION = ("A bakery sells muffins for $3 each and cookies for $2 each. Maria buys 4 muffins and some cookies and pays $20 in total. "
+            "How many cookies did she buy? Explain your reasoning and give the final number.")
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_REGISTRY / "manifest.json").exists(), reason="bundled registry not built")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """(url, registry copy, leaderboard folder) of a launched app; stopped after the module."""
+    root = tmp_path_factory.mktemp("app")
+    registry = root / "registry"
+    shutil.copytree(DEFAULT_REGISTRY, registry)
+    leaderboard = root / "leaderboard"
+    leaderboard.mkdir()
+    port = free_port()
+    env = {**os.environ, "PROBES_HUB_REGISTRY": str(registry), "PROBES_HUB_LEADERBOARD": str(leaderboard), "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    env.pop("PROBES_HUB_CACHE", None)  # the user cache: its converted GGUF makes the second launch fast
+    log = open(root / "app.log", "wb")
+    started = time.time()
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_for(url, process, root / "app.log")
+        print(f"app cold start to listening: {time.time() - started:.1f} s")
+        yield url, registry, leaderboard
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited:\n{log.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"app did not start:\n{log.read_text()[-3000:]}")
+
+
+def test_api_predict_returns_difficulty_success_and_routing(app):
+    from gradio_client import Client
+
+    url, _, _ = app
+    client = Client(url, verbose=False)
+    latencies = []
+    for _ in range(20):
+        started = time.perf_counter()
+        result = client.predict(QUESTION, "utility: p - lambda x cost", 0.3, 0.7, api_name="/predict")
+        latencies.append((time.perf_counter() - started) * 1000)
+    raw = result[-1]
+    assert {r["probe"] for r in raw["difficulty"]} >= {"math500 level", "arc-challenge grade"}
+    assert len(raw["success"]) >= 10 and all(0 < p < 1 for p in raw["success"].values())
+    assert raw["routing"]["model"] in raw["success"] and raw["routing"]["cost"] <= raw["routing"]["strongest_cost"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "api_latency.json").write_text(json.dumps({"p50_ms": statistics.median(latencies), "calls": latencies}))
+    empty = client.predict("   ", "utility: p - lambda x cost", 0.3, 0.7, api_name="/predict")
+    assert "Type a question" in empty[0]
+
+
+def _zip_folder(folder: Path, target: Path) -> Path:
+    with zipfile.ZipFile(target, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{folder.name}/{path.relative_to(folder)}")
+    return target
+
+
+def test_invalid_uploads_change_nothing(app, toy_probes, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, registry, _ = app
+    before = _tree_bytes(registry)
+    client = Client(url, verbose=False)
+    pickle_file = tmp_path / "probe.pkl"
+    pickle_file.write_bytes(b"\x80\x04K\x01.")
+    message = client.predict([handle_file(str(pickle_file))], api_name="/upload")
+    assert "Rejected" in message and "probe.pkl" in message
+    _, results, _ = toy_probes  # a tiny-model probe: hidden size 32, the app's model has 576
+    wrong_shape = _zip_folder(results["difficulty"].probes["linear"].path, tmp_path / "wrong.zip")
+    message = client.predict([handle_file(str(wrong_shape))], api_name="/upload")
+    assert "Rejected" in message and "hidden" in message.lower()
+    assert _tree_bytes(registry) == before
+
+
+def test_valid_upload_appears_without_restart(app, smollm2, tmp_path):
+    """Train a small new SmolLM2 probe on a local file, upload it as a zip, and see it in Predict and in the leaderboard."""
+    import pandas as pd
+    from gradio_client import Client, handle_file
+
+    from probes_hub.train import TrainOptions, train
+
+    url, registry, _ = app
+    rows = [{"question": f"What is {a} times {b}?", "digits": len(str(a * b))} for a in range(3, 60, 3) for b in (7, 13, 101)]
+    data = tmp_path / "products.jsonl"
+    pd.DataFrame(rows).to_json(data, orient="records", lines=True)
+    results = train(TrainOptions(dataset=str(data), labels=("digits",), label_columns=("digits",), probes=("linear",), layers=(1, 2, 3),
+                                 out=str(tmp_path / "runs"), cv_folds=3, progress=False), lm=smollm2)
+    archive = _zip_folder(results["digits"].probes["linear"].path, tmp_path / "digits.zip")
+    client = Client(url, verbose=False)
+    message = client.predict([handle_file(str(archive))], api_name="/upload")
+    assert "Added" in message and "Re-evaluated on the test split here" in message, message
+    name = results["digits"].probes["linear"].path.name
+    assert (registry / name / "config.json").exists() and name in (registry / "manifest.json").read_text()
+    raw = client.predict("What is 12 times 7?", "utility: p - lambda x cost", 0.3, 0.7, api_name="/predict")[-1]
+    assert any(r["probe"] == "products digits" for r in raw["difficulty"])
+    board = client.predict("", "all", "all", "all", "all", api_name="/leaderboard")
+    assert name in json.dumps(board[1])
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")
+def test_browser_predict_leaderboard_and_bad_upload(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, _, _ = app
+    ARTIFACTS.mkdir(exist_ok=True)
+    bad = tmp_path / "weights.pt"
+    bad.write_bytes(b"not a probe")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(url, wait_until="networkidle")
+        page.locator("#question textarea").fill(QUESTION)
+        page.locator("#predict").click()
+        page.locator("#difficulty").get_by_text("math500 level").wait_for(timeout=60000)
+        page.locator("#success-plot canvas, #success-plot svg").first.wait_for(timeout=60000)
+        page.locator("#layers-plot canvas, #layers-plot svg").first.wait_for(timeout=60000)
+        assert "Route to" in page.locator("#routing").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "predict.png"), full_page=True)
+
+        page.get_by_role("tab", name="Leaderboard").click()
+        page.locator("#leaderboard-table").get_by_text("smollm2-135m-instruct--math500--level--linear").wait_for(timeout=60000)
+        assert "refreshed" in page.locator("#refreshed").inner_text() or "No regenerated leaderboard" in page.locator("#refreshed").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
+
+        page.get_by_role("tab", name="Upload").click()
+        page.locator("#upload-files input[type=file]").set_input_files(str(bad))
+        page.locator("#upload-button").click()
+        page.locator("#upload-status").get_by_text("Rejected").wait_for(timeout=60000)
+        assert "weights.pt" in page.locator("#upload-status").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "upload_rejected.png"), full_page=True)
+        browser.close()
