@@ -23,19 +23,19 @@ from .datasets import QuestionSet
 from .models import LoadedModel
 from .progress import progress_bar
 
-ANSWER_INSTRUCTION = "\n\nSolve the problem step by step, then give the final answer as \\boxed{answer}."
+ANSWER_INSTRUCTION = "\n\nSolve the problem step by step, then write the final answer inside \\boxed{}."
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 
 
 # -- answers ----------------------------------------------------------------------------------------------
 def extract_answer(text: str) -> str | None:
-    """The final answer in a completion: after '####', else the last \\boxed{...}, else the last number."""
+    """The final answer in a completion: after '####', else the last \\boxed{...} holding a number or LaTeX, else the last number."""
     if "####" in text:
         tail = text.split("####")[-1].strip().splitlines()
         if tail and tail[0].strip():
             return tail[0].strip().rstrip(".")
     boxed = _last_boxed(text)
-    if boxed is not None:
+    if boxed is not None and re.search(r"[\d\\]", boxed):  # a parroted placeholder such as \boxed{answer} is no answer
         return boxed
     numbers = _NUMBER.findall(text)
     return numbers[-1].replace(",", "") if numbers else None

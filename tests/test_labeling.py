@@ -24,6 +24,7 @@ def test_math_verify_grading(predicted, gold, expected):
     ("nested \\boxed{\\frac{1}{\\sqrt{2}}} here", "\\frac{1}{\\sqrt{2}}"),
     ("First 3 apples, then 1,250 pears.", "1250"),
     ("no answer at all", None),
+    ("3 * 4 = 12, so the answer is \\boxed{answer}", "12"),
 ])
 def test_extract_answer(text, answer):
     assert extract_answer(text) == answer
