@@ -1,6 +1,7 @@
 """The Gradio app, launched for real (`python app.py`) on a copy of the bundled registry, driven by gradio_client and by
 Playwright in Debian's chromium. Screenshots go to test-artifacts/."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +28,30 @@ QUESTION = ("A bakery sells muffins for $3 each and cookies for $2 each. Maria b
 pytestmark = pytest.mark.skipif(not (DEFAULT_REGISTRY / "manifest.json").exists(), reason="bundled registry not built")
 
 
+@contextlib.contextmanager
+def launched_app(root: Path, registry: Path, leaderboard: Path, **extra_env: str):
+    """Run ``python app.py`` on its own port with the given registry and leaderboard folder; yields the URL."""
+    port = free_port()
+    env = {**os.environ, "PROBES_HUB_REGISTRY": str(registry), "PROBES_HUB_LEADERBOARD": str(leaderboard), "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **extra_env}
+    env.pop("PROBES_HUB_CACHE", None)  # the user cache: its converted GGUF makes the second launch fast
+    log = open(root / "app.log", "wb")
+    started = time.time()
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_for(url, process, root / "app.log")
+        print(f"app start to listening: {time.time() - started:.1f} s")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """(url, registry copy, leaderboard folder) of a launched app; stopped after the module."""
@@ -35,25 +60,8 @@ def app(tmp_path_factory):
     shutil.copytree(DEFAULT_REGISTRY, registry)
     leaderboard = root / "leaderboard"
     leaderboard.mkdir()
-    port = free_port()
-    env = {**os.environ, "PROBES_HUB_REGISTRY": str(registry), "PROBES_HUB_LEADERBOARD": str(leaderboard), "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    env.pop("PROBES_HUB_CACHE", None)  # the user cache: its converted GGUF makes the second launch fast
-    log = open(root / "app.log", "wb")
-    started = time.time()
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_for(url, process, root / "app.log")
-        print(f"app cold start to listening: {time.time() - started:.1f} s")
+    with launched_app(root, registry, leaderboard) as url:
         yield url, registry, leaderboard
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def _wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
@@ -174,3 +182,27 @@ def test_browser_predict_leaderboard_and_bad_upload(app, tmp_path):
         assert "weights.pt" in page.locator("#upload-status").inner_text()
         page.screenshot(path=str(ARTIFACTS / "upload_rejected.png"), full_page=True)
         browser.close()
+
+
+def test_leaderboard_tab_refreshes_on_a_schedule(tmp_path):
+    """PROBES_HUB_LEADERBOARD_EVERY=2 on a registry of text-only probes (no activations to extract, so each refresh is quick)."""
+    from gradio_client import Client
+
+    from probes_hub.registry import write_index
+
+    registry = tmp_path / "registry"
+    for kind in ("length", "tfidf"):
+        shutil.copytree(DEFAULT_REGISTRY / f"smollm2-135m-instruct--math500--level--{kind}", registry / f"smollm2-135m-instruct--math500--level--{kind}")
+    write_index(registry)
+    leaderboard = tmp_path / "leaderboard"
+    leaderboard.mkdir()
+    with launched_app(tmp_path, registry, leaderboard, PROBES_HUB_LEADERBOARD_EVERY="2") as url:
+        client = Client(url, verbose=False)
+        seen = []
+        deadline = time.time() + 120
+        while len(set(s for s in seen if "last refreshed" in s)) < 2 and time.time() < deadline:
+            seen.append(client.predict("", "all", "all", "all", "all", api_name="/leaderboard")[0])
+            time.sleep(1)
+    refreshes = [s for s in dict.fromkeys(seen) if "last refreshed" in s]
+    assert len(refreshes) >= 2, seen[-3:]
+    assert refreshes[1] > refreshes[0]  # ISO timestamps: later sorts after
