@@ -22,8 +22,9 @@ demo: install
 	$(BIN)/python app.py
 
 bench: install
-	$(BIN)/python eval/bench_extract.py --quick
-	$(BIN)/python eval/bench_sweep.py --quick
+	$(BIN)/python -m eval.bench_extract --quick
+	$(BIN)/python -m eval.bench_sweep --quick
+	$(BIN)/python -m eval.bench_app --quick
 
 registry: install
 	$(BIN)/python -m probes_hub build-registry --out registry

@@ -121,7 +121,7 @@ def _add_baseline_columns(table: pd.DataFrame) -> None:
     table["delta_over_best_baseline"] = table["value"] - table[["baseline_length", "baseline_tfidf"]].max(axis=1)
 
 
-def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path) -> list[Path]:
+def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, registry_root: str | Path | None = None) -> list[Path]:
     """Write the CSV, the JSON and the charts into ``out`` so that a crash never leaves a half-written leaderboard.
 
     Everything is written into a temp folder first, then moved in with ``os.replace``; leaderboard.json goes last.
@@ -137,7 +137,7 @@ def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path) -> l
         table.to_csv(tmp / "leaderboard.csv", index=False)
         (tmp / "leaderboard.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         written = []
-        for name, chart in leaderboard_charts(table, metadata.get("registry_root")).items():
+        for name, chart in leaderboard_charts(table, registry_root).items():
             (tmp / f"{name}.vl.json").write_text(chart.to_json(), encoding="utf-8")
             (tmp / f"{name}.html").write_text(chart.to_html(), encoding="utf-8")
             written += [f"{name}.vl.json", f"{name}.html"]
@@ -152,8 +152,8 @@ def regenerate(registry: str | None, out: str | Path, *, data_dir: str | None = 
     started = time.time()
     reg = Registry(registry)
     table, metadata = evaluate_registry(reg, data_dir=data_dir, model=model, use_cache=use_cache)
-    metadata.update(registry=reg.spec, registry_generated_at=reg.manifest().generated_at, registry_root=str(reg.root) if reg.is_local else None)
-    write_leaderboard(table, metadata, out)
+    metadata.update(registry=registry or "bundled registry/", registry_generated_at=reg.manifest().generated_at)
+    write_leaderboard(table, metadata, out, registry_root=reg.root if reg.is_local else None)
     if push:
         push_leaderboard(out, push)
     return table, time.time() - started

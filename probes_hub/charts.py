@@ -12,7 +12,7 @@ from .cache import atomic_write_text
 
 
 def routing_chart(curves: dict[str, list], singles: pd.DataFrame, extra_points: pd.DataFrame | None = None, *, title: str) -> alt.Chart:
-    """Accuracy vs mean cost: one line per router, the single models as labelled points, plus e.g. the oracle."""
+    """Accuracy vs mean cost: one line per router, the single models as labelled points joined by their Pareto frontier, plus e.g. the oracle."""
     lines = pd.DataFrame([{"router": name, "cost": p.cost, "accuracy": p.accuracy, "setting": p.setting} for name, points in curves.items() for p in points])
     line_layer = alt.Chart(lines).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
         x=alt.X("cost:Q", title="mean cost per question (B active params x output tokens)"), y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False)),
@@ -20,7 +20,10 @@ def routing_chart(curves: dict[str, list], singles: pd.DataFrame, extra_points: 
     single_layer = alt.Chart(singles).mark_point(filled=True, color="black").encode(
         x="cost:Q", y="accuracy:Q", tooltip=["model", alt.Tooltip("accuracy:Q", format=".3f"), alt.Tooltip("cost:Q", format=".0f")])
     labels = alt.Chart(singles).mark_text(align="left", dx=5, fontSize=9).encode(x="cost:Q", y="accuracy:Q", text="model")
-    layers = [line_layer, single_layer, labels]
+    frontier = singles.sort_values("cost")
+    frontier = frontier[frontier["accuracy"] > frontier["accuracy"].cummax().shift(fill_value=-1.0)]
+    frontier_layer = alt.Chart(frontier).mark_line(strokeDash=[4, 3], color="gray").encode(x="cost:Q", y="accuracy:Q")
+    layers = [line_layer, frontier_layer, single_layer, labels]
     if extra_points is not None and len(extra_points):
         layers.append(alt.Chart(extra_points).mark_point(shape="diamond", size=120, color="red", filled=True).encode(
             x="cost:Q", y="accuracy:Q", tooltip=["name", "accuracy", "cost"]))

@@ -124,3 +124,13 @@ def test_bundled_registry_is_complete_and_consistent(capsys):
         assert config["metrics"]["test"] == entry.metric and entry.metric["n"] > 100
     assert main(["list", "--model", "SmolLM2-135M-Instruct", "--label", "level"]) == 0
     assert "3 of 93 probes" in capsys.readouterr().out
+
+
+def test_push_to_hub_method_accepts_a_local_registry(toy_probes, tmp_path):
+    _, results, _ = toy_probes
+    probe = results["solved"].probes["tfidf"].probe
+    target = tmp_path / "reg"
+    target.mkdir()
+    name = probe.push_to_hub(str(target))
+    assert name == "tiny-llama--toy--solved--tfidf" and Registry(target).entry(name).probe_type == "tfidf"
+    np.testing.assert_array_equal(Probe.from_pretrained(str(target), name=name).coef_, probe.coef_)
