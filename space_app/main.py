@@ -9,12 +9,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
 import gradio as gr
 
+from probes_hub.cache import atomic_write_json, cache_dir, file_sha256, sha256_text
+from probes_hub.datasets import data_dir
 from probes_hub.models import load_model
 from eval.scheduler import interval_from_env, start_scheduler
 from probes_hub.registry import HUB_REPO_ID, Registry
@@ -28,10 +31,20 @@ logger = logging.getLogger(__name__)
 
 
 def pool_costs(pool_path: str | None) -> dict[str, float]:
-    """Expected cost per pool model: mean cost on MMLU-Pro training questions, or active parameters alone without the data."""
+    """Expected cost per pool model: mean cost on MMLU-Pro training questions, or active parameters alone without the data.
+
+    Cached on disk by the pool and the outcome files' contents, so later launches skip reading 350k outcome rows.
+    """
     pool = load_pool(pool_path)
     try:
-        return expected_costs(pool)
+        root = data_dir()
+        key = sha256_text(repr(pool), *(file_sha256(root / "mmlu_pro" / name) for name in ("outcomes.csv", "questions.jsonl")))
+        cached = cache_dir("routing") / f"{key[:24]}.json"
+        if cached.exists():
+            return json.loads(cached.read_text())
+        costs = expected_costs(pool)
+        atomic_write_json(cached, costs)
+        return costs
     except (FileNotFoundError, ValueError) as error:
         logger.warning("Routing costs use active parameters only (MMLU-Pro outcomes unavailable: %s).", error)
         return {m.name: m.active_params_b for m in pool.models}
