@@ -67,10 +67,6 @@ def single_models(correct: np.ndarray, cost: np.ndarray) -> list[CurvePoint]:
     return [CurvePoint(m, float(correct[:, m].mean()), float(cost[:, m].mean())) for m in range(correct.shape[1])]
 
 
-def utility_curve(p, expected_cost, correct, cost, lambdas) -> list[CurvePoint]:
-    return [CurvePoint(float(lam), *score_choice(route_utility(p, expected_cost, lam), correct, cost)) for lam in lambdas]
-
-
 def cascade_curve(p, expected_cost, correct, cost, thresholds) -> list[CurvePoint]:
     points = []
     for t in thresholds:
