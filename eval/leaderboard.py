@@ -27,7 +27,7 @@ from probes_hub.constants import EMBEDDED_DISPLAY_ID, SCHEMA_VERSION
 from probes_hub.datasets import BUILTIN, load_dataset
 from probes_hub.metrics import ece_metric, headline_metric
 from probes_hub.models import LoadedModel, load_model
-from probes_hub.predict import predict_questions
+from probes_hub.predict import predict_probes
 from probes_hub.registry import Registry
 from probes_hub.train import row_roles
 
@@ -91,13 +91,14 @@ def _evaluate_group(registry, lm, dataset, names, probes, rows, *, use_cache: bo
     if any(probes[n].info["data"]["content_hash"] != dataset.content_hash for n in names):
         raise ValueError(f"{dataset.name} changed since training (content hash differs); retrain or restore the data")
     folders = [registry.folder(n) for n in names]
-    predictions = predict_questions(lm, folders, dataset.frame["question"].tolist(), data_hash=dataset.content_hash, use_cache=use_cache)
+    predictions = predict_probes(lm, {n: probes[n] for n in names}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash,
+                                 use_cache=use_cache)
     for name, folder in zip(names, folders):
         probe = probes[name]
         label = probe.info["label"]["name"]
         test = row_roles(dataset, label, seed=seed)["test"]
         y = dataset.frame[label].to_numpy(dtype=float)[test]
-        prediction = predictions[folder.name][test]
+        prediction = predictions[name][test]
         metric = headline_metric(probe.task, y, prediction)
         ece = ece_metric(y, prediction).value if probe.task == "binary" else None
         rows[name].update(status="ok", value=metric.value, low=metric.low, high=metric.high, n=metric.n, ece=ece,

@@ -25,11 +25,15 @@ def check_probe_matches_model(probe: Probe, lm: LoadedModel, *, where: str) -> N
 def predict_questions(lm: LoadedModel, probe_dirs: list[str | Path], questions: list[str], *, data_hash: str | None = None,
                       use_cache: bool = False) -> dict[str, np.ndarray]:
     """Predictions of each probe folder for each question, as ``{folder name: [N]}``."""
-    probes = {}
-    for folder in probe_dirs:
-        probe = Probe.from_pretrained(folder, hidden_size=lm.hidden_size)
-        check_probe_matches_model(probe, lm, where=str(folder))
-        probes[Path(folder).name] = probe
+    probes = {Path(folder).name: Probe.from_pretrained(folder, hidden_size=lm.hidden_size) for folder in probe_dirs}
+    return predict_probes(lm, probes, questions, data_hash=data_hash, use_cache=use_cache)
+
+
+def predict_probes(lm: LoadedModel, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,
+                   use_cache: bool = False) -> dict[str, np.ndarray]:
+    """Predictions of already loaded probes (``{name: probe}``) from one shared extraction, as ``{name: [N]}``."""
+    for name, probe in probes.items():
+        check_probe_matches_model(probe, lm, where=name)
     prompts = {(p.info["model"]["prompt"]["mode"], p.info["model"]["prompt"]["max_length"]) for p in probes.values()}
     first = next(iter(probes.values())).info["model"]["prompt"]
     if len(prompts) != 1:

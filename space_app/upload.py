@@ -16,7 +16,7 @@ from probes_hub.constants import CARD_NAME, CONFIG_NAME, MAX_PROBE_FILE_BYTES, R
 from probes_hub.datasets import BUILTIN, load_dataset
 from probes_hub.metrics import headline_metric
 from probes_hub.naming import probe_folder_name
-from probes_hub.predict import check_probe_matches_model, predict_questions
+from probes_hub.predict import check_probe_matches_model, predict_probes
 from probes_hub.probes import Probe
 from probes_hub.registry import Registry
 from probes_hub.train import row_roles
@@ -82,7 +82,7 @@ def _extract_zip(archive: Path, folder: Path) -> None:
         raise ProbeValidationError(f"'{archive.name}' is not a readable zip file ({error}).") from error
 
 
-def evaluate_upload(probe: Probe, lm, folder: Path) -> str:
+def evaluate_upload(probe: Probe, lm) -> str:
     """Test-split metric of the uploaded probe when its dataset is available here, as a sentence."""
     data = probe.info["data"]
     try:
@@ -96,7 +96,7 @@ def evaluate_upload(probe: Probe, lm, folder: Path) -> str:
         return "Not re-evaluated: the dataset here differs from the one it was trained on."
     label = probe.info["label"]["name"]
     test = row_roles(dataset, label, seed=data.get("seed", 0))["test"]
-    prediction = predict_questions(lm, [folder], dataset.frame["question"].tolist(), data_hash=dataset.content_hash, use_cache=True)[folder.name]
+    prediction = predict_probes(lm, {"upload": probe}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash, use_cache=True)["upload"]
     metric = headline_metric(probe.task, dataset.frame[label].to_numpy(dtype=float)[test], prediction[test])
     return f"Re-evaluated on the test split here: {metric} (recorded: {probe.info['metrics'].get('test', {}).get('value', float('nan')):.3f})."
 
@@ -111,6 +111,6 @@ def accept_upload(paths: list[str | Path], registry: Registry, lm) -> UploadResu
         name = probe_folder_name(info["model"]["display_id"], info["data"]["dataset"], info["label"]["name"], probe.probe_type)
         folder = Path(tmp) / name
         staged.rename(folder)
-        evaluation = evaluate_upload(probe, lm, folder)
+        evaluation = evaluate_upload(probe, lm)
         registry.push([folder], commit_message=f"Upload probe {name}")
     return UploadResult(name, f"Added **{name}** to {registry.spec}. {evaluation}")
