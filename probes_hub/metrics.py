@@ -1,7 +1,8 @@
 """Spearman, ROC-AUC, ECE and MAE with n and a seeded percentile-bootstrap 95% CI.
 
 Point estimates come from scipy / scikit-learn; the bootstrap uses vectorised rank formulas of the same
-statistics (tests check they agree with the library values).
+statistics (tests check they agree with the library values). scipy.stats and sklearn.metrics are imported
+where they are used: predicting with probes (the app's start-up) never needs them.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import rankdata, spearmanr
-from sklearn.metrics import roc_auc_score
 
 N_BOOTSTRAP = 1000
 BOOTSTRAP_SEED = 0
@@ -35,6 +34,8 @@ class Metric:
 
 def spearman_rows(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Spearman correlation of each row pair (last axis), ties averaged; NaN where a row is constant."""
+    from scipy.stats import rankdata
+
     ry, rp = rankdata(y, axis=-1), rankdata(pred, axis=-1)
     ry = ry - ry.mean(-1, keepdims=True)
     rp = rp - rp.mean(-1, keepdims=True)
@@ -44,6 +45,8 @@ def spearman_rows(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def auc_rows(y: np.ndarray, score: np.ndarray) -> np.ndarray:
     """ROC-AUC of each row (Mann-Whitney U from ranks, ties averaged); NaN where a row has one class."""
+    from scipy.stats import rankdata
+
     y = np.asarray(y, dtype=float)
     ranks = rankdata(score, axis=-1)
     n_pos = y.sum(-1)
@@ -104,12 +107,16 @@ def bootstrap_ci(y, pred, row_statistic, *, n_boot: int = N_BOOTSTRAP, seed: int
 
 def spearman_metric(y, pred, **kwargs) -> Metric:
     """Spearman correlation (graded labels) with CI and n."""
+    from scipy.stats import spearmanr
+
     value = float(spearmanr(y, pred).statistic)
     return Metric("spearman", value, *bootstrap_ci(y, pred, spearman_rows, **kwargs), len(y))
 
 
 def auc_metric(y, score, **kwargs) -> Metric:
     """ROC-AUC (binary labels) with CI and n."""
+    from sklearn.metrics import roc_auc_score
+
     value = float(roc_auc_score(np.asarray(y).astype(int), score))
     return Metric("roc_auc", value, *bootstrap_ci(y, score, auc_rows, from_index=auc_resampled, **kwargs), len(y))
 

@@ -98,11 +98,11 @@ class Registry:
 
         return Probe.from_pretrained(self.folder(self.entry(name, **filters).name), hidden_size=hidden_size)
 
-    def load_all(self, *, hidden_size: int | None = None, **filters) -> LoadReport:
-        """Load every matching probe; a broken one is reported in ``problems`` and the rest still load."""
+    def load_all(self, *, hidden_size: int | None = None, names: list[str] | None = None, **filters) -> LoadReport:
+        """Load every matching probe (or the entries called ``names``); a broken one is reported in ``problems`` and the rest still load."""
         from .probes import Probe
 
-        entries = self.list(**filters)
+        entries = [self.entry(name) for name in names] if names is not None else self.list(**filters)
         root = self._fetch([e.folder for e in entries]) if entries else None
         report = LoadReport({}, {})
         for entry in entries:

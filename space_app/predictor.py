@@ -11,7 +11,7 @@ import numpy as np
 from probes_hub.activations import extract
 from probes_hub.features import Features
 from probes_hub.models import LoadedModel
-from probes_hub.probes import LinearProbe, Probe
+from probes_hub.probes import LinearProbe
 from probes_hub.prompts import encode_prompts, prompt_format
 from probes_hub.registry import Registry
 from probes_hub.routing import Recommendation, recommend
@@ -65,19 +65,19 @@ class Predictor:
         self.reload()
 
     def reload(self) -> None:
-        """(Re)load every probe of the registry that reads this model (by fingerprint; TF-IDF/length by display id)."""
-        report = self.registry.load_all()
-        chosen: dict[str, Probe] = {}
-        for name, probe in sorted(report.probes.items(), key=lambda kv: PROBE_PREFERENCE.index(kv[1].probe_type) if kv[1].probe_type in PROBE_PREFERENCE else 9):
-            model = probe.info["model"]
-            if model["fingerprint"] != self.lm.fingerprint and model["display_id"] != self.lm.display_id:
-                continue
-            key = f"{probe.info['data']['dataset']}|{probe.info['label']['name']}"
-            chosen.setdefault(key, probe)
+        """(Re)load, per (dataset, label), the preferred probe that reads this model (by fingerprint; TF-IDF/length by display id).
+
+        The choice is made from the manifest, so only the probes the app reads are loaded.
+        """
+        chosen: dict[tuple[str, str], str] = {}
+        entries = [e for e in self.registry.list() if e.fingerprint == self.lm.fingerprint or e.model == self.lm.display_id]
+        for entry in sorted(entries, key=lambda e: PROBE_PREFERENCE.index(e.probe_type) if e.probe_type in PROBE_PREFERENCE else len(PROBE_PREFERENCE)):
+            chosen.setdefault((entry.dataset, entry.label), entry.name)
+        report = self.registry.load_all(names=list(chosen.values()))
         with self._lock:
-            self.probes = chosen
+            self.probes = report.probes
             self.problems = report.problems
-            self.layers = sorted({layer for p in chosen.values() if isinstance(p, LinearProbe) for layer in (p.layer, *map(int, p.layer_index_))})
+            self.layers = sorted({layer for p in report.probes.values() if isinstance(p, LinearProbe) for layer in (p.layer, *map(int, p.layer_index_))})
 
     def predict(self, question: str) -> Prediction:
         """Read every probe for one question; raises ValueError on an empty question."""

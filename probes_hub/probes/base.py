@@ -2,7 +2,8 @@
 
 Subclasses implement ``fit``, ``decision_function`` and two small hooks for their own arrays
 (``_arrays`` / ``_load_arrays`` with ``_expected_shapes``); saving, loading, validation, calibration and
-the model card live here.
+the model card live here. scikit-learn is imported only where probes are fitted, so loading probes to
+predict (the app's start-up) does not pay for it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import ClassVar
 import numpy as np
 from safetensors.numpy import load_file, save_file
 from scipy.special import expit
-from sklearn.linear_model import LogisticRegression
 
 from ..cache import atomic_write_json, replace_folder
 from ..constants import CARD_NAME, CONFIG_NAME, REPORTS_DIR, SCHEMA_VERSION, WEIGHTS_NAME
@@ -88,6 +88,8 @@ class Probe:
         A negative slope would mean the probe ranks held-out questions backwards; rather than flip its
         ranking, the slope is clipped to 0 (every question gets the held-out success rate) and noted.
         """
+        from sklearn.linear_model import LogisticRegression
+
         y = np.asarray(y).astype(int)
         score = self.decision_function(features)[:, None]
         platt = LogisticRegression(C=1e6, max_iter=1000).fit(score, y)

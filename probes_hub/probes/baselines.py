@@ -1,15 +1,21 @@
-"""Baselines every activation probe must beat: prompt length and TF-IDF of the question text."""
+"""Baselines every activation probe must beat: prompt length and TF-IDF of the question text.
+
+scikit-learn is imported where it is used, so loading other probes to predict does not pay for it.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
 
 from ..features import Features
 from ..validation import ProbeValidationError, check_labels
 from .base import Probe
 from .linear import DEFAULT_ALPHAS, DEFAULT_CS, cv_folds
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 
 class LengthProbe(Probe):
@@ -25,6 +31,8 @@ class LengthProbe(Probe):
             slope, intercept = np.polyfit(x[:, 0], y, 1)
             self.coef_, self.intercept_ = np.array([slope]), np.array([intercept])
         else:
+            from sklearn.linear_model import LogisticRegression
+
             model = LogisticRegression(C=1e6, max_iter=1000).fit(x, y.astype(int))
             self.coef_, self.intercept_ = model.coef_[0].astype(float), model.intercept_.astype(float)
         return self
@@ -62,6 +70,8 @@ class TfidfProbe(Probe):
         self.seed = seed
 
     def _vectorizer(self, vocabulary: list[str] | None = None) -> TfidfVectorizer:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         return TfidfVectorizer(sublinear_tf=True, ngram_range=(1, self.ngram_max), min_df=self.min_df if vocabulary is None else 1,
                                max_features=self.max_features if vocabulary is None else None,
                                vocabulary=None if vocabulary is None else {t: i for i, t in enumerate(vocabulary)})
@@ -73,6 +83,8 @@ class TfidfProbe(Probe):
         self.vocabulary_ = [t for t, _ in sorted(vectorizer.vocabulary_.items(), key=lambda kv: kv[1])]
         self.idf_ = vectorizer.idf_.astype(np.float64)
         self._vectorizer_cache = vectorizer
+        from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+
         if self.task == "graded":
             model = RidgeCV(alphas=self.alphas, cv=None).fit(X, y)
             self.coef_, self.intercept_ = model.coef_.astype(float), np.array([float(model.intercept_)])

@@ -5,7 +5,8 @@ standardized X and centred y, ``coef(alpha) = V diag(1 / (lambda + alpha)) V^T X
 n > d, kernel form otherwise). The same decomposition serves many labels at once (``Y [n, T]``), so the
 29 success labels of MMLU-Pro cost about as much as one. The selection uses k-fold CV on the training rows
 only; binary labels are screened with the same least-squares path (CV ROC-AUC), then a logistic
-regression's C is chosen by CV at the selected (layer, position).
+regression's C is chosen by CV at the selected (layer, position). scikit-learn is imported by the fitting
+code only; predicting needs numpy alone.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from ..features import Features
 from ..metrics import auc_rows, spearman_rows
@@ -79,12 +78,16 @@ def ridge_fit(X: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, f
 
 def cv_folds(y: np.ndarray, task: str, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Seeded k folds over the training rows (stratified for binary labels)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
     splitter = StratifiedKFold(k, shuffle=True, random_state=seed) if task == "binary" else KFold(k, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(y)), y.astype(int) if task == "binary" else y))
 
 
 def sweep_folds(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Seeded, label-free k folds for the ridge sweep, so every label on the same rows shares them."""
+    from sklearn.model_selection import KFold
+
     return list(KFold(k, shuffle=True, random_state=seed).split(np.zeros(n)))
 
 
@@ -241,6 +244,8 @@ class LinearProbe(Probe):
 
     def _fit_logistic(self, X: np.ndarray, y: np.ndarray) -> None:
         """Choose C by CV ROC-AUC at the selected cell, then fit on all rows given."""
+        from sklearn.linear_model import LogisticRegression
+
         Xs = (X - self.mean_) / self.scale_
         folds = cv_folds(y, "binary", self.cv_folds, self.seed)
         scores = []
