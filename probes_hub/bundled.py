@@ -21,22 +21,25 @@ from .train import TrainOptions, train
 BUNDLED_LAYERS = tuple(range(18))
 """Layers 0-17 of SmolLM2's 30: extraction stops after layer 17 (MATH-500 selects layer 14 from all 30)."""
 BUNDLED_PROBES = ("linear", "length", "tfidf")
+SUCCESS_PROBES = ("shared", *BUNDLED_PROBES)
+"""Success labels also get ``shared`` probes (one direction for all 29 models), which the router reads."""
 
 
 @dataclass(frozen=True)
 class RecipeStep:
-    """One dataset of the bundled registry: which labels, and how many questions (None: all)."""
+    """One dataset of the bundled registry: which labels and probe types, and how many questions (None: all)."""
 
     dataset: str
     labels: tuple[str, ...]
     limit: int | None = None
     note: str = ""
+    probes: tuple[str, ...] = BUNDLED_PROBES
 
 
 RECIPE = (
     RecipeStep("math500", ("level",), note="difficulty: MATH level 1-5"),
     RecipeStep("arc-challenge", ("grade",), note="difficulty: school grade 3-9"),
-    RecipeStep("mmlu-pro", ("correct:*",), limit=2000,
+    RecipeStep("mmlu-pro", ("correct:*",), limit=2000, probes=SUCCESS_PROBES,
                note="success of each of the 29 models in outcomes.csv; a seeded subset of 2,000 of the 12,032 questions (seed 0, each keeps its split)"),
 )
 
@@ -54,7 +57,7 @@ def build_bundled_registry(out: str | Path, *, model: str | None = None, data_di
     try:
         for step in RECIPE:
             t0 = time.time()
-            train(TrainOptions(dataset=step.dataset, labels=step.labels, probes=BUNDLED_PROBES, out=str(building), data_dir=data_dir,
+            train(TrainOptions(dataset=step.dataset, labels=step.labels, probes=step.probes, out=str(building), data_dir=data_dir,
                                limit=step.limit, layers=BUNDLED_LAYERS, use_cache=use_cache, progress=progress), lm=lm)
             timings[step.dataset] = time.time() - t0
         timings["total"] = time.time() - started
@@ -76,6 +79,7 @@ Rebuild it with `python -m probes_hub build-registry --out registry` (or `make r
 {steps}
 
 Every label gets a `linear` probe (layers {BUNDLED_LAYERS[0]}-{BUNDLED_LAYERS[-1]} x the end-of-instruction tokens, selected by 5-fold CV
-on the training split), and the `length` and `tfidf` baselines. Success probes are Platt-calibrated on 20% of the
+on the training split), and the `length` and `tfidf` baselines; success labels also get a `shared` probe (one direction fitted
+to the questions' mean success over all models, then a slope and offset per model), which routing reads. Success probes are Platt-calibrated on 20% of the
 training questions held out from fitting and selection; every metric is on the untouched test split with a
 bootstrap 95% CI. Last build: {took} (CPU)."""

@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="label(s) or shell patterns (math500: level; arc-*: grade; gsm8k: steps; mmlu-pro: correct:<model>, or 'correct:*' "
                             "for all 29 models, trained together on one extraction)")
     train.add_argument("--label-column", action="append", default=[], help="label column(s) of a local file (repeatable)")
-    train.add_argument("--probe", nargs="+", default=["linear"], choices=["linear", "length", "tfidf"], help="probe type(s) to save (baselines are always evaluated)")
+    train.add_argument("--probe", nargs="+", default=["linear"], choices=["linear", "shared", "length", "tfidf"],
+                       help="probe type(s) to save (baselines are always evaluated). 'shared': success probes of many models that "
+                            "read one direction fitted to the questions' mean success (for routing; binary labels only)")
     train.add_argument("--layers", default=None, help="layers to sweep, e.g. '0-29' or '8,12,16' (default: all)")
     train.add_argument("--cv-folds", type=int, default=5, help="folds for selection on the training split (default 5)")
     train.add_argument("--seed", type=int, default=0, help="seed for subsets, folds and the calibration hold-out")
@@ -189,7 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     print(f"{'':17s}{key}: {trained.metrics[key]}")
         for name, trained in result.probes.items():
             selection = trained.probe.to_config()["selection"]
-            if name == "linear":
+            if "layer" in selection and "alpha" in selection:
                 print(f"selected: layer {selection['layer']}, position {selection['position']}, alpha {selection['alpha']:g}"
                       + (f", C {selection['C']:g}" if "C" in selection else "") + f" (CV {selection['cv_metric']} {selection['cv_score']:.3f})")
             print(f"saved {name} probe to {trained.path}")
@@ -352,16 +354,17 @@ def cmd_route(args: argparse.Namespace) -> int:
     print(f"best single model: {best['model']} accuracy {best['accuracy']:.3f}, mean cost {best['cost']:.0f}")
     print(f"oracle (cheapest correct): accuracy {result['oracle'].accuracy:.3f}, cost {result['oracle'].cost:.0f}")
     print(f"{'router':22s} {'AIQ [95% CI]':>26s} " + " ".join(f"{'cost@' + format(level, '.0%') + ' [95% CI]':>26s}" for level in (0.9, 0.95, 1.0)))
-    for key in ("probe", "tfidf"):
+    for key in result["probe_types"]:
         router = result["routers"][key]
         cells = [_ci(*router.aiq)] + [_ci(*router.cost_ratio[level]) for level in (0.9, 0.95, 1.0)]
         print(f"{router.name:22s} " + " ".join(f"{c:>26s}" for c in cells))
     two = result["two_model"]
-    for key in ("probe", "tfidf"):
+    for key in result["probe_types"]:
         print(f"two-model ({two['weak']} -> {two['strong']}), {key}: APGR {two[key]['apgr']:.3f}, CPT(50%) {two[key]['cpt50']:.3f}, CPT(80%) {two[key]['cpt80']:.3f}")
     for path in write_routing_outputs(result, args.out):
         print(f"wrote {path}")
-    probe, tfidf = result["routers"]["probe"], result["routers"]["tfidf"]
+    probe, tfidf = result["routers"][result["probe"]], result["routers"]["tfidf"]
+    print(f"probe router: {result['probe']} probes (the first available of shared, linear)")
     print(f"RESULT best_single_acc={best['accuracy']:.4f} cost_ratio_at_95={probe.cost_ratio[0.95][0]:.4f} cost_ratio_at_100={probe.cost_ratio[1.0][0]:.4f} "
           f"aiq={probe.aiq[0]:.4f} tfidf_cost_ratio_at_95={tfidf.cost_ratio[0.95][0]:.4f} tfidf_aiq={tfidf.aiq[0]:.4f}")
     return 0

@@ -27,6 +27,9 @@ LAMBDAS = np.concatenate([[0.0], np.logspace(-3, 1, 160)])
 THRESHOLDS = np.linspace(0.0, 1.0, 101)
 LEVELS = (0.90, 0.95, 1.00)
 WEAK_MODEL = "Meta-Llama-3_1-8B-Instruct"
+ACTIVATION_ROUTERS = ("shared", "linear")
+"""Activation probe types the probe router can read, in order of preference (fixed before any test result):
+``shared`` success probes are built for routing; per-model ``linear`` probes are the fallback."""
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,30 @@ class RouterResult:
     cost_ratio: dict[float, tuple[float, float, float]]
 
 
+def router_probe_types(registry: Registry, pool: Pool, dataset: str = "mmlu-pro") -> list[str]:
+    """Probe types with a probe for every pool model: the available activation types (preferred first), then ``tfidf``."""
+    def complete(probe_type: str) -> bool:
+        return all(registry.list(dataset=dataset, label=m.label, probe_type=probe_type) for m in pool.models)
+
+    found = [t for t in (*ACTIVATION_ROUTERS, "tfidf") if complete(t)]
+    if not any(t in ACTIVATION_ROUTERS for t in found) or "tfidf" not in found:
+        raise ValueError(f"{registry.spec} lacks an activation (shared or linear) or a tfidf success probe for some model of pool '{pool.name}'.")
+    return found
+
+
 def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str | None = None, n_boot: int = 200) -> dict:
-    """Everything ``route`` prints: single models, oracle, random, probe and TF-IDF routers with CIs."""
+    """Everything ``route`` prints: single models, oracle, random, and a router per probe type with CIs.
+
+    ``result["probe"]`` names the headline activation router: the first available of :data:`ACTIVATION_ROUTERS`.
+    """
     root = data_dir(data_dir_override)
     correct_all, cost_all = outcome_tables(pool, root)
     complete = correct_all.notna().all(axis=1)
-    probe_p, tfidf_p = test_predictions(registry, pool, "linear"), test_predictions(registry, pool, "tfidf")
-    ids = [i for i in probe_p.index if i in tfidf_p.index and i in complete.index and complete[i]]
-    dropped = int(len(probe_p) - len(ids))
+    types = router_probe_types(registry, pool)
+    predictions = {t: test_predictions(registry, pool, t) for t in types}
+    first = predictions[types[0]]
+    ids = [i for i in first.index if all(i in p.index for p in predictions.values()) and i in complete.index and complete[i]]
+    dropped = int(len(first) - len(ids))
     expected_cost = np.array([expected_costs(pool, data_dir_override, tables=(correct_all, cost_all))[m] for m in pool.names])
     correct, cost = correct_all.loc[ids].to_numpy(float), cost_all.loc[ids].to_numpy(float)
 
@@ -125,20 +144,20 @@ def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str |
     cheapest = int(np.argmin(expected_cost))
     cost_range = (min(s.cost for s in singles), max(s.cost for s in singles))
     boot = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(ids), size=(n_boot, len(ids)))
-    routers = {}
-    for name, p in (("probe", probe_p.loc[ids].to_numpy()), ("tfidf", tfidf_p.loc[ids].to_numpy())):
+    routers, two_model = {}, {}
+    weak = pool.names.index(WEAK_MODEL) if WEAK_MODEL in pool.names else cheapest
+    for name, frame in predictions.items():
+        p = frame.loc[ids].to_numpy()
         choices = np.stack([route_utility(p, expected_cost, lam) for lam in LAMBDAS])  # [L, n]
         routers[name] = _router_result(f"{name} utility router", choices, correct, cost, boot, cost_range)
         routers[f"{name}-cascade"] = RouterResult(f"{name} cascade", cascade_curve(p, expected_cost, correct, cost, THRESHOLDS), (np.nan,) * 3, {})
-    weak = pool.names.index(WEAK_MODEL) if WEAK_MODEL in pool.names else cheapest
-    two_model = {name: {"apgr": apgr(p.loc[ids].to_numpy()[:, weak], correct[:, weak], correct[:, best]),
-                        "cpt50": cpt(p.loc[ids].to_numpy()[:, weak], correct[:, weak], correct[:, best], 0.5),
-                        "cpt80": cpt(p.loc[ids].to_numpy()[:, weak], correct[:, weak], correct[:, best], 0.8)}
-                 for name, p in (("probe", probe_p), ("tfidf", tfidf_p))}
+        two_model[name] = {"apgr": apgr(p[:, weak], correct[:, weak], correct[:, best]),
+                           "cpt50": cpt(p[:, weak], correct[:, weak], correct[:, best], 0.5),
+                           "cpt80": cpt(p[:, weak], correct[:, weak], correct[:, best], 0.8)}
     oracle = oracle_choice(correct, cost)
     rows = np.arange(len(ids))
     return {
-        "pool": pool.name, "n_test": len(ids), "dropped_questions": dropped, "models": pool.names,
+        "pool": pool.name, "n_test": len(ids), "dropped_questions": dropped, "models": pool.names, "probe": types[0], "probe_types": types,
         "best_single": {"model": pool.names[best], "accuracy": singles[best].accuracy, "cost": singles[best].cost},
         "singles": singles, "cost_range": cost_range, "routers": routers,
         "oracle": CurvePoint(0, float(correct[rows, oracle].mean()), float(cost[rows, oracle].mean())),

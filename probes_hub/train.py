@@ -142,22 +142,27 @@ def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, 
     dataset = load_dataset(options.dataset, data_dir_override=options.data_dir, label_columns=list(options.label_columns) or None,
                            question_column=options.question_column).subset(options.limit, seed=options.seed)
     labels = resolve_labels(dataset, options.labels)
+    if "shared" in options.probes and not any(dataset.task(label) == BINARY for label in labels):
+        raise ValueError("'shared' probes predict success (binary labels); none of the requested labels is binary.")
     lm = lm or load_model(options.model)
     fmt = prompt_format(lm.tokenizer, chat=options.chat)
     layers = list(options.layers) if options.layers else list(range(lm.n_layers))
-    features = build_features(lm, fmt, dataset, layers if "linear" in options.probes else [],
+    activation_probes = [p for p in options.probes if issubclass(PROBE_TYPES[p], LinearProbe)]
+    features = build_features(lm, fmt, dataset, layers if activation_probes else [],
                               max_length=options.max_length, use_cache=options.use_cache, progress=options.progress)
     roles = {label: row_roles(dataset, label, seed=options.seed) for label in labels}
     for label, role in roles.items():
         if len(role["fit"]) < 2 * options.cv_folds or len(role["test"]) < 2:
             raise ValueError(f"Too few labelled rows for '{label}': fit={len(role['fit'])}, test={len(role['test'])}.")
-    linear = _fit_linear(dataset, labels, roles, features, options) if "linear" in options.probes else {}
-    return {label: _train_label(lm, fmt, dataset, label, roles[label], features, options, linear.get(label))
+    fitted = {probe_type: _fit_activation_probes(probe_type, dataset, labels, roles, features, options) for probe_type in activation_probes}
+    return {label: _train_label(lm, fmt, dataset, label, roles[label], features, options,
+                                {probe_type: probes[label] for probe_type, probes in fitted.items() if label in probes})
             for label in progress_bar(labels, desc="labels", unit="label", disable=not options.progress or len(labels) == 1)}
 
 
-def _fit_linear(dataset: QuestionSet, labels: list[str], roles: dict, features: Features, options: TrainOptions) -> dict[str, LinearProbe]:
-    """Linear probes for all labels; labels of one task known on the same fit rows share one sweep."""
+def _fit_activation_probes(probe_type: str, dataset: QuestionSet, labels: list[str], roles: dict, features: Features,
+                           options: TrainOptions) -> dict[str, LinearProbe]:
+    """Linear (or shared-direction) probes for all labels; labels of one task known on the same fit rows share one sweep."""
     groups: dict[tuple, list[str]] = {}
     for label in labels:
         groups.setdefault((dataset.task(label), tuple(roles[label]["fit"])), []).append(label)
@@ -165,20 +170,23 @@ def _fit_linear(dataset: QuestionSet, labels: list[str], roles: dict, features: 
     for (task, rows), group in groups.items():
         rows = np.array(rows)
         Y = dataset.frame[group].to_numpy(dtype=float)[rows]
-        fitted.update(zip(group, _make_probe("linear", task, options).fit_many(features.take(rows), Y)))
+        if probe_type == "shared" and task != BINARY:
+            continue  # shared-direction probes are for success labels; graded labels get the linear probe
+        fitted.update(zip(group, _make_probe(probe_type, task, options).fit_many(features.take(rows), Y)))
     return fitted
 
 
 def _train_label(lm, fmt, dataset: QuestionSet, label: str, roles: dict, features: Features, options: TrainOptions,
-                 linear: LinearProbe | None) -> TrainResult:
-    """Fit (unless given), calibrate, evaluate and save every probe type for one label."""
+                 prefitted: dict[str, LinearProbe]) -> TrainResult:
+    """Fit (unless given in ``prefitted``), calibrate, evaluate and save every probe type for one label."""
     task = dataset.task(label)
     y = dataset.frame[label].to_numpy(dtype=float)
     parts = {name: features.take(rows) for name, rows in roles.items()}
     targets = {name: y[rows] for name, rows in roles.items()}
     result = TrainResult()
-    for probe_type in dict.fromkeys(("length", "tfidf", *options.probes)):
-        probe = linear if probe_type == "linear" else _make_probe(probe_type, task, options).fit(parts["fit"], targets["fit"])
+    probe_types = [p for p in dict.fromkeys(("length", "tfidf", *options.probes)) if p != "shared" or task == BINARY]
+    for probe_type in probe_types:
+        probe = prefitted[probe_type] if probe_type in prefitted else _make_probe(probe_type, task, options).fit(parts["fit"], targets["fit"])
         if task == BINARY:
             probe.fit_calibration(parts["calibration"], targets["calibration"],
                                   note=f"Platt scaling on a held-out {CALIBRATION_FRACTION:.0%} of the training questions (n={len(roles['calibration'])}), unused for fitting and selection")
@@ -188,7 +196,7 @@ def _train_label(lm, fmt, dataset: QuestionSet, label: str, roles: dict, feature
     baseline_metrics = {f"baseline_{name}": t.metrics["test"] for name, t in {**result.baselines, **result.probes}.items() if name in ("length", "tfidf")}
     for probe_type, trained in result.probes.items():
         trained.probe.info = _record(lm, fmt, dataset, options, label, task, y, roles, {**trained.metrics, **baseline_metrics})
-        reports = _reports(trained, dataset, roles, y, parts) if probe_type == "linear" else _prediction_reports(trained, dataset, roles, y, parts)
+        reports = _reports(trained, dataset, roles, y, parts) if isinstance(trained.probe, LinearProbe) else _prediction_reports(trained, dataset, roles, y, parts)
         folder = Path(options.out) / probe_folder_name(lm.display_id, dataset.name, label, probe_type)
         trained.path = trained.probe.save_pretrained(folder, reports=reports)
     return result

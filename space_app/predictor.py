@@ -17,7 +17,7 @@ from probes_hub.registry import Registry
 from probes_hub.routing import Recommendation, recommend
 
 MAX_QUESTION_TOKENS = 1024
-PROBE_PREFERENCE = ("linear", "tfidf", "length")
+PROBE_PREFERENCE = ("shared", "linear", "tfidf", "length")
 """When one label has several probe types, the app reads the first available."""
 
 

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
+from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from probes_hub.features import Features
-from probes_hub.probes import LinearProbe
+from probes_hub.probes import LinearProbe, SharedDirectionProbe
 from probes_hub.probes.linear import ridge_coefs, ridge_fit, ridge_path, sweep
 
 
@@ -117,3 +118,21 @@ def test_calibration_never_flips_a_ranking():
     assert probe.calibration_["a"] == 0.0 and "clipped" in probe.calibration_["note"]
     prob = probe.predict(features.take(np.arange(200, 300)))
     assert np.allclose(prob, (1 - y[200:]).mean())
+
+
+def test_shared_direction_probes_read_one_direction_with_their_own_slopes():
+    """Three models' success depends on one latent difficulty with different thresholds: one direction, three offsets."""
+    features, difficulty = _synthetic(n=400)
+    Y = np.column_stack([(difficulty <= k).astype(float) for k in (2, 3, 4)])  # easier to harder models' pass sets
+    train, test = np.arange(300), np.arange(300, 400)
+    probes = SharedDirectionProbe(task="binary", cv_folds=3).fit_many(features.take(train), Y[train])
+    direction = probes[0].coef_ / np.linalg.norm(probes[0].coef_)
+    for t, probe in enumerate(probes):
+        assert (probe.layer, probe.position) == (12, -1) and probe.selection_["shared_labels"] == 3
+        np.testing.assert_allclose(np.abs(probe.coef_ @ direction), np.linalg.norm(probe.coef_), rtol=1e-9)  # parallel coefficients
+        assert roc_auc_score(Y[test, t], probe.predict(features.take(test))) > 0.85
+    means = [probe.predict(features.take(test)).mean() for probe in probes]
+    assert means[0] < means[1] < means[2]  # the model that passes more questions gets higher probabilities
+    with pytest.raises(ValueError, match="binary"):
+        SharedDirectionProbe(task="graded").fit(features, difficulty)
+

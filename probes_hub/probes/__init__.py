@@ -2,6 +2,6 @@
 
 from .base import PROBE_TYPES, Probe, load_probe, read_config
 from .baselines import LengthProbe, TfidfProbe
-from .linear import LinearProbe
+from .linear import LinearProbe, SharedDirectionProbe
 
-__all__ = ["PROBE_TYPES", "Probe", "LinearProbe", "LengthProbe", "TfidfProbe", "load_probe", "read_config"]
+__all__ = ["PROBE_TYPES", "Probe", "LinearProbe", "SharedDirectionProbe", "LengthProbe", "TfidfProbe", "load_probe", "read_config"]

@@ -91,9 +91,9 @@ class TfidfProbe(Probe):
             self.selection_ = {"method": "efficient leave-one-out CV on the training rows (RidgeCV)", "alpha": float(model.alpha_)}
         else:
             folds = cv_folds(y, "binary", self.cv_folds, self.seed)
-            model = LogisticRegressionCV(Cs=list(self.cs), cv=folds, scoring="roc_auc", max_iter=5000).fit(X, y.astype(int))
+            model = LogisticRegressionCV(Cs=list(self.cs), cv=folds, scoring="roc_auc", max_iter=5000, l1_ratios=(0.0,), use_legacy_attributes=False).fit(X, y.astype(int))
             self.coef_, self.intercept_ = model.coef_[0].astype(float), model.intercept_.astype(float)
-            self.selection_ = {"method": f"{self.cv_folds}-fold CV ROC-AUC on the training rows (LogisticRegressionCV)", "C": float(model.C_[0])}
+            self.selection_ = {"method": f"{self.cv_folds}-fold CV ROC-AUC on the training rows (LogisticRegressionCV)", "C": float(model.C_)}
         return self
 
     def decision_function(self, features: Features) -> np.ndarray:
