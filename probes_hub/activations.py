@@ -4,6 +4,12 @@ Forward hooks on the decoder blocks copy the block outputs at the requested posi
 the deepest requested block raises to stop the forward pass there, so deeper blocks and the LM head are
 never computed. Prompts are sorted by length and left-padded in batches (with explicit position ids, so
 padding does not shift rotary positions); negative positions then index the same tokens in every row.
+
+Every templated prompt starts with the same tokens (system turn, user header). With ``shared_prefix``
+their keys and values are computed once per model and prefix (up to the deepest layer needed) and reused,
+so each forward pass covers only the question and EOI tokens. The app uses it (one short question per
+call: 15% faster on CPU, 79-token question); batch extraction does not (on CPU it measured no faster on
+MATH-500 prompts, and without it cached activations stay bit-identical to the naive forward pass).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -49,6 +56,7 @@ def extract(
     layers: list[int],
     positions: list[int],
     *,
+    shared_prefix: Sequence[int] = (),
     max_batch_tokens: int = 16384,
     max_batch_size: int | None = None,
     progress: bool = True,
@@ -58,6 +66,8 @@ def extract(
     Args:
         layers: decoder block indices in ``[0, n_layers)``; the value is the block's output (residual stream).
         positions: negative offsets from the end of each prompt (e.g. the EOI positions).
+        shared_prefix: tokens every prompt starts with (the template's prefix); their keys and values are
+            computed once and reused. Ignored when a prompt does not start with them or a position would fall inside them.
         max_batch_size: default 64 on GPU; 1 on CPU, where padded batches measured slower than single
             prompts (the CPU's matmuls are already saturated at one prompt's length; see eval/bench_extract.py).
     """
@@ -70,6 +80,10 @@ def extract(
         raise ValueError(f"positions must be negative offsets within every prompt, got {positions}")
     out = np.zeros((len(prompt_ids), len(layers), len(positions), lm.hidden_size), dtype=np.float32)
     deepest = max(layers)
+    prefix = list(shared_prefix)
+    if any(list(p[: len(prefix)]) != prefix or len(p) - len(prefix) < -min(positions) for p in prompt_ids):
+        prefix = []
+    prefix_states = _prefix_states(lm, prefix, deepest) if prefix else None
     captured: dict[int, torch.Tensor] = {}
     index = torch.tensor(positions)
 
@@ -88,15 +102,19 @@ def extract(
     try:
         with torch.inference_mode(), progress_bar(total=len(prompt_ids), desc="Extracting activations", disable=not progress) as bar:
             for batch in length_batches([len(p) for p in prompt_ids], max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size):
-                input_ids, attention_mask = _left_pad([prompt_ids[i] for i in batch], pad_id)
-                position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+                input_ids, attention_mask = _left_pad([prompt_ids[i][len(prefix):] for i in batch], pad_id)
+                position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0) + len(prefix)
+                past = _repeat_cache(prefix_states, len(batch)) if prefix_states else None
+                if prefix:
+                    attention_mask = torch.cat([torch.ones(len(batch), len(prefix), dtype=attention_mask.dtype), attention_mask], dim=1)
                 captured.clear()
                 try:
                     decoder(
                         input_ids=input_ids.to(lm.device),
                         attention_mask=attention_mask.to(lm.device),
                         position_ids=position_ids.to(lm.device),
-                        use_cache=False,
+                        past_key_values=past,
+                        use_cache=past is not None,
                     )
                 except _StopForward:
                     pass
@@ -107,6 +125,41 @@ def extract(
         for handle in handles:
             handle.remove()
     return out
+
+
+def _prefix_states(lm: LoadedModel, prefix: list[int], deepest: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Keys and values of ``prefix`` for blocks ``0..deepest``: computed once per (model, prefix) and kept on ``lm``.
+
+    Uses the same early exit as extraction; a request deeper than what is stored recomputes them.
+    """
+    from transformers import DynamicCache
+
+    key = tuple(prefix)
+    stored = lm.prefix_states.get(key)
+    if stored is None or len(stored) <= deepest:
+        cache = DynamicCache()
+        stop = lm.decoder_layers[deepest].register_forward_hook(_raise_stop)
+        try:
+            with torch.inference_mode():
+                lm.model.get_decoder()(input_ids=torch.tensor([prefix], device=lm.device), past_key_values=cache, use_cache=True)
+        except _StopForward:
+            pass
+        finally:
+            stop.remove()
+        stored = [(layer.keys, layer.values) for layer in cache.layers[: deepest + 1]]
+        lm.prefix_states[key] = stored
+    return stored[: deepest + 1]
+
+
+def _repeat_cache(states: list[tuple[torch.Tensor, torch.Tensor]], batch_size: int):
+    """A fresh cache (the forward pass appends to it) holding ``states`` for each of ``batch_size`` rows."""
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=[(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in states])
+
+
+def _raise_stop(_module, _inputs, _output):
+    raise _StopForward
 
 
 def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,6 +32,8 @@ class LoadedModel:
     display_id: str
     device: torch.device
     dtype: torch.dtype
+    prefix_states: dict = field(default_factory=dict, repr=False, compare=False)
+    """Keys and values of shared prompt prefixes, per block (filled by extraction, reused across calls)."""
 
     @property
     def n_layers(self) -> int:

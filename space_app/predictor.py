@@ -89,7 +89,7 @@ class Predictor:
         started = time.perf_counter()
         prompt_ids, truncated = encode_prompts([question], self.fmt, self.lm.tokenizer, max_length=MAX_QUESTION_TOKENS)
         with self._forward_lock:
-            acts = extract(self.lm, prompt_ids, layers, self.fmt.eoi_positions, progress=False) if layers else None
+            acts = extract(self.lm, prompt_ids, layers, self.fmt.eoi_positions, shared_prefix=self.fmt.prefix_ids, progress=False) if layers else None
         forward_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         features = Features([question], np.array([len(prompt_ids[0])]), acts, tuple(layers), tuple(self.fmt.eoi_positions))

@@ -38,6 +38,26 @@ def test_batched_equals_unbatched_under_left_padding(tiny):
     np.testing.assert_allclose(batched, single, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch_size", [1, 64])
+def test_shared_prefix_reuse_gives_the_same_activations(tiny, batch_size):
+    fmt, ids = _prompts(tiny)
+    assert len(fmt.prefix_ids) > 0
+    tiny.prefix_states.clear()
+    plain = extract(tiny, ids, [0, 3], fmt.eoi_positions, max_batch_size=1, progress=False)
+    shared = extract(tiny, ids, [0, 3], fmt.eoi_positions, shared_prefix=fmt.prefix_ids, max_batch_size=batch_size, progress=False)
+    np.testing.assert_allclose(shared, plain, atol=1e-5)
+    assert len(tiny.prefix_states[tuple(fmt.prefix_ids)]) == 4  # blocks 0..3, kept for the next call
+    again = extract(tiny, ids, [1], fmt.eoi_positions, shared_prefix=fmt.prefix_ids, progress=False)  # shallower: reuses the stored states
+    np.testing.assert_allclose(again, extract(tiny, ids, [1], fmt.eoi_positions, progress=False), atol=1e-5)
+
+
+def test_shared_prefix_that_a_prompt_lacks_is_ignored(tiny):
+    fmt, ids = _prompts(tiny)
+    other = [*ids, [fmt.prefix_ids[0] + 1, *ids[0][1:]]]  # one prompt starts differently
+    np.testing.assert_allclose(extract(tiny, other, [2], fmt.eoi_positions, shared_prefix=fmt.prefix_ids, progress=False),
+                               extract(tiny, other, [2], fmt.eoi_positions, progress=False), atol=1e-6)
+
+
 def test_forward_pass_stops_after_deepest_layer(tiny):
     fmt, ids = _prompts(tiny)
     calls = {"deeper": 0, "head": 0}
