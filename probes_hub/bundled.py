@@ -39,8 +39,9 @@ class RecipeStep:
 RECIPE = (
     RecipeStep("math500", ("level",), note="difficulty: MATH level 1-5"),
     RecipeStep("arc-challenge", ("grade",), note="difficulty: school grade 3-9"),
-    RecipeStep("mmlu-pro", ("correct:*",), limit=2000, probes=SUCCESS_PROBES,
-               note="success of each of the 29 models in outcomes.csv; a seeded subset of 2,000 of the 12,032 questions (seed 0, each keeps its split)"),
+    RecipeStep("mmlu-pro", ("correct:*", "log_output_chars"), limit=2000, probes=SUCCESS_PROBES,
+               note="success of each of the 29 models in outcomes.csv, and the mean log length of their answers (a cost signal for routing); "
+                    "a seeded subset of 2,000 of the 12,032 questions (seed 0, each keeps its split)"),
 )
 
 

@@ -357,7 +357,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     for key in result["probe_types"]:
         router = result["routers"][key]
         cells = [_ci(*router.aiq)] + [_ci(*router.cost_ratio[level]) for level in (0.9, 0.95, 1.0)]
-        print(f"{router.name:22s} " + " ".join(f"{c:>26s}" for c in cells))
+        print(f"{router.name:22s} " + " ".join(f"{c:>26s}" for c in cells) + f"   costs: {result['cost_sources'][key]}")
     two = result["two_model"]
     for key in result["probe_types"]:
         print(f"two-model ({two['weak']} -> {two['strong']}), {key}: APGR {two[key]['apgr']:.3f}, CPT(50%) {two[key]['cpt50']:.3f}, CPT(80%) {two[key]['cpt80']:.3f}")

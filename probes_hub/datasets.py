@@ -165,11 +165,17 @@ def label_for_model(model: str) -> str:
     return f"correct:{model}"
 
 
+OUTPUT_LENGTH_LABEL = "log_output_chars"
+"""MMLU-Pro's cost label: the mean over the recorded models (those with lengths) of log(characters of their answer)."""
+
+
 def _mmlu_pro(root: Path) -> QuestionSet:
     questions = pd.DataFrame(_read_jsonl(_require(root / "mmlu_pro" / "questions.jsonl")))
-    outcomes = pd.read_csv(_require(root / "mmlu_pro" / "outcomes.csv"), usecols=["question_id", "model", "correct"])
+    outcomes = pd.read_csv(_require(root / "mmlu_pro" / "outcomes.csv"), usecols=["question_id", "model", "correct", "output_chars"])
     wide = outcomes.pivot(index="question_id", columns="model", values="correct")
     wide.columns = [label_for_model(m) for m in wide.columns]
+    lengths = outcomes[outcomes["output_chars"] > 0].groupby("question_id")["output_chars"].apply(lambda chars: float(np.log(chars).mean()))
+    wide[OUTPUT_LENGTH_LABEL] = lengths
     frame = questions.merge(wide, left_on="question_id", right_index=True, how="left")
     frame["id"] = frame["question_id"].astype(str)
     frame["stem"] = frame["question"]
@@ -178,7 +184,8 @@ def _mmlu_pro(root: Path) -> QuestionSet:
     label_cols = list(wide.columns)
     frame["choices"] = frame["options"]
     meta = ["id", "question", "split", "category", "stem", "choices", "answer"]
-    return QuestionSet("mmlu-pro", frame[meta + label_cols], {c: BINARY for c in label_cols}, SPLIT_RULES["mmlu-pro"])
+    tasks = {c: GRADED if c == OUTPUT_LENGTH_LABEL else BINARY for c in label_cols}
+    return QuestionSet("mmlu-pro", frame[meta + label_cols], tasks, SPLIT_RULES["mmlu-pro"])
 
 
 BUILTIN = {

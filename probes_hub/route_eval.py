@@ -1,9 +1,11 @@
 """Evaluate routers on recorded outcomes: a pool file + a registry's success probes + MMLU-Pro outcomes.
 
 Each model's success on a test question is predicted by its probe (the test predictions saved at training
-time, reproduced exactly by ``predict``); routers decide from those and each model's expected cost (mean
-cost on the *training* questions), and are scored with the actual per-question outcomes and costs. Every
-headline number carries a bootstrap 95% CI over test questions.
+time, reproduced exactly by ``predict``); routers decide from those and each model's expected cost, and are
+scored with the actual per-question outcomes and costs. The expected cost is per question when the registry
+has an output-length probe (label ``log_output_chars``) of the router's kind: its prediction plus each
+model's mean offset on the *training* questions; otherwise it is each model's mean cost on the training
+questions. Every headline number carries a bootstrap 95% CI over test questions.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .datasets import data_dir, load_dataset
+from .datasets import OUTPUT_LENGTH_LABEL, data_dir, load_dataset
 from .metrics import BOOTSTRAP_SEED
 from .registry import Registry
 from .routing import (CurvePoint, aiq, apgr, cascade_curve, cost_to_reach, cpt, oracle_choice, random_curve, route_utility,
@@ -30,6 +32,8 @@ WEAK_MODEL = "Meta-Llama-3_1-8B-Instruct"
 ACTIVATION_ROUTERS = ("shared", "linear")
 """Activation probe types the probe router can read, in order of preference (fixed before any test result):
 ``shared`` success probes are built for routing; per-model ``linear`` probes are the fallback."""
+LENGTH_PROBE_FOR = {"shared": "linear", "linear": "linear", "tfidf": "tfidf"}
+"""Which output-length probe each router reads: activation routers the activation probe, the text router the text one."""
 
 
 @dataclass(frozen=True)
@@ -83,14 +87,36 @@ def outcome_tables(pool: Pool, data_root: Path) -> tuple[pd.DataFrame, pd.DataFr
     return correct, cost
 
 
+def saved_predictions(registry: Registry, name: str, roles: tuple[str, ...] = ("test",)) -> pd.Series:
+    """A probe's predictions saved at training time (``reports/predictions.json``) on the rows of ``roles``, by question id."""
+    rows = json.loads((registry.folder(name) / "reports" / "predictions.json").read_text())["rows"]
+    return pd.Series({r["id"]: r["prediction"] for r in rows if r["role"] in roles})
+
+
 def test_predictions(registry: Registry, pool: Pool, probe_type: str, dataset: str = "mmlu-pro") -> pd.DataFrame:
     """Each pool model's probe predictions on its test questions (saved at training time), ``[id x model]``."""
-    columns = {}
-    for model in pool.models:
-        entry = registry.entry(dataset=dataset, label=model.label, probe_type=probe_type)
-        rows = json.loads((registry.folder(entry.name) / "reports" / "predictions.json").read_text())["rows"]
-        columns[model.name] = pd.Series({r["id"]: r["prediction"] for r in rows if r["role"] == "test"})
+    columns = {model.name: saved_predictions(registry, registry.entry(dataset=dataset, label=model.label, probe_type=probe_type).name)
+               for model in pool.models}
     return pd.DataFrame(columns)[pool.names]
+
+
+def predicted_costs(registry: Registry, pool: Pool, probe_type: str, cost: pd.DataFrame, ids: list[str],
+                    dataset: str = "mmlu-pro") -> np.ndarray | None:
+    """Per-question expected costs ``[ids x model]`` from an output-length probe, or None when the registry has none.
+
+    log(chars of model m on q) is predicted as the probe's reading for q plus model m's mean offset from it on
+    the probe's *training* rows; cost = active parameters x exp(that) / chars_per_token.
+    """
+    found = registry.list(dataset=dataset, label=OUTPUT_LENGTH_LABEL, probe_type=probe_type)
+    if not found:
+        return None
+    reading = saved_predictions(registry, found[0].name, roles=("fit", "calibration", "test"))
+    train_ids = saved_predictions(registry, found[0].name, roles=("fit", "calibration")).index
+    params = np.array([m.active_params_b for m in pool.models])
+    log_chars = np.log(cost * pool.chars_per_token / params)  # [id x model], the recorded lengths
+    train_ids = [i for i in train_ids if i in log_chars.index]
+    offset = (log_chars.loc[train_ids].to_numpy() - reading.loc[train_ids].to_numpy()[:, None]).mean(axis=0)
+    return params * np.exp(reading.loc[ids].to_numpy()[:, None] + offset) / pool.chars_per_token
 
 
 def expected_costs(pool: Pool, data_dir_override: str | None = None, *, tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict[str, float]:
@@ -144,11 +170,13 @@ def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str |
     cheapest = int(np.argmin(expected_cost))
     cost_range = (min(s.cost for s in singles), max(s.cost for s in singles))
     boot = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(ids), size=(n_boot, len(ids)))
-    routers, two_model = {}, {}
+    routers, two_model, cost_sources = {}, {}, {}
     weak = pool.names.index(WEAK_MODEL) if WEAK_MODEL in pool.names else cheapest
     for name, frame in predictions.items():
         p = frame.loc[ids].to_numpy()
-        choices = np.stack([route_utility(p, expected_cost, lam) for lam in LAMBDAS])  # [L, n]
+        per_question = predicted_costs(registry, pool, LENGTH_PROBE_FOR[name], cost_all, ids)
+        cost_sources[name] = f"{LENGTH_PROBE_FOR[name]} output-length probe" if per_question is not None else "mean training cost"
+        choices = np.stack([route_utility(p, expected_cost if per_question is None else per_question, lam) for lam in LAMBDAS])  # [L, n]
         routers[name] = _router_result(f"{name} utility router", choices, correct, cost, boot, cost_range)
         routers[f"{name}-cascade"] = RouterResult(f"{name} cascade", cascade_curve(p, expected_cost, correct, cost, THRESHOLDS), (np.nan,) * 3, {})
         two_model[name] = {"apgr": apgr(p[:, weak], correct[:, weak], correct[:, best]),
@@ -157,7 +185,7 @@ def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str |
     oracle = oracle_choice(correct, cost)
     rows = np.arange(len(ids))
     return {
-        "pool": pool.name, "n_test": len(ids), "dropped_questions": dropped, "models": pool.names, "probe": types[0], "probe_types": types,
+        "pool": pool.name, "n_test": len(ids), "dropped_questions": dropped, "models": pool.names, "probe": types[0], "probe_types": types, "cost_sources": cost_sources,
         "best_single": {"model": pool.names[best], "accuracy": singles[best].accuracy, "cost": singles[best].cost},
         "singles": singles, "cost_range": cost_range, "routers": routers,
         "oracle": CurvePoint(0, float(correct[rows, oracle].mean()), float(cost[rows, oracle].mean())),

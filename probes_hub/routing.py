@@ -26,10 +26,15 @@ class CurvePoint:
 
 # -- routers: each returns, per question, the chosen model and the cost paid ----------------------------
 def route_utility(p: np.ndarray, expected_cost: np.ndarray, lam: float) -> np.ndarray:
-    """argmax_m p[q, m] - lam * expected_cost[m] / max(expected_cost); ties go to the cheaper model."""
-    utility = p - lam * expected_cost / expected_cost.max()
-    order = np.argsort(expected_cost, kind="stable")  # scan cheapest first so argmax keeps the cheapest of equals
-    return order[np.argmax(utility[:, order], axis=1)]
+    """argmax_m p[q, m] - lam * expected_cost[m] / scale; ties go to the cheaper model.
+
+    ``expected_cost`` is per model ``[M]`` or per question and model ``[Q, M]``; ``scale`` is the largest
+    model's (mean) expected cost, so lambda means the same in both cases.
+    """
+    cost = np.broadcast_to(expected_cost, p.shape)
+    utility = p - lam * cost / np.max(cost.mean(axis=0))
+    order = np.argsort(cost, axis=1, kind="stable")  # scan cheapest first so argmax keeps the cheapest of equals
+    return np.take_along_axis(order, np.argmax(np.take_along_axis(utility, order, axis=1), axis=1)[:, None], axis=1)[:, 0]
 
 
 def route_cascade(p: np.ndarray, expected_cost: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:

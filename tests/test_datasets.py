@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probes_hub.datasets import load_dataset, stratified_split
+from probes_hub.datasets import data_dir, load_dataset, stratified_split
 
 
 @pytest.mark.parametrize("name,rows,label,task", [
@@ -38,7 +38,16 @@ def test_arc_numeric_answer_keys_become_letters():
 def test_mmlu_pro_missing_outcomes_stay_missing():
     dataset = load_dataset("mmlu-pro")
     assert dataset.frame["correct:DeepSeek-Coder-V2"].isna().sum() == 12032 - 10351
-    assert len(dataset.labels) == 29
+    assert sum(label.startswith("correct:") for label in dataset.labels) == 29
+
+
+def test_mmlu_pro_output_length_label_averages_the_recorded_lengths():
+    dataset = load_dataset("mmlu-pro")
+    assert dataset.task("log_output_chars") == "graded" and dataset.frame["log_output_chars"].notna().all()
+    outcomes = pd.read_csv(data_dir() / "mmlu_pro" / "outcomes.csv")
+    first = dataset.frame.iloc[0]
+    chars = outcomes[(outcomes["question_id"].astype(str) == first["id"]) & (outcomes["output_chars"] > 0)]["output_chars"]
+    assert first["log_output_chars"] == np.log(chars).mean()
 
 
 def test_subset_keeps_each_rows_split():

@@ -117,7 +117,7 @@ def test_bundled_registry_is_complete_and_consistent(capsys):
     assert registry.check() == {}
     entries = registry.list()
     labels = {e.label for e in entries}
-    assert {"level", "grade"} <= labels and sum(label.startswith("correct:") for label in labels) == 29
+    assert {"level", "grade", "log_output_chars"} <= labels and sum(label.startswith("correct:") for label in labels) == 29
     for label in labels:
         expected = {"linear", "length", "tfidf"} | ({"shared"} if label.startswith("correct:") else set())
         assert {e.probe_type for e in registry.list(label=label)} == expected, label
@@ -125,7 +125,7 @@ def test_bundled_registry_is_complete_and_consistent(capsys):
         config = json.loads((DEFAULT_REGISTRY / entry.folder / "config.json").read_text())
         assert config["metrics"]["test"] == entry.metric and entry.metric["n"] > 100
     assert main(["list", "--model", "SmolLM2-135M-Instruct", "--label", "level"]) == 0
-    assert "3 of 122 probes" in capsys.readouterr().out
+    assert "3 of 125 probes" in capsys.readouterr().out
 
 
 def test_push_to_hub_method_accepts_a_local_registry(toy_probes, tmp_path):

@@ -86,3 +86,10 @@ def test_recommend_for_one_question():
     assert recommend(p, cost, target=0.95).model == "large"  # nobody reaches it: most likely to succeed
     with pytest.raises(ValueError, match="exactly one"):
         recommend(p, cost)
+
+
+def test_utility_router_reads_per_question_costs():
+    p = np.array([[0.6, 0.8], [0.6, 0.8]])
+    per_question = np.array([[1.0, 10.0], [1.0, 1.2]])  # the strong model is cheap on the second question only
+    assert route_utility(p, per_question, 1.0).tolist() == [0, 1]
+    np.testing.assert_array_equal(route_utility(p, np.array([1.0, 10.0]), 1.0), route_utility(p, np.tile([1.0, 10.0], (2, 1)), 1.0))
