@@ -87,16 +87,18 @@ def outcome_tables(pool: Pool, data_root: Path) -> tuple[pd.DataFrame, pd.DataFr
     return correct, cost
 
 
-def saved_predictions(registry: Registry, name: str, roles: tuple[str, ...] = ("test",)) -> pd.Series:
-    """A probe's predictions saved at training time (``reports/predictions.json``) on the rows of ``roles``, by question id."""
+def saved_predictions(registry: Registry, name: str) -> pd.DataFrame:
+    """A probe's predictions saved at training time (``reports/predictions.json``): ``role`` and ``prediction`` by question id."""
     rows = json.loads((registry.folder(name) / "reports" / "predictions.json").read_text())["rows"]
-    return pd.Series({r["id"]: r["prediction"] for r in rows if r["role"] in roles})
+    return pd.DataFrame(rows).set_index("id")[["role", "prediction"]]
 
 
 def test_predictions(registry: Registry, pool: Pool, probe_type: str, dataset: str = "mmlu-pro") -> pd.DataFrame:
     """Each pool model's probe predictions on its test questions (saved at training time), ``[id x model]``."""
-    columns = {model.name: saved_predictions(registry, registry.entry(dataset=dataset, label=model.label, probe_type=probe_type).name)
-               for model in pool.models}
+    columns = {}
+    for model in pool.models:
+        saved = saved_predictions(registry, registry.entry(dataset=dataset, label=model.label, probe_type=probe_type).name)
+        columns[model.name] = saved.loc[saved["role"] == "test", "prediction"]
     return pd.DataFrame(columns)[pool.names]
 
 
@@ -110,8 +112,8 @@ def predicted_costs(registry: Registry, pool: Pool, probe_type: str, cost: pd.Da
     found = registry.list(dataset=dataset, label=OUTPUT_LENGTH_LABEL, probe_type=probe_type)
     if not found:
         return None
-    reading = saved_predictions(registry, found[0].name, roles=("fit", "calibration", "test"))
-    train_ids = saved_predictions(registry, found[0].name, roles=("fit", "calibration")).index
+    saved = saved_predictions(registry, found[0].name)
+    reading, train_ids = saved["prediction"], saved.index[saved["role"] != "test"]
     params = np.array([m.active_params_b for m in pool.models])
     log_chars = np.log(cost * pool.chars_per_token / params)  # [id x model], the recorded lengths
     train_ids = [i for i in train_ids if i in log_chars.index]
@@ -172,9 +174,10 @@ def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str |
     boot = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(ids), size=(n_boot, len(ids)))
     routers, two_model, cost_sources = {}, {}, {}
     weak = pool.names.index(WEAK_MODEL) if WEAK_MODEL in pool.names else cheapest
+    length_costs = {kind: predicted_costs(registry, pool, kind, cost_all, ids) for kind in {LENGTH_PROBE_FOR[t] for t in types}}
     for name, frame in predictions.items():
         p = frame.loc[ids].to_numpy()
-        per_question = predicted_costs(registry, pool, LENGTH_PROBE_FOR[name], cost_all, ids)
+        per_question = length_costs[LENGTH_PROBE_FOR[name]]
         cost_sources[name] = f"{LENGTH_PROBE_FOR[name]} output-length probe" if per_question is not None else "mean training cost"
         choices = np.stack([route_utility(p, expected_cost if per_question is None else per_question, lam) for lam in LAMBDAS])  # [L, n]
         routers[name] = _router_result(f"{name} utility router", choices, correct, cost, boot, cost_range)

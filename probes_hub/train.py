@@ -142,8 +142,9 @@ def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, 
     dataset = load_dataset(options.dataset, data_dir_override=options.data_dir, label_columns=list(options.label_columns) or None,
                            question_column=options.question_column).subset(options.limit, seed=options.seed)
     labels = resolve_labels(dataset, options.labels)
-    if "shared" in options.probes and not any(dataset.task(label) == BINARY for label in labels):
-        raise ValueError("'shared' probes predict success (binary labels); none of the requested labels is binary.")
+    for probe_type in options.probes:
+        if not any(dataset.task(label) in PROBE_TYPES[probe_type].tasks for label in labels):
+            raise ValueError(f"'{probe_type}' probes learn {' or '.join(PROBE_TYPES[probe_type].tasks)} labels; none of {labels} is one.")
     lm = lm or load_model(options.model)
     fmt = prompt_format(lm.tokenizer, chat=options.chat)
     layers = list(options.layers) if options.layers else list(range(lm.n_layers))
@@ -170,8 +171,8 @@ def _fit_activation_probes(probe_type: str, dataset: QuestionSet, labels: list[s
     for (task, rows), group in groups.items():
         rows = np.array(rows)
         Y = dataset.frame[group].to_numpy(dtype=float)[rows]
-        if probe_type == "shared" and task != BINARY:
-            continue  # shared-direction probes are for success labels; graded labels get the linear probe
+        if task not in PROBE_TYPES[probe_type].tasks:
+            continue
         fitted.update(zip(group, _make_probe(probe_type, task, options).fit_many(features.take(rows), Y)))
     return fitted
 
@@ -184,7 +185,7 @@ def _train_label(lm, fmt, dataset: QuestionSet, label: str, roles: dict, feature
     parts = {name: features.take(rows) for name, rows in roles.items()}
     targets = {name: y[rows] for name, rows in roles.items()}
     result = TrainResult()
-    probe_types = [p for p in dict.fromkeys(("length", "tfidf", *options.probes)) if p != "shared" or task == BINARY]
+    probe_types = [p for p in dict.fromkeys(("length", "tfidf", *options.probes)) if task in PROBE_TYPES[p].tasks]
     for probe_type in probe_types:
         probe = prefitted[probe_type] if probe_type in prefitted else _make_probe(probe_type, task, options).fit(parts["fit"], targets["fit"])
         if task == BINARY:

@@ -136,3 +136,10 @@ def test_shared_direction_probes_read_one_direction_with_their_own_slopes():
     with pytest.raises(ValueError, match="binary"):
         SharedDirectionProbe(task="graded").fit(features, difficulty)
 
+
+
+def test_train_rejects_shared_probes_for_graded_labels_only(tiny):
+    from probes_hub.train import TrainOptions, train
+
+    with pytest.raises(ValueError, match="'shared' probes learn binary labels"):
+        train(TrainOptions(dataset="math500", labels=("level",), probes=("shared",), progress=False), lm=tiny)

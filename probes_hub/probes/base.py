@@ -36,6 +36,8 @@ class Probe:
 
     probe_type: ClassVar[str] = ""
     array_names: ClassVar[tuple[str, ...]] = ()
+    tasks: ClassVar[tuple[str, ...]] = ("graded", "binary")
+    """Label tasks this probe type can learn."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

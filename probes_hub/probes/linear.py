@@ -302,11 +302,12 @@ class SharedDirectionProbe(LinearProbe):
     """
 
     probe_type = "shared"
+    tasks = ("binary",)
 
     def fit_many(self, features: Features, Y: np.ndarray) -> list["SharedDirectionProbe"]:
         from sklearn.linear_model import LogisticRegression
 
-        if self.task != "binary":
+        if self.task not in self.tasks:
             raise ValueError("'shared' probes predict success (binary labels); use 'linear' for graded labels.")
         Y = np.column_stack([check_labels(Y[:, t], "binary") for t in range(Y.shape[1])])
         direction = LinearProbe(task="graded", alphas=self.alphas, cv_folds=self.cv_folds, seed=self.seed).fit(features, Y.mean(axis=1))
