@@ -35,7 +35,9 @@ difficulty label: MATH level, ARC school grade) or whether a given model will an
   test split (95% bootstrap CI, n). Around 0.5 means the ranking of questions is informative, not exact.
 - **Success**: the calibrated probability that each model answers correctly (Platt scaling fitted on held-out training
   questions), with the probe's test ROC-AUC. Probes for other models are *proxies*: they read the embedded model's
-  activations to predict another model's outcome.
+  activations to predict another model's outcome. The app prefers `shared` success probes (one direction for the
+  question's mean success over all models, a slope and offset per model), which keep the models comparable.
+- **mmlu-pro log_output_chars**: the predicted mean log length (characters) of the models' answers, a cost signal.
 - **Routing**: utility = p(success) - lambda x cost / max cost, or the cheapest model whose p reaches a target; cost is
   active parameters x expected output tokens (from the pool file).
 - Every metric was computed on a test split that was never used for selecting layer, position or regularization.
