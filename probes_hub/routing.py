@@ -25,14 +25,14 @@ class CurvePoint:
 
 
 # -- routers: each returns, per question, the chosen model and the cost paid ----------------------------
-def route_utility(p: np.ndarray, expected_cost: np.ndarray, lam: float) -> np.ndarray:
-    """argmax_m p[q, m] - lam * expected_cost[m] / scale; ties go to the cheaper model.
+def route_utility(p: np.ndarray, expected_cost: np.ndarray, lam: float, *, scale: float | None = None) -> np.ndarray:
+    """argmax_m p[q, m] - lam * expected_cost[q, m] / scale; ties go to the cheaper model.
 
-    ``expected_cost`` is per model ``[M]`` or per question and model ``[Q, M]``; ``scale`` is the largest
-    model's (mean) expected cost, so lambda means the same in both cases.
+    ``expected_cost`` is per model ``[M]`` or per question and model ``[Q, M]``; ``scale`` defaults to the
+    largest model's (mean) expected cost, so lambda means the same in both cases.
     """
     cost = np.broadcast_to(expected_cost, p.shape)
-    utility = p - lam * cost / np.max(cost.mean(axis=0))
+    utility = p - lam * cost / (scale or np.max(cost.mean(axis=0)))
     order = np.argsort(cost, axis=1, kind="stable")  # scan cheapest first so argmax keeps the cheapest of equals
     return np.take_along_axis(order, np.argmax(np.take_along_axis(utility, order, axis=1), axis=1)[:, None], axis=1)[:, 0]
 
@@ -173,11 +173,14 @@ class Recommendation:
     strongest_cost: float
 
 
-def recommend(p: dict[str, float], expected_cost: dict[str, float], *, lam: float | None = None, target: float | None = None) -> Recommendation:
-    """Pick a model for one question: utility p - lam * normalized cost, or the cheapest with p >= target.
+def recommend(p: dict[str, float], expected_cost: dict[str, float], *, lam: float | None = None, target: float | None = None,
+              cost_scale: float | None = None) -> Recommendation:
+    """Pick a model for one question: utility p - lam * cost / cost_scale, or the cheapest with p >= target.
 
-    With ``target``, when no model reaches it the most likely to succeed is chosen. "Strongest" is the model
-    with the highest predicted success for this question.
+    ``cost_scale`` (default: this question's largest cost) should be the pool's largest *mean* cost when
+    ``expected_cost`` is specific to the question, so that lambda means the same for every question. With
+    ``target``, when no model reaches it the most likely to succeed is chosen. "Strongest" is the model with
+    the highest predicted success for this question.
     """
     if (lam is None) == (target is None):
         raise ValueError("Give exactly one of lam= or target=.")
@@ -187,7 +190,7 @@ def recommend(p: dict[str, float], expected_cost: dict[str, float], *, lam: floa
     probs = np.array([p[m] for m in names])
     costs = np.array([expected_cost[m] for m in names])
     if lam is not None:
-        pick = int(route_utility(probs[None, :], costs, lam)[0])
+        pick = int(route_utility(probs[None, :], costs, lam, scale=cost_scale)[0])
     else:
         ok = np.flatnonzero(probs >= target)
         pick = int(ok[0]) if ok.size else int(np.argmax(probs))

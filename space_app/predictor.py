@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from probes_hub.activations import extract
+from probes_hub.datasets import OUTPUT_LENGTH_LABEL
 from probes_hub.features import Features
 from probes_hub.models import LoadedModel
 from probes_hub.probes import LinearProbe
@@ -111,4 +112,17 @@ class Predictor:
         p = prediction.success_by_model()
         if not set(p) & set(self.expected_cost):
             return None
-        return recommend(p, self.expected_cost, lam=lam, target=target)
+        factor = self.length_factor(prediction)
+        costs = {model: cost * factor for model, cost in self.expected_cost.items()}
+        return recommend(p, costs, lam=lam, target=target, cost_scale=max(self.expected_cost.values()))
+
+    def length_factor(self, prediction: Prediction) -> float:
+        """How much longer than average the models' answers to this question are predicted to be (1.0 without a length probe).
+
+        exp(reading - the probe's intercept): a linear probe's intercept is its training rows' mean label, here the
+        mean log answer length, so the factor scales each model's mean cost to this question.
+        """
+        with self._lock:
+            probe = next((p for p in self.probes.values() if p.info["label"]["name"] == OUTPUT_LENGTH_LABEL and isinstance(p, LinearProbe)), None)
+        reading = next((r.value for r in prediction.difficulty if r.label == OUTPUT_LENGTH_LABEL and r.probe_type == "linear"), None)
+        return 1.0 if probe is None or reading is None else float(np.exp(reading - probe.intercept_[0]))

@@ -38,8 +38,9 @@ difficulty label: MATH level, ARC school grade) or whether a given model will an
   activations to predict another model's outcome. The app prefers `shared` success probes (one direction for the
   question's mean success over all models, a slope and offset per model), which keep the models comparable.
 - **mmlu-pro log_output_chars**: the predicted mean log length (characters) of the models' answers, a cost signal.
-- **Routing**: utility = p(success) - lambda x cost / max cost, or the cheapest model whose p reaches a target; cost is
-  active parameters x expected output tokens (from the pool file).
+- **Routing**: utility = p(success) - lambda x cost / max mean cost, or the cheapest model whose p reaches a target; cost is
+  active parameters x expected output tokens (the pool file's mean per model, scaled by this question's predicted
+  answer length when the registry has a `log_output_chars` probe).
 - Every metric was computed on a test split that was never used for selecting layer, position or regularization.
 
 ## Train and upload your own
@@ -103,6 +104,9 @@ def routing_markdown(ctx: AppContext, prediction: Prediction, mode: str, lam: fl
     saving = 1 - rec.cost / rec.strongest_cost if rec.strongest_cost else 0.0
     text = (f"**Route to {rec.model}**: P(correct) {rec.p_success:.2f}, expected cost {rec.cost:,.0f} "
             f"vs. the most likely model {rec.strongest} (P {rec.strongest_p:.2f}, cost {rec.strongest_cost:,.0f}): {saving:.0%} cheaper.")
+    factor = ctx.predictor.length_factor(prediction)
+    if factor != 1.0:
+        text += f" Costs are each model's mean cost x {factor:.2f}, this question's predicted answer length relative to the average."
     return text, {"model": rec.model, "p_success": rec.p_success, "cost": rec.cost, "strongest": rec.strongest,
                   "strongest_p_success": rec.strongest_p, "strongest_cost": rec.strongest_cost}
 

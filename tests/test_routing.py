@@ -93,3 +93,11 @@ def test_utility_router_reads_per_question_costs():
     per_question = np.array([[1.0, 10.0], [1.0, 1.2]])  # the strong model is cheap on the second question only
     assert route_utility(p, per_question, 1.0).tolist() == [0, 1]
     np.testing.assert_array_equal(route_utility(p, np.array([1.0, 10.0]), 1.0), route_utility(p, np.tile([1.0, 10.0], (2, 1)), 1.0))
+
+
+def test_recommend_cost_scale_makes_lambda_comparable_across_questions():
+    p = {"small": 0.5, "large": 0.8}
+    mean_cost = {"small": 1.0, "large": 10.0}
+    long_answer = {m: 3.0 * c for m, c in mean_cost.items()}  # every model writes 3x more than usual
+    assert recommend(p, long_answer, lam=0.2).model == recommend(p, mean_cost, lam=0.2).model == "large"  # scale-free by default
+    assert recommend(p, long_answer, lam=0.2, cost_scale=10.0).model == "small"  # 0.8 - 0.2 * 3 < 0.5 - 0.2 * 0.3
