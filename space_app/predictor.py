@@ -47,6 +47,9 @@ class Prediction:
     n_tokens: int
     truncated: bool
     notices: list[str] = field(default_factory=list)
+    length_factor: float = 1.0
+    """How much longer than average the models' answers are predicted to be: exp(reading - the length probe's
+    intercept), a linear probe's intercept being its training rows' mean label (1.0 without a length probe)."""
 
     def success_by_model(self) -> dict[str, float]:
         return {r.label.removeprefix("correct:"): r.value for r in self.success}
@@ -94,7 +97,7 @@ class Predictor:
         forward_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         features = Features([question], np.array([len(prompt_ids[0])]), acts, tuple(layers), tuple(self.fmt.eoi_positions))
-        difficulty, success, layerwise = [], [], {}
+        difficulty, success, layerwise, length_factor = [], [], {}, 1.0
         for probe in probes.values():
             info = probe.info
             reading = Reading(f"{info['data']['dataset']} {info['label']['name']}", info["data"]["dataset"], info["label"]["name"], probe.probe_type,
@@ -103,26 +106,16 @@ class Predictor:
             if probe.task == "graded" and isinstance(probe, LinearProbe):
                 probe_layers, values = probe.layerwise(features)
                 layerwise[reading.name] = (probe_layers, [float(v) for v in values[0]])
+                if reading.label == OUTPUT_LENGTH_LABEL:
+                    length_factor = float(np.exp(reading.value - probe.intercept_[0]))
         notices = [f"The question was longer than {MAX_QUESTION_TOKENS} tokens; its beginning was cut (the end-of-instruction tokens are kept)."] if truncated[0] else []
         return Prediction(sorted(difficulty, key=lambda r: r.name), sorted(success, key=lambda r: -r.value), layerwise, forward_ms,
-                          (time.perf_counter() - started) * 1000, len(prompt_ids[0]), truncated[0], notices)
+                          (time.perf_counter() - started) * 1000, len(prompt_ids[0]), truncated[0], notices, length_factor)
 
     def route(self, prediction: Prediction, *, lam: float | None = None, target: float | None = None) -> Recommendation | None:
         """The routing suggestion for this question, or None when no success probe has a cost in the pool."""
         p = prediction.success_by_model()
         if not set(p) & set(self.expected_cost):
             return None
-        factor = self.length_factor(prediction)
-        costs = {model: cost * factor for model, cost in self.expected_cost.items()}
+        costs = {model: cost * prediction.length_factor for model, cost in self.expected_cost.items()}
         return recommend(p, costs, lam=lam, target=target, cost_scale=max(self.expected_cost.values()))
-
-    def length_factor(self, prediction: Prediction) -> float:
-        """How much longer than average the models' answers to this question are predicted to be (1.0 without a length probe).
-
-        exp(reading - the probe's intercept): a linear probe's intercept is its training rows' mean label, here the
-        mean log answer length, so the factor scales each model's mean cost to this question.
-        """
-        with self._lock:
-            probe = next((p for p in self.probes.values() if p.info["label"]["name"] == OUTPUT_LENGTH_LABEL and isinstance(p, LinearProbe)), None)
-        reading = next((r.value for r in prediction.difficulty if r.label == OUTPUT_LENGTH_LABEL and r.probe_type == "linear"), None)
-        return 1.0 if probe is None or reading is None else float(np.exp(reading - probe.intercept_[0]))

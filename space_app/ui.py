@@ -104,9 +104,9 @@ def routing_markdown(ctx: AppContext, prediction: Prediction, mode: str, lam: fl
     saving = 1 - rec.cost / rec.strongest_cost if rec.strongest_cost else 0.0
     text = (f"**Route to {rec.model}**: P(correct) {rec.p_success:.2f}, expected cost {rec.cost:,.0f} "
             f"vs. the most likely model {rec.strongest} (P {rec.strongest_p:.2f}, cost {rec.strongest_cost:,.0f}): {saving:.0%} cheaper.")
-    factor = ctx.predictor.length_factor(prediction)
-    if factor != 1.0:
-        text += f" Costs are each model's mean cost x {factor:.2f}, this question's predicted answer length relative to the average."
+    if prediction.length_factor != 1.0:
+        text += (f" Costs are each model's mean cost x {prediction.length_factor:.2f}, this question's predicted answer length "
+                 "relative to the average.")
     return text, {"model": rec.model, "p_success": rec.p_success, "cost": rec.cost, "strongest": rec.strongest,
                   "strongest_p_success": rec.strongest_p, "strongest_cost": rec.strongest_cost}
 
