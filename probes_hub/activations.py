@@ -1,15 +1,16 @@
 """Residual-stream activations at chosen layers x EOI positions, with early exit and a disk cache.
 
-Forward hooks on the decoder blocks copy the block outputs at the requested positions; the hook on
-the deepest requested block raises to stop the forward pass there, so deeper blocks and the LM head are
-never computed. Prompts are sorted by length and left-padded in batches (with explicit position ids, so
-padding does not shift rotary positions); negative positions then index the same tokens in every row.
+Forward hooks on the decoder blocks keep the block outputs at the requested positions; the hook on the
+deepest requested block raises to stop the forward pass there, so deeper blocks and the LM head are
+never computed. Every templated prompt starts with the same tokens (system turn, user header): with
+``shared_prefix`` their keys and values are computed once per model and reused, so each forward pass
+covers only the question and EOI tokens.
 
-Every templated prompt starts with the same tokens (system turn, user header). With ``shared_prefix``
-their keys and values are computed once per model and prefix (up to the deepest layer needed) and reused,
-so each forward pass covers only the question and EOI tokens. The app uses it (one short question per
-call: 15% faster on CPU, 79-token question); batch extraction does not (on CPU it measured no faster on
-MATH-500 prompts, and without it cached activations stay bit-identical to the naive forward pass).
+Two ways to batch prompts:
+- packed (CPU default): prompts concatenated into rows of up to ``max_batch_tokens`` tokens, attention
+  run per prompt (:mod:`probes_hub.packing`); long matmuls, no padding, bit-identical to the naive pass.
+- padded (GPU default): prompts sorted by length and left-padded, with explicit position ids so padding
+  does not shift rotary positions; negative positions then index the same tokens in every row.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,10 +26,15 @@ from safetensors.numpy import load_file, save
 
 from .cache import atomic_write_bytes, atomic_write_text, cache_dir, sha256_text
 from .models import LoadedModel
-from .prompts import PromptFormat, encode_prompts
+from .packing import Packing, PackingUnsupported, pack_groups, packed_attention
 from .progress import progress_bar
+from .prompts import PromptFormat, encode_prompts
 
 logger = logging.getLogger(__name__)
+
+PACKED_BATCH_TOKENS = 1024
+"""Tokens per packed row: the fastest of 512-4096 on a 2-core CPU (eval/bench_extract.py)."""
+PADDED_BATCH_TOKENS = 16384
 
 
 class _StopForward(Exception):
@@ -50,6 +56,63 @@ def length_batches(lengths: list[int], *, max_batch_tokens: int = 8192, max_batc
     return batches
 
 
+class _RowsOnly(torch.nn.Module):
+    """``inner`` applied only at the rows being kept (zeros elsewhere): the deepest block's MLP, whose other rows nobody reads."""
+
+    def __init__(self, inner: torch.nn.Module, outputs: _BlockOutputs):
+        super().__init__()
+        self.inner, self.outputs = inner, outputs
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        rows = self.outputs.rows.to(hidden.device)
+        result = torch.zeros_like(flat)
+        result[rows] = self.inner(flat[rows])
+        return result.view_as(hidden)
+
+
+class _BlockOutputs:
+    """Forward hooks that keep chosen rows of the requested blocks' outputs and stop after the deepest block.
+
+    The deepest block's MLP (most of a block's work) runs only on the kept rows.
+    """
+
+    def __init__(self, lm: LoadedModel, layers: list[int]):
+        self.layers, self.deepest = layers, max(layers)
+        self.rows = torch.zeros(0, dtype=torch.long)
+        self.kept: dict[int, torch.Tensor] = {}
+        self.handles = [lm.decoder_layers[layer].register_forward_hook(self._hook(layer)) for layer in sorted(set(layers))]
+        self.last_block = lm.decoder_layers[self.deepest]
+        self.full_mlp = getattr(self.last_block, "mlp", None)
+        if isinstance(self.full_mlp, torch.nn.Module):
+            self.last_block.mlp = _RowsOnly(self.full_mlp, self)
+
+    def _hook(self, layer: int):
+        def hook(_module, _inputs, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            self.kept[layer] = hidden.reshape(-1, hidden.shape[-1])[self.rows].float().cpu()
+            if layer == self.deepest:
+                raise _StopForward
+
+        return hook
+
+    def run(self, forward: Callable[[], object], rows: torch.Tensor) -> torch.Tensor:
+        """``[len(rows), len(layers), hidden]``: the blocks' outputs at flat (batch x sequence) ``rows``."""
+        self.rows = rows
+        self.kept.clear()
+        try:
+            forward()
+        except _StopForward:
+            pass
+        return torch.stack([self.kept[layer] for layer in self.layers], dim=1)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        if isinstance(self.full_mlp, torch.nn.Module):
+            self.last_block.mlp = self.full_mlp
+
+
 def extract(
     lm: LoadedModel,
     prompt_ids: list[list[int]],
@@ -57,8 +120,9 @@ def extract(
     positions: list[int],
     *,
     shared_prefix: Sequence[int] = (),
-    max_batch_tokens: int = 16384,
-    max_batch_size: int | None = None,
+    packed: bool | None = None,
+    max_batch_tokens: int | None = None,
+    max_batch_size: int = 64,
     progress: bool = True,
 ) -> np.ndarray:
     """Activations of shape ``[N, len(layers), len(positions), hidden]`` (float32).
@@ -68,63 +132,89 @@ def extract(
         positions: negative offsets from the end of each prompt (e.g. the EOI positions).
         shared_prefix: tokens every prompt starts with (the template's prefix); their keys and values are
             computed once and reused. Ignored when a prompt does not start with them or a position would fall inside them.
-        max_batch_size: default 64 on GPU; 1 on CPU, where padded batches measured slower than single
-            prompts (the CPU's matmuls are already saturated at one prompt's length; see eval/bench_extract.py).
+        packed: pack prompts into unpadded rows (default on CPU) rather than pad them (default on GPU).
+            Models whose attention cannot be packed fall back to padding.
+        max_batch_tokens: tokens per forward pass (default 1024 packed, 16384 padded).
+        max_batch_size: prompts per padded batch.
     """
-    if max_batch_size is None:
-        max_batch_size = 1 if lm.device.type == "cpu" else 64
     layers = [int(layer) for layer in layers]
     if not layers or min(layers) < 0 or max(layers) >= lm.n_layers:
         raise ValueError(f"layers must be within [0, {lm.n_layers}), got {layers}")
     if not positions or max(positions) >= 0 or min(positions) < -min(len(p) for p in prompt_ids):
         raise ValueError(f"positions must be negative offsets within every prompt, got {positions}")
-    out = np.zeros((len(prompt_ids), len(layers), len(positions), lm.hidden_size), dtype=np.float32)
-    deepest = max(layers)
+    auto = packed is None
+    packed = lm.device.type == "cpu" if auto else packed
+    max_batch_tokens = max_batch_tokens or (PACKED_BATCH_TOKENS if packed else PADDED_BATCH_TOKENS)
     prefix = list(shared_prefix)
     if any(list(p[: len(prefix)]) != prefix or len(p) - len(prefix) < -min(positions) for p in prompt_ids):
         prefix = []
-    prefix_states = _prefix_states(lm, prefix, deepest) if prefix else None
-    captured: dict[int, torch.Tensor] = {}
-    index = torch.tensor(positions)
-
-    def make_hook(layer: int):
-        def hook(_module, _inputs, output):
-            hidden = output[0] if isinstance(output, tuple) else output
-            captured[layer] = hidden[:, index, :].float().cpu()
-            if layer == deepest:
-                raise _StopForward
-
-        return hook
-
-    handles = [lm.decoder_layers[layer].register_forward_hook(make_hook(layer)) for layer in sorted(set(layers))]
-    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    decoder = lm.model.get_decoder()
-    try:
-        with torch.inference_mode(), progress_bar(total=len(prompt_ids), desc="Extracting activations", disable=not progress) as bar:
-            for batch in length_batches([len(p) for p in prompt_ids], max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size):
-                input_ids, attention_mask = _left_pad([prompt_ids[i][len(prefix):] for i in batch], pad_id)
-                position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0) + len(prefix)
-                past = _repeat_cache(prefix_states, len(batch)) if prefix_states else None
-                if prefix:
-                    attention_mask = torch.cat([torch.ones(len(batch), len(prefix), dtype=attention_mask.dtype), attention_mask], dim=1)
-                captured.clear()
-                try:
-                    decoder(
-                        input_ids=input_ids.to(lm.device),
-                        attention_mask=attention_mask.to(lm.device),
-                        position_ids=position_ids.to(lm.device),
-                        past_key_values=past,
-                        use_cache=past is not None,
-                    )
-                except _StopForward:
-                    pass
-                stacked = torch.stack([captured[layer] for layer in layers], dim=1)  # [B, L, P, D]
-                out[batch] = stacked.numpy()
-                bar.update(len(batch))
-    finally:
-        for handle in handles:
-            handle.remove()
+    questions = [p[len(prefix):] for p in prompt_ids]
+    out = np.zeros((len(prompt_ids), len(layers), len(positions), lm.hidden_size), dtype=np.float32)
+    with lm.forward_lock:
+        prefix_states = _prefix_states(lm, prefix, max(layers)) if prefix else None
+        outputs = _BlockOutputs(lm, layers)
+        try:
+            with torch.inference_mode(), progress_bar(total=len(prompt_ids), desc="Extracting activations", disable=not progress) as bar:
+                if packed:
+                    batches = pack_groups([len(q) for q in questions], max_batch_tokens)
+                    run_batch = _packed_batch
+                else:
+                    batches = length_batches([len(q) for q in questions], max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size)
+                    run_batch = _padded_batch
+                for batch in batches:
+                    rows = run_batch(lm, outputs, [questions[i] for i in batch], positions, prefix_states)
+                    out[batch] = rows.reshape(len(batch), len(positions), len(layers), -1).transpose(1, 2).numpy()
+                    bar.update(len(batch))
+        except PackingUnsupported as error:
+            if not auto:
+                raise ValueError(f"{lm.display_id} cannot be extracted packed ({error}); pass packed=False") from error
+            logger.info("Packed extraction unsupported for %s (%s); padding instead", lm.display_id, error)
+            packed = None
+        finally:
+            outputs.remove()
+    if packed is None:
+        return extract(lm, prompt_ids, layers, positions, shared_prefix=shared_prefix, packed=False, max_batch_size=max_batch_size, progress=progress)
     return out
+
+
+def _packed_batch(lm: LoadedModel, outputs: _BlockOutputs, questions: list[list[int]], positions: list[int], prefix_states) -> torch.Tensor:
+    """One forward pass over ``questions`` concatenated; rows ordered (question, position)."""
+    lengths = torch.tensor([len(q) for q in questions])
+    ends = lengths.cumsum(0)
+    starts = ends - lengths
+    prefix_length = prefix_states[0][0].shape[2] if prefix_states else 0
+    input_ids = torch.tensor([token for q in questions for token in q]).unsqueeze(0)
+    position_ids = torch.cat([torch.arange(int(n)) for n in lengths]).unsqueeze(0) + prefix_length
+    packing = Packing(list(zip(starts.tolist(), ends.tolist())), prefix_states)
+    decoder = lm.model.get_decoder()
+
+    def forward():
+        with packed_attention(lm.model):
+            decoder(input_ids=input_ids.to(lm.device), position_ids=position_ids.to(lm.device), use_cache=False, packing=packing)
+
+    rows = outputs.run(forward, (ends[:, None] + torch.tensor(positions)[None, :]).reshape(-1))
+    if packing.calls == 0:
+        raise PackingUnsupported(f"{type(lm.model).__name__} does not call the attention interface")
+    return rows
+
+
+def _padded_batch(lm: LoadedModel, outputs: _BlockOutputs, questions: list[list[int]], positions: list[int], prefix_states) -> torch.Tensor:
+    """One forward pass over ``questions`` left-padded to the longest; rows ordered (question, position)."""
+    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    input_ids, attention_mask = _left_pad(questions, pad_id)
+    prefix_length = prefix_states[0][0].shape[2] if prefix_states else 0
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0) + prefix_length
+    past = _repeat_cache(prefix_states, len(questions)) if prefix_states else None
+    if prefix_states:
+        attention_mask = torch.cat([torch.ones(len(questions), prefix_length, dtype=attention_mask.dtype), attention_mask], dim=1)
+    width = input_ids.shape[1]
+
+    def forward():
+        lm.model.get_decoder()(input_ids=input_ids.to(lm.device), attention_mask=attention_mask.to(lm.device),
+                               position_ids=position_ids.to(lm.device), past_key_values=past, use_cache=past is not None)
+
+    rows = torch.arange(len(questions))[:, None] * width + width + torch.tensor(positions)[None, :]
+    return outputs.run(forward, rows.reshape(-1))
 
 
 def _prefix_states(lm: LoadedModel, prefix: list[int], deepest: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -201,7 +291,7 @@ def cached_extract(
             print(f"Activations loaded from cache ({path})", file=sys.stderr)
         return np.stack([cached[f"layer_{layer}"] for layer in layers], axis=1)
     prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer, max_length=max_length)
-    fresh = extract(lm, prompt_ids, missing, positions, progress=progress)
+    fresh = extract(lm, prompt_ids, missing, positions, shared_prefix=fmt.prefix_ids, progress=progress)
     cached.update({f"layer_{layer}": np.ascontiguousarray(fresh[:, i]) for i, layer in enumerate(missing)})
     if use_cache:
         atomic_write_bytes(path, save(cached))

@@ -10,6 +10,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import threading
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class LoadedModel:
     dtype: torch.dtype
     prefix_states: dict = field(default_factory=dict, repr=False, compare=False)
     """Keys and values of shared prompt prefixes, per block (filled by extraction, reused across calls)."""
+    forward_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    """Held by extraction: its hooks and attention switch live on the shared model, so one forward pass at a time."""
 
     @property
     def n_layers(self) -> int:

@@ -64,7 +64,6 @@ class Predictor:
         self.expected_cost = expected_cost or {}
         self.fmt = prompt_format(lm.tokenizer, chat=True)
         self._lock = threading.Lock()
-        self._forward_lock = threading.Lock()  # extraction hooks live on the shared model: one forward pass at a time
         self.problems: dict[str, str] = {}
         self.reload()
 
@@ -92,8 +91,7 @@ class Predictor:
             probes, layers = dict(self.probes), list(self.layers)
         started = time.perf_counter()
         prompt_ids, truncated = encode_prompts([question], self.fmt, self.lm.tokenizer, max_length=MAX_QUESTION_TOKENS)
-        with self._forward_lock:
-            acts = extract(self.lm, prompt_ids, layers, self.fmt.eoi_positions, shared_prefix=self.fmt.prefix_ids, progress=False) if layers else None
+        acts = extract(self.lm, prompt_ids, layers, self.fmt.eoi_positions, shared_prefix=self.fmt.prefix_ids, progress=False) if layers else None
         forward_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         features = Features([question], np.array([len(prompt_ids[0])]), acts, tuple(layers), tuple(self.fmt.eoi_positions))
