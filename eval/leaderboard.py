@@ -3,7 +3,7 @@
 ``python -m eval.leaderboard --registry REG --data-dir DIR --out DIR`` writes leaderboard.csv,
 leaderboard.json and charts atomically (the previous leaderboard stays until the new one is complete) and
 ends with ``RESULT rows=N failed=F seconds=T``. The split is the one recorded in each probe's config and
-defined in ``probes_hub.train.row_roles``; a probe or dataset that fails gets a row with the error.
+defined in ``probes_hub.datasets.row_roles``; a probe or dataset that fails gets a row with the error.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import pandas as pd
 
 from probes_hub import __version__
 from probes_hub.constants import EMBEDDED_DISPLAY_ID, SCHEMA_VERSION
-from probes_hub.datasets import BUILTIN, load_dataset
+from probes_hub.datasets import BUILTIN, load_dataset, row_roles
 from probes_hub.metrics import ece_metric, headline_metric
-from probes_hub.models import LoadedModel, load_model
+from probes_hub.feature_source import ModelFeatures
+from probes_hub.models import load_model
 from probes_hub.predict import predict_probes
 from probes_hub.registry import Registry
-from probes_hub.train import row_roles
 
 FILES = ("leaderboard.csv", "leaderboard.json")
 COLUMNS = ["name", "status", "error", "model", "dataset", "label", "task", "probe_type", "layer", "position", "metric", "value", "low", "high",
@@ -53,8 +53,8 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
         try:
             dataset = _load_group_dataset(dataset_name, [loaded.probes[n] for n in names], data_dir).subset(limit, seed=seed)
             data_hashes[f"{dataset_name}:{limit}"] = dataset.content_hash
-            lm = models.get(fingerprint) or models.setdefault(fingerprint, _model_for(fingerprint, loaded.probes[names[0]], model))
-            _evaluate_group(registry, lm, dataset, names, loaded.probes, rows, use_cache=use_cache, seed=seed)
+            source = models.get(fingerprint) or models.setdefault(fingerprint, _model_for(fingerprint, loaded.probes[names[0]], model))
+            _evaluate_group(registry, source, dataset, names, loaded.probes, rows, use_cache=use_cache, seed=seed)
         except Exception as error:  # a missing dataset or model fails its rows only
             for name in names:
                 rows[name].update(status="failed", error=f"{type(error).__name__}: {error}")
@@ -77,21 +77,21 @@ def _base_row(entry, evaluated_at: str) -> dict:
             "metric": entry.metric.get("name"), "recorded_value": entry.metric.get("value"), "evaluated_at": evaluated_at}
 
 
-def _model_for(fingerprint: str, probe, model: str | None) -> LoadedModel:
+def _model_for(fingerprint: str, probe, model: str | None) -> ModelFeatures:
     """The model a probe group was trained on: ``--model`` if given, the embedded one for its display id, else its Hub id."""
     display = probe.info["model"]["display_id"]
     lm = load_model(model if model else (None if display == EMBEDDED_DISPLAY_ID else display))
     if lm.fingerprint != fingerprint and probe.probe_type != "tfidf":
         raise ValueError(f"model {lm.display_id} has fingerprint {lm.fingerprint}, the probes need {fingerprint}")
-    return lm
+    return ModelFeatures(lm)
 
 
-def _evaluate_group(registry, lm, dataset, names, probes, rows, *, use_cache: bool, seed: int) -> None:
+def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache: bool, seed: int) -> None:
     """Predict every probe of one (model, dataset) group from one shared extraction, and score it on its test rows."""
     if any(probes[n].info["data"]["content_hash"] != dataset.content_hash for n in names):
         raise ValueError(f"{dataset.name} changed since training (content hash differs); retrain or restore the data")
     folders = [registry.folder(n) for n in names]
-    predictions = predict_probes(lm, {n: probes[n] for n in names}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash,
+    predictions = predict_probes(source, {n: probes[n] for n in names}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash,
                                  use_cache=use_cache)
     for name, folder in zip(names, folders):
         probe = probes[name]

@@ -222,13 +222,13 @@ def _questions_from_args(args: argparse.Namespace) -> tuple[list[str], list[str]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .feature_source import ModelFeatures
     from .models import load_model
     from .predict import predict_questions
 
     ids, questions, dataset = _questions_from_args(args)
-    lm = load_model(args.model)
     data_hash = dataset.content_hash if dataset is not None else None
-    table = predict_questions(lm, args.probe, questions, data_hash=data_hash, use_cache=not args.no_cache)
+    table = predict_questions(ModelFeatures(load_model(args.model)), args.probe, questions, data_hash=data_hash, use_cache=not args.no_cache)
     rows = range(len(ids))
     if args.split and dataset is not None:
         rows = np.flatnonzero((dataset.frame["split"] == args.split).to_numpy())

@@ -22,6 +22,8 @@ from .constants import DEFAULT_DATA_DIR, ENV_DATA_DIR
 
 SPLIT_SEED = 0
 TRAIN_FRACTION = 0.6
+CALIBRATION_FRACTION = 0.2
+"""Share of a binary label's training questions held out for Platt calibration (never used for fitting or selection)."""
 SPLIT_RULES = {
     "gsm8k": "official train / test files",
     "math500": "seeded 60/40 train/test, stratified by level",
@@ -254,3 +256,22 @@ def _local_file(path: Path, question_column: str, label_columns: list[str] | Non
 def _infer_task(values: pd.Series) -> str:
     unique = set(pd.unique(values.dropna()))
     return BINARY if unique <= {0, 1, True, False} and len(unique) == 2 else GRADED
+
+
+def row_roles(dataset: QuestionSet, label: str, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Indices of ``fit``, ``calibration`` (binary labels only) and ``test`` rows with a known label.
+
+    The calibration hold-out is drawn from all training questions before labels are looked at, so every
+    label of a dataset holds out the same questions.
+    """
+    frame = dataset.frame
+    known = frame[label].notna().to_numpy()
+    is_train = (frame["split"] == "train").to_numpy()
+    test = np.flatnonzero(known & (frame["split"] == "test").to_numpy())
+    if dataset.task(label) != BINARY:
+        return {"fit": np.flatnonzero(known & is_train), "calibration": np.array([], dtype=int), "test": test}
+    train_rows = np.flatnonzero(is_train)
+    role = stratified_split(pd.Series(np.zeros(len(train_rows))), seed=seed, train_fraction=1 - CALIBRATION_FRACTION)
+    held_out = np.zeros(len(frame), dtype=bool)
+    held_out[train_rows[role == "test"]] = True
+    return {"fit": np.flatnonzero(known & is_train & ~held_out), "calibration": np.flatnonzero(known & held_out), "test": test}

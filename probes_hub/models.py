@@ -14,11 +14,13 @@ import threading
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .cache import cache_dir, file_sha256, sha256_text
 from .constants import EMBEDDED_DISPLAY_ID, EMBEDDED_GGUF, EMBEDDED_MODEL_ALIAS, EMBEDDED_PACKAGE, ENV_MODEL
+
+if TYPE_CHECKING:  # torch is imported where a model is loaded, so display_id_for stays cheap
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ def embedded_gguf_path() -> Path:
 
 def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
     """CUDA + bf16 when a GPU is present, else CPU + float32 (bf16 is slower on most CPUs)."""
+    import torch
+
     if torch.cuda.is_available():
         return torch.device("cuda"), torch.bfloat16
     return torch.device("cpu"), torch.float32
@@ -76,6 +80,18 @@ def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
 def resolve_model_spec(spec: str | None) -> str:
     """Turn ``None`` into ``$PROBES_HUB_MODEL`` or the embedded alias."""
     return spec or os.environ.get(ENV_MODEL) or EMBEDDED_MODEL_ALIAS
+
+
+def display_id_for(spec: str | None) -> str:
+    """The display id :func:`load_model` gives ``spec``, known without loading anything."""
+    spec = resolve_model_spec(spec)
+    if spec == EMBEDDED_MODEL_ALIAS:
+        return EMBEDDED_DISPLAY_ID
+    if spec.lower().endswith(".gguf"):
+        return Path(spec).name
+    if Path(spec).is_dir():
+        return Path(spec).resolve().name
+    return spec
 
 
 def load_model(spec: str | None = None, *, device: str | None = None, dtype: torch.dtype | None = None) -> LoadedModel:
@@ -95,26 +111,26 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: tor
     >>> lm.n_layers, lm.hidden_size  # doctest: +SKIP
     (30, 576)
     """
+    import torch
+
     spec = resolve_model_spec(spec)
     auto_device, auto_dtype = default_device_and_dtype()
     device_t = torch.device(device) if device else auto_device
     dtype = dtype or (auto_dtype if device is None else (torch.bfloat16 if device_t.type == "cuda" else torch.float32))
 
+    display_id = display_id_for(spec)
     if spec == EMBEDDED_MODEL_ALIAS:
         gguf = embedded_gguf_path()
         folder, source = _converted_gguf_folder(gguf), f"gguf:{file_sha256(gguf)}"
-        display_id = EMBEDDED_DISPLAY_ID
     elif spec.lower().endswith(".gguf"):
         gguf = Path(spec)
         if not gguf.is_file():
             raise FileNotFoundError(f"GGUF file not found: {spec}")
         folder, source = _converted_gguf_folder(gguf), f"gguf:{file_sha256(gguf)}"
-        display_id = gguf.name
     elif Path(spec).is_dir():
         folder, source = Path(spec), f"local:{_folder_digest(Path(spec))}"
-        display_id = Path(spec).resolve().name
     else:
-        folder, source, display_id = None, None, spec
+        folder, source = None, None
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -148,6 +164,7 @@ def _converted_gguf_folder(gguf: Path) -> Path:
     folder = cache_dir("gguf") / file_sha256(gguf)
     if (folder / "config.json").exists():
         return folder
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     logger.info("Converting %s to safetensors once (cached in %s)", gguf, folder)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .activations import cached_extract
-from .datasets import BINARY, QuestionSet, load_dataset, stratified_split
+from .datasets import BINARY, CALIBRATION_FRACTION, QuestionSet, load_dataset, row_roles
 from .features import Features
 from .metrics import Metric, ece_metric, headline_metric, mae_metric
 from .models import LoadedModel, load_model
@@ -33,7 +33,6 @@ from .probes import PROBE_TYPES, LinearProbe, Probe
 from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
-CALIBRATION_FRACTION = 0.2
 
 
 @dataclass
@@ -86,25 +85,6 @@ def build_features(lm: LoadedModel, fmt: PromptFormat, dataset: QuestionSet, lay
         acts = cached_extract(lm, fmt, questions, layers, fmt.eoi_positions, max_length=max_length,
                               data_hash=dataset.content_hash, use_cache=use_cache, progress=progress)
     return Features(questions, np.array([len(p) for p in prompt_ids]), acts, tuple(layers), tuple(fmt.eoi_positions))
-
-
-def row_roles(dataset: QuestionSet, label: str, *, seed: int = 0) -> dict[str, np.ndarray]:
-    """Indices of ``fit``, ``calibration`` (binary labels only) and ``test`` rows with a known label.
-
-    The calibration hold-out is drawn from all training questions before labels are looked at, so every
-    label of a dataset holds out the same questions.
-    """
-    frame = dataset.frame
-    known = frame[label].notna().to_numpy()
-    is_train = (frame["split"] == "train").to_numpy()
-    test = np.flatnonzero(known & (frame["split"] == "test").to_numpy())
-    if dataset.task(label) != BINARY:
-        return {"fit": np.flatnonzero(known & is_train), "calibration": np.array([], dtype=int), "test": test}
-    train_rows = np.flatnonzero(is_train)
-    role = stratified_split(pd.Series(np.zeros(len(train_rows))), seed=seed, train_fraction=1 - CALIBRATION_FRACTION)
-    held_out = np.zeros(len(frame), dtype=bool)
-    held_out[train_rows[role == "test"]] = True
-    return {"fit": np.flatnonzero(known & is_train & ~held_out), "calibration": np.flatnonzero(known & held_out), "test": test}
 
 
 def resolve_labels(dataset: QuestionSet, patterns: tuple[str, ...]) -> list[str]:

@@ -5,28 +5,31 @@
 - ``PROBES_HUB_LEADERBOARD``: leaderboard folder or Hub dataset repo id (default: ``leaderboard/``)
 - ``PROBES_HUB_LEADERBOARD_EVERY``: seconds between background leaderboard refreshes (default: off)
 - ``PROBES_HUB_POOL``: routing pool file (default: ``pools/mmlu-pro-25.json``)
+- ``PROBES_HUB_MODEL_WORKER``: ``1`` (default) loads the model in a worker process while Gradio imports;
+  ``0`` loads it in the app's process (always so on a ZeroGPU Space, whose GPU only the main process gets)
+
+This module imports only the standard library at the top: :func:`create_app` starts the model worker
+before Gradio, torch or pandas are imported, so that their imports overlap.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import gradio as gr
+from .model_worker import PROJECT_ROOT, ModelWorker
 
-from probes_hub.cache import atomic_write_json, cache_dir, file_sha256, sha256_text
-from probes_hub.datasets import data_dir
-from probes_hub.models import load_model
-from eval.scheduler import interval_from_env, start_scheduler
-from probes_hub.registry import HUB_REPO_ID, Registry
-from probes_hub.route_eval import expected_costs, load_pool
+if TYPE_CHECKING:
+    import gradio as gr
 
-from .predictor import Predictor
-from .ui import AppContext, build_demo
+    from probes_hub.feature_source import FeatureSource
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+    from .ui import AppContext
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,6 +38,10 @@ def pool_costs(pool_path: str | None) -> dict[str, float]:
 
     Cached on disk by the pool and the outcome files' contents, so later launches skip reading 350k outcome rows.
     """
+    from probes_hub.cache import atomic_write_json, cache_dir, file_sha256, sha256_text
+    from probes_hub.datasets import data_dir
+    from probes_hub.route_eval import expected_costs, load_pool
+
     pool = load_pool(pool_path)
     try:
         root = data_dir()
@@ -50,17 +57,33 @@ def pool_costs(pool_path: str | None) -> dict[str, float]:
         return {m.name: m.active_params_b for m in pool.models}
 
 
+def start_model() -> FeatureSource:
+    """The configured model: a worker process starting to load now, or (ZeroGPU, or asked for) a model in this process."""
+    model = os.environ.get("PROBES_HUB_MODEL") or None
+    on_zero_gpu = importlib.util.find_spec("spaces") is not None
+    if os.environ.get("PROBES_HUB_MODEL_WORKER", "1") != "0" and not on_zero_gpu:
+        return ModelWorker(model)
+    from probes_hub.feature_source import ModelFeatures
+    from probes_hub.models import load_model
+
+    return ModelFeatures(load_model(model))
+
+
 def create_app() -> tuple[gr.Blocks, AppContext]:
     """The Blocks app and its shared context, configured from the environment."""
-    lm = load_model(os.environ.get("PROBES_HUB_MODEL") or None)
+    source = start_model()
+    from eval.scheduler import interval_from_env, start_scheduler
+    from probes_hub.registry import HUB_REPO_ID, Registry
+
+    from .predictor import Predictor
+    from .ui import AppContext, build_demo
+
     registry = Registry(os.environ.get("PROBES_HUB_REGISTRY") or None)
-    predictor = Predictor(lm, registry, pool_costs(os.environ.get("PROBES_HUB_POOL") or None))
-    try:
-        import spaces  # present on Hugging Face Spaces: run predictions on the Space's GPU
+    predictor = Predictor(source, registry, pool_costs(os.environ.get("PROBES_HUB_POOL") or None))
+    if importlib.util.find_spec("spaces") is not None:  # on Hugging Face Spaces: run predictions on the Space's GPU
+        import spaces
 
         predictor.predict = spaces.GPU(predictor.predict)
-    except ImportError:
-        pass
     leaderboard = os.environ.get("PROBES_HUB_LEADERBOARD") or str(PROJECT_ROOT / "leaderboard")
     ctx = AppContext(predictor, registry, leaderboard)
     every = interval_from_env()

@@ -1,4 +1,8 @@
-"""The app's engine: one loaded model, every registry probe for it, one forward pass per question feeding them all."""
+"""The app's engine: one model, every registry probe for it, one forward pass per question feeding them all.
+
+The model sits behind a :class:`~probes_hub.feature_source.FeatureSource`: in this process, or in the
+app's model worker process.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probes_hub.activations import extract
 from probes_hub.datasets import OUTPUT_LENGTH_LABEL
-from probes_hub.features import Features
-from probes_hub.models import LoadedModel
+from probes_hub.feature_source import FeatureSource
 from probes_hub.probes import LinearProbe
-from probes_hub.prompts import encode_prompts, prompt_format
 from probes_hub.registry import Registry
 from probes_hub.routing import Recommendation, recommend
 
@@ -58,14 +59,15 @@ class Prediction:
 class Predictor:
     """Holds the model and its probes; ``reload()`` picks up probes added to the registry while running."""
 
-    def __init__(self, lm: LoadedModel, registry: Registry, expected_cost: dict[str, float] | None = None):
-        self.lm = lm
+    def __init__(self, source: FeatureSource, registry: Registry, expected_cost: dict[str, float] | None = None):
+        self.source = source
         self.registry = registry
         self.expected_cost = expected_cost or {}
-        self.fmt = prompt_format(lm.tokenizer, chat=True)
         self._lock = threading.Lock()
+        self.probes: dict | None = None
+        """Loaded on first use: choosing them needs the model's fingerprint, which a model worker may still be computing."""
+        self.layers: list[int] = []
         self.problems: dict[str, str] = {}
-        self.reload()
 
     def reload(self) -> None:
         """(Re)load, per (dataset, label), the preferred probe that reads this model (by fingerprint; TF-IDF/length by display id).
@@ -73,7 +75,7 @@ class Predictor:
         The choice is made from the manifest, so only the probes the app reads are loaded.
         """
         chosen: dict[tuple[str, str], str] = {}
-        entries = [e for e in self.registry.list() if e.fingerprint == self.lm.fingerprint or e.model == self.lm.display_id]
+        entries = [e for e in self.registry.list() if e.fingerprint == self.source.fingerprint or e.model == self.source.display_id]
         for entry in sorted(entries, key=lambda e: PROBE_PREFERENCE.index(e.probe_type) if e.probe_type in PROBE_PREFERENCE else len(PROBE_PREFERENCE)):
             chosen.setdefault((entry.dataset, entry.label), entry.name)
         report = self.registry.load_all(names=list(chosen.values()))
@@ -87,14 +89,14 @@ class Predictor:
         question = (question or "").strip()
         if not question:
             raise ValueError("Type a question first.")
+        if self.probes is None:
+            self.reload()
         with self._lock:
             probes, layers = dict(self.probes), list(self.layers)
         started = time.perf_counter()
-        prompt_ids, truncated = encode_prompts([question], self.fmt, self.lm.tokenizer, max_length=MAX_QUESTION_TOKENS)
-        acts = extract(self.lm, prompt_ids, layers, self.fmt.eoi_positions, shared_prefix=self.fmt.prefix_ids, progress=False) if layers else None
+        features, truncated = self.source.features([question], layers, max_length=MAX_QUESTION_TOKENS)
         forward_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        features = Features([question], np.array([len(prompt_ids[0])]), acts, tuple(layers), tuple(self.fmt.eoi_positions))
         difficulty, success, layerwise, length_factor = [], [], {}, 1.0
         for probe in probes.values():
             info = probe.info
@@ -108,7 +110,7 @@ class Predictor:
                     length_factor = float(np.exp(reading.value - probe.intercept_[0]))
         notices = [f"The question was longer than {MAX_QUESTION_TOKENS} tokens; its beginning was cut (the end-of-instruction tokens are kept)."] if truncated[0] else []
         return Prediction(sorted(difficulty, key=lambda r: r.name), sorted(success, key=lambda r: -r.value), layerwise, forward_ms,
-                          (time.perf_counter() - started) * 1000, len(prompt_ids[0]), truncated[0], notices, length_factor)
+                          (time.perf_counter() - started) * 1000, int(features.token_counts[0]), truncated[0], notices, length_factor)
 
     def route(self, prediction: Prediction, *, lam: float | None = None, target: float | None = None) -> Recommendation | None:
         """The routing suggestion for this question, or None when no success probe has a cost in the pool."""

@@ -13,6 +13,7 @@ from probes_hub.registry import Registry
 from probes_hub.validation import ProbeValidationError
 
 from .leaderboard_view import filter_table, leaderboard_table, read_leaderboard_source, refreshed_at
+from .model_worker import ModelWorkerError
 from .predictor import Prediction, Predictor
 from .upload import accept_upload
 
@@ -114,14 +115,14 @@ def routing_markdown(ctx: AppContext, prediction: Prediction, mode: str, lam: fl
 def build_demo(ctx: AppContext) -> gr.Blocks:
     """All tabs, wired to ``ctx``; the caller launches (with a queue)."""
     with gr.Blocks(title="Difficulty probes") as demo:
-        gr.Markdown(f"# Difficulty probes\nPredict, before **{ctx.predictor.lm.display_id}** writes a token, how hard a question is and which model will get it right.")
+        gr.Markdown(f"# Difficulty probes\nPredict, before **{ctx.predictor.source.display_id}** writes a token, how hard a question is and which model will get it right.")
         with gr.Tab("Predict"):
             with gr.Row():
                 with gr.Column(scale=3):
                     question = gr.Textbox(label="Question", lines=4, placeholder="Type a question...", elem_id="question")
                     gr.Examples(EXAMPLES, inputs=question)
                 with gr.Column(scale=2):
-                    model = gr.Dropdown([ctx.predictor.lm.display_id], value=ctx.predictor.lm.display_id, label="Model whose activations are read")
+                    model = gr.Dropdown([ctx.predictor.source.display_id], value=ctx.predictor.source.display_id, label="Model whose activations are read")
                     mode = gr.Radio(["utility: p - lambda x cost", "cheapest with p >= target"], value="utility: p - lambda x cost", label="Routing rule")
                     lam = gr.Slider(0, 2, value=0.3, step=0.01, label="lambda (cost weight)")
                     target = gr.Slider(0.3, 0.99, value=0.7, step=0.01, label="target P(correct)")
@@ -142,7 +143,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             def on_predict(text: str, mode_value: str, lam_value: float, target_value: float):
                 try:
                     prediction = ctx.predictor.predict(text)
-                except ValueError as error:
+                except (ValueError, ModelWorkerError) as error:
                     return f"⚠️ {error}", "", "", None, None, None
                 route_text, route = routing_markdown(ctx, prediction, mode_value, lam_value, target_value)
                 notice = " ".join(prediction.notices)
@@ -157,7 +158,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             predict_event = dict(fn=on_predict, inputs=[question, mode, lam, target], outputs=[status, difficulty, routing, layers_plot, success_plot, raw])
             button.click(**predict_event, api_name="predict")
             question.submit(**predict_event, api_name=False)
-            model.change(lambda m: "" if m == ctx.predictor.lm.display_id else f"⚠️ Only {ctx.predictor.lm.display_id} is loaded in this app.",
+            model.change(lambda m: "" if m == ctx.predictor.source.display_id else f"⚠️ Only {ctx.predictor.source.display_id} is loaded in this app.",
                          inputs=model, outputs=status, api_name=False)
 
         with gr.Tab("Leaderboard") as leaderboard_tab:
@@ -194,8 +195,8 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
 
             def on_upload(paths):
                 try:
-                    result = accept_upload([p if isinstance(p, str) else p.name for p in (paths or [])], ctx.registry, ctx.predictor.lm)
-                except (ProbeValidationError, ValueError, OSError) as error:
+                    result = accept_upload([p if isinstance(p, str) else p.name for p in (paths or [])], ctx.registry, ctx.predictor.source)
+                except (ProbeValidationError, ValueError, OSError, ModelWorkerError) as error:
                     return f"❌ Rejected: {error}"
                 ctx.predictor.reload()
                 return f"✅ {result.message}"

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from probes_hub.constants import CARD_NAME, CONFIG_NAME, MAX_PROBE_FILE_BYTES, REPORTS_DIR, WEIGHTS_NAME
-from probes_hub.datasets import BUILTIN, load_dataset
+from probes_hub.datasets import BUILTIN, load_dataset, row_roles
+from probes_hub.feature_source import FeatureSource
 from probes_hub.metrics import headline_metric
 from probes_hub.naming import probe_folder_name
 from probes_hub.predict import check_probe_matches_model, predict_probes
 from probes_hub.probes import Probe
 from probes_hub.registry import Registry
-from probes_hub.train import row_roles
 from probes_hub.validation import ProbeValidationError
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -82,7 +82,7 @@ def _extract_zip(archive: Path, folder: Path) -> None:
         raise ProbeValidationError(f"'{archive.name}' is not a readable zip file ({error}).") from error
 
 
-def evaluate_upload(probe: Probe, lm) -> str:
+def evaluate_upload(probe: Probe, source: FeatureSource) -> str:
     """Test-split metric of the uploaded probe when its dataset is available here, as a sentence."""
     data = probe.info["data"]
     try:
@@ -96,21 +96,21 @@ def evaluate_upload(probe: Probe, lm) -> str:
         return "Not re-evaluated: the dataset here differs from the one it was trained on."
     label = probe.info["label"]["name"]
     test = row_roles(dataset, label, seed=data.get("seed", 0))["test"]
-    prediction = predict_probes(lm, {"upload": probe}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash, use_cache=True)["upload"]
+    prediction = predict_probes(source, {"upload": probe}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash, use_cache=True)["upload"]
     metric = headline_metric(probe.task, dataset.frame[label].to_numpy(dtype=float)[test], prediction[test])
     return f"Re-evaluated on the test split here: {metric} (recorded: {probe.info['metrics'].get('test', {}).get('value', float('nan')):.3f})."
 
 
-def accept_upload(paths: list[str | Path], registry: Registry, lm) -> UploadResult:
+def accept_upload(paths: list[str | Path], registry: Registry, source: FeatureSource) -> UploadResult:
     """Validate (files, schema, shapes vs the model's hidden size, model match), evaluate, and push to ``registry``."""
     with tempfile.TemporaryDirectory(prefix="probe-upload-") as tmp:
         staged = stage_upload(paths, Path(tmp))
-        probe = Probe.from_pretrained(staged, hidden_size=lm.hidden_size)
-        check_probe_matches_model(probe, lm, where="The uploaded probe")
+        probe = Probe.from_pretrained(staged, hidden_size=source.hidden_size)
+        check_probe_matches_model(probe, source, where="The uploaded probe")
         info = probe.info
         name = probe_folder_name(info["model"]["display_id"], info["data"]["dataset"], info["label"]["name"], probe.probe_type)
         folder = Path(tmp) / name
         staged.rename(folder)
-        evaluation = evaluate_upload(probe, lm)
+        evaluation = evaluate_upload(probe, source)
         registry.push([folder], commit_message=f"Upload probe {name}")
     return UploadResult(name, f"Added **{name}** to {registry.spec}. {evaluation}")

@@ -185,7 +185,10 @@ def test_browser_predict_leaderboard_and_bad_upload(app, tmp_path):
 
 
 def test_leaderboard_tab_refreshes_on_a_schedule(tmp_path):
-    """PROBES_HUB_LEADERBOARD_EVERY=2 on a registry of text-only probes (no activations to extract, so each refresh is quick)."""
+    """PROBES_HUB_LEADERBOARD_EVERY=2 on a registry of text-only probes (no activations to extract, so each refresh is quick).
+
+    This app keeps its model in process (PROBES_HUB_MODEL_WORKER=0, as on a ZeroGPU Space) and still predicts.
+    """
     from gradio_client import Client
 
     from probes_hub.registry import write_index
@@ -196,8 +199,10 @@ def test_leaderboard_tab_refreshes_on_a_schedule(tmp_path):
     write_index(registry)
     leaderboard = tmp_path / "leaderboard"
     leaderboard.mkdir()
-    with launched_app(tmp_path, registry, leaderboard, PROBES_HUB_LEADERBOARD_EVERY="2") as url:
+    with launched_app(tmp_path, registry, leaderboard, PROBES_HUB_LEADERBOARD_EVERY="2", PROBES_HUB_MODEL_WORKER="0") as url:
         client = Client(url, verbose=False)
+        raw = client.predict(QUESTION, "utility: p - lambda x cost", 0.3, 0.7, api_name="/predict")[-1]
+        assert [r["probe"] for r in raw["difficulty"]] == ["math500 level"] and 1 <= raw["difficulty"][0]["value"] <= 5
         seen = []
         deadline = time.time() + 120
         while len(set(s for s in seen if "last refreshed" in s)) < 2 and time.time() < deadline:

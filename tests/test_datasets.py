@@ -83,7 +83,8 @@ def test_stratified_split_handles_singletons():
 
 
 def test_label_patterns_and_shared_calibration_rows():
-    from probes_hub.train import resolve_labels, row_roles
+    from probes_hub.datasets import row_roles
+    from probes_hub.train import resolve_labels
 
     dataset = load_dataset("mmlu-pro").subset(300)
     labels = resolve_labels(dataset, ("correct:Meta-Llama-3_1-8B*", "correct:Meta-Llama-3_1-8B-Instruct"))
