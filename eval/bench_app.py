@@ -13,6 +13,7 @@ the app's predictor in the same process (HTTP latency is reported separately). E
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -61,6 +62,19 @@ def launch(cache: str) -> tuple[subprocess.Popen, object, float, float]:
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
     predict(client)
     return process, client, listening, time.time() - started
+
+
+def rest_call_ms(url: str) -> float:
+    """One prediction through Gradio's REST API (POST, then read the event stream): the server's latency
+    without gradio_client, whose result loop polls every 50 ms."""
+    started = time.perf_counter()
+    request = urllib.request.Request(f"{url}gradio_api/call/predict", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"data": [QUESTION, "utility: p - lambda x cost", 0.3, 0.7]}).encode())
+    event_id = json.loads(urllib.request.urlopen(request).read())["event_id"]
+    body = urllib.request.urlopen(f"{url}gradio_api/call/predict/{event_id}").read().decode()
+    if "event: complete" not in body:
+        raise RuntimeError(f"prediction failed: {body[-300:]}")
+    return (time.perf_counter() - started) * 1000
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -122,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                     sequential.append(call(i))
                 except Exception:
                     errors += 1
+            rest = [rest_call_ms(client.src.rstrip("/") + "/") for _ in range(args.calls)]
             with ThreadPoolExecutor(max_workers=4) as pool:
                 futures = [pool.submit(call, i) for i in range(args.calls)]
                 concurrent = []
@@ -137,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     c50, c95 = np.percentile(concurrent, 50), np.percentile(concurrent, 95)
     print(f"launch to first answered prediction: {first_launch_s:.1f} s on an empty cache (GGUF conversion), "
           f"{second_launch_s:.1f} s on the second launch (listening after {listening_s:.1f} s)")
-    print(f"sequential: p50 {p50:.0f} ms, p95 {p95:.0f} ms; concurrent (4 clients): p50 {c50:.0f} ms, p95 {c95:.0f} ms")
+    print(f"sequential: p50 {p50:.0f} ms, p95 {p95:.0f} ms; concurrent (4 clients): p50 {c50:.0f} ms, p95 {c95:.0f} ms; "
+          f"REST API without gradio_client: p50 {np.percentile(rest, 50):.0f} ms")
     print(f"in process: naive path (full forward + hidden states + LM head, then probes) p50 {baseline:.0f} ms; "
           f"the app's predictor p50 {fast:.0f} ms")
-    print(f"RESULT p50_ms={p50:.0f} p95_ms={p95:.0f} concurrent_p50_ms={c50:.0f} concurrent_p95_ms={c95:.0f} errors={errors} "
+    print(f"RESULT p50_ms={p50:.0f} p95_ms={p95:.0f} concurrent_p50_ms={c50:.0f} concurrent_p95_ms={c95:.0f} rest_p50_ms={np.percentile(rest, 50):.0f} errors={errors} "
           f"naive_p50_ms={baseline:.0f} predictor_p50_ms={fast:.0f} speedup_vs_naive={baseline / fast:.2f} "
           f"first_launch_s={first_launch_s:.1f} second_launch_s={second_launch_s:.1f}")
     return 0 if errors == 0 else 1
