@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train probes for one (model, dataset, label) and save probe folders + reports",
                            description="Selects layer, position and regularization by k-fold CV on the training split only, calibrates "
                                        "binary probes on held-out training rows, and reports metrics with bootstrap 95% CIs on the untouched "
-                                       f"test split. Splits: " + "; ".join(f"{k}: {v}" for k, v in SPLIT_RULES.items()))
+                                       "test split. Splits: " + "; ".join(f"{k}: {v}" for k, v in SPLIT_RULES.items()))
     train.add_argument("--model", default=None, help=MODEL_HELP)
     _add_data_args(train)
     train.add_argument("--label", nargs="+", default=["level"],

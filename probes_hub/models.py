@@ -10,8 +10,8 @@ import importlib.util
 import logging
 import os
 import shutil
-import threading
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING

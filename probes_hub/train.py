@@ -20,15 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from .activations import cached_extract
 from .datasets import BINARY, CALIBRATION_FRACTION, QuestionSet, load_dataset, row_roles
+from .feature_source import ModelFeatures
 from .features import Features
 from .metrics import Metric, ece_metric, headline_metric, mae_metric
 from .models import LoadedModel, load_model
 from .naming import probe_folder_name
-from .prompts import PromptFormat, encode_prompts, eoi_tokens, prompt_format
+from .prompts import PromptFormat, eoi_tokens, prompt_format
 from .probes import PROBE_TYPES, LinearProbe, Probe
 from .progress import progress_bar
 
@@ -76,15 +75,11 @@ class TrainResult:
 def build_features(lm: LoadedModel, fmt: PromptFormat, dataset: QuestionSet, layers: list[int], *, max_length: int,
                    use_cache: bool = True, progress: bool = True) -> Features:
     """Features for every row of ``dataset``: templated token counts plus activations at ``layers`` x EOI positions."""
-    questions = dataset.frame["question"].tolist()
-    prompt_ids, truncated = encode_prompts(questions, fmt, lm.tokenizer, max_length=max_length)
+    features, truncated = ModelFeatures(lm).features(dataset.frame["question"].tolist(), layers, chat=fmt.mode == "chat", max_length=max_length,
+                                                     data_hash=dataset.content_hash, use_cache=use_cache, progress=progress)
     if any(truncated):
         logger.warning("%d question(s) longer than max_length=%d were cut from the left (EOI tokens kept).", sum(truncated), max_length)
-    acts = None
-    if layers:
-        acts = cached_extract(lm, fmt, questions, layers, fmt.eoi_positions, max_length=max_length,
-                              data_hash=dataset.content_hash, use_cache=use_cache, progress=progress)
-    return Features(questions, np.array([len(p) for p in prompt_ids]), acts, tuple(layers), tuple(fmt.eoi_positions))
+    return features
 
 
 def resolve_labels(dataset: QuestionSet, patterns: tuple[str, ...]) -> list[str]:
