@@ -58,10 +58,10 @@ def pool_costs(pool_path: str | None) -> dict[str, float]:
 
 
 def start_model() -> FeatureSource:
-    """The configured model: a worker process starting to load now, or (ZeroGPU, or asked for) a model in this process."""
+    """The configured model: a worker process starting to load now, or (on a Space, or asked for) a model in this process."""
     model = os.environ.get("PROBES_HUB_MODEL") or None
-    on_zero_gpu = importlib.util.find_spec("spaces") is not None
-    if os.environ.get("PROBES_HUB_MODEL_WORKER", "1") != "0" and not on_zero_gpu:
+    on_space = importlib.util.find_spec("spaces") is not None  # ZeroGPU lends its GPU to the main process only
+    if os.environ.get("PROBES_HUB_MODEL_WORKER", "1") != "0" and not on_space:
         return ModelWorker(model)
     from probes_hub.feature_source import ModelFeatures
     from probes_hub.models import load_model
