@@ -169,10 +169,10 @@ def extract(
             if not auto:
                 raise ValueError(f"{lm.display_id} cannot be extracted packed ({error}); pass packed=False") from error
             logger.info("Packed extraction unsupported for %s (%s); padding instead", lm.display_id, error)
-            packed = None
+            out = None
         finally:
             outputs.remove()
-    if packed is None:
+    if out is None:
         return extract(lm, prompt_ids, layers, positions, shared_prefix=shared_prefix, packed=False, max_batch_size=max_batch_size, progress=progress)
     return out
 
@@ -273,8 +273,9 @@ def cached_extract(
     data_hash: str | None = None,
     use_cache: bool = True,
     progress: bool = True,
+    prompt_ids: list[list[int]] | None = None,
 ) -> np.ndarray:
-    """:func:`extract` on templated questions with a disk cache.
+    """:func:`extract` on templated questions with a disk cache (``prompt_ids``: the questions already encoded, if the caller has them).
 
     The cache file is keyed by model fingerprint + data hash + template + max length + positions and holds
     one array per layer, so a later request for any subset of cached layers is a pure read and a request
@@ -290,7 +291,8 @@ def cached_extract(
         if progress:
             print(f"Activations loaded from cache ({path})", file=sys.stderr)
         return np.stack([cached[f"layer_{layer}"] for layer in layers], axis=1)
-    prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer, max_length=max_length)
+    if prompt_ids is None:
+        prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer, max_length=max_length)
     fresh = extract(lm, prompt_ids, missing, positions, shared_prefix=fmt.prefix_ids, progress=progress)
     cached.update({f"layer_{layer}": np.ascontiguousarray(fresh[:, i]) for i, layer in enumerate(missing)})
     if use_cache:

@@ -50,6 +50,6 @@ class ModelFeatures:
         acts = None
         if layers:
             acts = cached_extract(self.lm, fmt, questions, list(layers), fmt.eoi_positions, max_length=max_length, data_hash=data_hash,
-                                  use_cache=use_cache, progress=progress)
+                                  use_cache=use_cache, progress=progress, prompt_ids=prompt_ids)
         features = Features(questions, np.array([len(p) for p in prompt_ids]), acts, tuple(layers), tuple(fmt.eoi_positions))
         return features, list(truncated)
