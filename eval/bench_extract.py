@@ -1,7 +1,7 @@
 """Benchmark: this extractor vs a naive public-code-style loop on the same MATH-500 prompts.
 
 Naive: batch size 1, full forward with ``output_hidden_states=True`` (LM head included), then slicing.
-Fast: :func:`probes_hub.activations.extract` as the pipeline calls it (hooks, early exit, no LM head, the
+Fast: :func:`probes_hub.extract.activations.extract` as the pipeline calls it (hooks, early exit, no LM head, the
 template prefix's keys/values computed once; prompts packed into unpadded rows on CPU, length-bucketed
 padded batches on GPU).
 Each path runs ``--repeats`` times and its fastest run counts (as ``timeit`` does), so a noisy machine
@@ -18,10 +18,10 @@ import time
 import numpy as np
 import torch
 
-from probes_hub.activations import extract
-from probes_hub.datasets import load_dataset
-from probes_hub.models import load_model
-from probes_hub.prompts import encode_prompts, prompt_format
+from probes_hub.data.datasets import load_dataset
+from probes_hub.extract.activations import extract
+from probes_hub.extract.models import load_model
+from probes_hub.extract.prompts import encode_prompts, prompt_format
 
 
 def matmul_peak_gflops(seconds: float = 2.0) -> float:
@@ -94,7 +94,7 @@ def main() -> None:
 
     results = {}
     for name, layers in (("all_layers", list(range(lm.n_layers))), ("probe_layer", [args.probe_layer])):
-        fast, seconds = fastest(repeats, lambda: extract_fresh(lm, prompt_ids, layers, positions, fmt.prefix_ids))
+        fast, seconds = fastest(repeats, lambda layers=layers: extract_fresh(lm, prompt_ids, layers, positions, fmt.prefix_ids))
         pick = [i for i, layer in enumerate(layers) if layer in comparable]
         reference = naive[:, [layers[i] for i in pick]]
         diff = float(np.abs(fast[:, pick] - reference).max())

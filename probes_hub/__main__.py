@@ -1,5 +1,5 @@
 """``python -m probes_hub``: the command-line interface."""
 
-from .cli import main
+from probes_hub.cli import main
 
 raise SystemExit(main())

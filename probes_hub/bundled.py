@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import replace_folder
-from .manifest import Manifest
-from .models import load_model
-from .registry import write_index
-from .train import TrainOptions, train
+from probes_hub.cache import replace_folder
+from probes_hub.extract.models import load_model
+from probes_hub.hub.manifest import Manifest
+from probes_hub.hub.registry import write_index
+from probes_hub.train import TrainOptions, train
 
 BUNDLED_LAYERS = tuple(range(18))
 """Layers 0-17 of SmolLM2's 30: extraction stops after layer 17 (MATH-500 selects layer 14 from all 30)."""

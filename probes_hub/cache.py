@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .constants import ENV_CACHE_DIR
+from probes_hub.constants import ENV_CACHE_DIR
 
 
 def cache_dir(*parts: str) -> Path:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import altair as alt
 import pandas as pd
 
-from .cache import atomic_write_text
+from probes_hub.cache import atomic_write_text
+from probes_hub.constants import REPORTS_DIR, SWEEP_REPORT
 
 
 def routing_chart(curves: dict[str, list], singles: pd.DataFrame, extra_points: pd.DataFrame | None = None, *, title: str) -> alt.Chart:
@@ -66,9 +66,9 @@ def leaderboard_charts(table: pd.DataFrame, registry_root: str | None = None) ->
 def _layer_curves(linear: pd.DataFrame, root: Path) -> pd.DataFrame:
     frames = []
     for row in linear.itertuples():
-        path = root / row.name / "reports" / "sweep.json"
+        path = root / row.name / REPORTS_DIR / SWEEP_REPORT
         if path.exists():
-            sweep = pd.DataFrame(json.loads(path.read_text(encoding="utf-8"))["rows"])
+            sweep = pd.read_csv(path)
             sweep = sweep[sweep["position"] == row.position].assign(target=f"{row.dataset} / {row.label}")
             frames.append(sweep[["target", "layer", "test_score", "cv_score"]])
     return pd.concat(frames) if frames else pd.DataFrame()

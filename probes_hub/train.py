@@ -14,22 +14,24 @@ from __future__ import annotations
 import csv
 import fnmatch
 import io
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .datasets import BINARY, CALIBRATION_FRACTION, QuestionSet, load_dataset, row_roles
-from .feature_source import ModelFeatures
-from .features import Features
-from .metrics import Metric, ece_metric, headline_metric, mae_metric
-from .models import LoadedModel, load_model
-from .naming import probe_folder_name
-from .prompts import PromptFormat, eoi_tokens, prompt_format
-from .probes import PROBE_TYPES, LinearProbe, Probe
-from .progress import progress_bar
+from probes_hub.constants import PREDICTIONS_REPORT, ROLES, SWEEP_REPORT
+from probes_hub.data.datasets import BINARY, CALIBRATION_FRACTION, QuestionSet, load_dataset, row_roles
+from probes_hub.extract.feature_source import ModelFeatures
+from probes_hub.extract.features import Features
+from probes_hub.extract.models import LoadedModel, load_model
+from probes_hub.extract.prompts import PromptFormat, prompt_format
+from probes_hub.hub.naming import probe_folder_name
+from probes_hub.hub.records import DataInfo, LabelInfo, ProbeRecord
+from probes_hub.hub.reports import encode_predictions
+from probes_hub.metrics import Metric, ece_metric, headline_metric, mae_metric
+from probes_hub.probes import PROBE_TYPES, Probe, baseline_types
+from probes_hub.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -123,22 +125,22 @@ def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, 
     lm = lm or load_model(options.model)
     fmt = prompt_format(lm.tokenizer, chat=options.chat)
     layers = list(options.layers) if options.layers else list(range(lm.n_layers))
-    activation_probes = [p for p in options.probes if issubclass(PROBE_TYPES[p], LinearProbe)]
+    activation_probes = [p for p in options.probes if PROBE_TYPES[p].reads_activations]
     features = build_features(lm, fmt, dataset, layers if activation_probes else [],
                               max_length=options.max_length, use_cache=options.use_cache, progress=options.progress)
     roles = {label: row_roles(dataset, label, seed=options.seed) for label in labels}
     for label, role in roles.items():
         if len(role["fit"]) < 2 * options.cv_folds or len(role["test"]) < 2:
             raise ValueError(f"Too few labelled rows for '{label}': fit={len(role['fit'])}, test={len(role['test'])}.")
-    fitted = {probe_type: _fit_activation_probes(probe_type, dataset, labels, roles, features, options) for probe_type in activation_probes}
-    return {label: _train_label(lm, fmt, dataset, label, roles[label], features, options,
+    fitted = {probe_type: _fit_many_labels(probe_type, dataset, labels, roles, features, options) for probe_type in activation_probes}
+    return {label: _train_label(dataset, label, roles[label], features, options,
                                 {probe_type: probes[label] for probe_type, probes in fitted.items() if label in probes})
             for label in progress_bar(labels, desc="labels", unit="label", disable=not options.progress or len(labels) == 1)}
 
 
-def _fit_activation_probes(probe_type: str, dataset: QuestionSet, labels: list[str], roles: dict, features: Features,
-                           options: TrainOptions) -> dict[str, LinearProbe]:
-    """Linear (or shared-direction) probes for all labels; labels of one task known on the same fit rows share one sweep."""
+def _fit_many_labels(probe_type: str, dataset: QuestionSet, labels: list[str], roles: dict, features: Features,
+                     options: TrainOptions) -> dict[str, Probe]:
+    """Probes of one type for all labels; labels of one task known on the same fit rows are fitted together (``fit_many``)."""
     groups: dict[tuple, list[str]] = {}
     for label in labels:
         groups.setdefault((dataset.task(label), tuple(roles[label]["fit"])), []).append(label)
@@ -152,15 +154,15 @@ def _fit_activation_probes(probe_type: str, dataset: QuestionSet, labels: list[s
     return fitted
 
 
-def _train_label(lm, fmt, dataset: QuestionSet, label: str, roles: dict, features: Features, options: TrainOptions,
-                 prefitted: dict[str, LinearProbe]) -> TrainResult:
+def _train_label(dataset: QuestionSet, label: str, roles: dict, features: Features, options: TrainOptions,
+                 prefitted: dict[str, Probe]) -> TrainResult:
     """Fit (unless given in ``prefitted``), calibrate, evaluate and save every probe type for one label."""
     task = dataset.task(label)
     y = dataset.frame[label].to_numpy(dtype=float)
     parts = {name: features.take(rows) for name, rows in roles.items()}
     targets = {name: y[rows] for name, rows in roles.items()}
     result = TrainResult()
-    probe_types = [p for p in dict.fromkeys(("length", "tfidf", *options.probes)) if task in PROBE_TYPES[p].tasks]
+    probe_types = [p for p in dict.fromkeys((*baseline_types(), *options.probes)) if task in PROBE_TYPES[p].tasks]
     for probe_type in probe_types:
         probe = prefitted[probe_type] if probe_type in prefitted else _make_probe(probe_type, task, options).fit(parts["fit"], targets["fit"])
         if task == BINARY:
@@ -169,71 +171,47 @@ def _train_label(lm, fmt, dataset: QuestionSet, label: str, roles: dict, feature
         metrics, prediction = evaluate(probe, parts["test"], targets["test"])
         trained = TrainedProbe(probe, metrics, test_predictions=prediction)
         (result.probes if probe_type in options.probes else result.baselines)[probe_type] = trained
-    baseline_metrics = {f"baseline_{name}": t.metrics["test"] for name, t in {**result.baselines, **result.probes}.items() if name in ("length", "tfidf")}
+    baseline_metrics = {f"baseline_{name}": t.metrics["test"] for name, t in {**result.baselines, **result.probes}.items() if PROBE_TYPES[name].is_baseline}
     for probe_type, trained in result.probes.items():
-        trained.probe.info = _record(lm, fmt, dataset, options, label, task, y, roles, {**trained.metrics, **baseline_metrics})
-        reports = _reports(trained, dataset, roles, y, parts) if isinstance(trained.probe, LinearProbe) else _prediction_reports(trained, dataset, roles, y, parts)
-        folder = Path(options.out) / probe_folder_name(lm.display_id, dataset.name, label, probe_type)
+        trained.probe.record_ = _record(features, dataset, options, label, task, y, roles, {**trained.metrics, **baseline_metrics})
+        reports = {PREDICTIONS_REPORT: _predictions_report(trained.probe, parts, roles, len(y))}
+        sweep = trained.probe.sweep_report(parts["test"], targets["test"])
+        if sweep:
+            reports[SWEEP_REPORT] = _csv(sweep)
+        folder = Path(options.out) / probe_folder_name(features.model.display_id, dataset.name, label, probe_type)
         trained.path = trained.probe.save_pretrained(folder, reports=reports)
     return result
 
 
 def _make_probe(probe_type: str, task: str, options: TrainOptions) -> Probe:
-    cls = PROBE_TYPES[probe_type]
-    if probe_type == "length":
-        return cls(task=task)
-    return cls(task=task, cv_folds=options.cv_folds, seed=options.seed)
+    return PROBE_TYPES[probe_type].for_training(task, cv_folds=options.cv_folds, seed=options.seed)
 
 
-def _record(lm, fmt, dataset, options, label, task, y, roles, metrics) -> dict:
+def _record(features: Features, dataset: QuestionSet, options: TrainOptions, label: str, task: str, y: np.ndarray, roles: dict,
+            metrics: dict[str, Metric]) -> ProbeRecord:
     """The facts a probe's config.json records about how it was made."""
     labelled = y[np.isfinite(y)]
-    return {
-        "model": {"fingerprint": lm.fingerprint, "display_id": lm.display_id, "hidden_size": lm.hidden_size, "n_layers": lm.n_layers,
-                  "prompt": {"mode": fmt.mode, "template_hash": fmt.template_hash, "eoi_tokens": eoi_tokens(fmt, lm.tokenizer),
-                             "eoi_positions": fmt.eoi_positions, "max_length": options.max_length}},
-        "label": {"name": label, "task": task, "range": [float(labelled.min()), float(labelled.max())]},
-        "data": {"dataset": dataset.name, "source": dataset.source, "split_rule": dataset.split_rule, "content_hash": dataset.content_hash,
-                 "limit": options.limit, "seed": options.seed, "n_train": int(len(roles["fit"]) + len(roles["calibration"])),
-                 "n_fit": int(len(roles["fit"])), "n_calibration": int(len(roles["calibration"])), "n_test": int(len(roles["test"]))},
-        "metrics": {k: m.to_dict() for k, m in metrics.items()},
-        "selection": {},
-    }
+    data = DataInfo(dataset=dataset.name, source=dataset.source, split_rule=dataset.split_rule, content_hash=dataset.content_hash,
+                    limit=options.limit, seed=options.seed, n_train=int(len(roles["fit"]) + len(roles["calibration"])),
+                    n_fit=int(len(roles["fit"])), n_calibration=int(len(roles["calibration"])), n_test=int(len(roles["test"])))
+    return ProbeRecord(label=LabelInfo(label, task, (float(labelled.min()), float(labelled.max()))), data=data, model=features.model,
+                       metrics=metrics)
 
 
-def _prediction_reports(trained: TrainedProbe, dataset, roles, y, parts) -> dict[str, str]:
-    """predictions.json: the probe's predictions on its fit/calibration/test rows (for exact reproduction checks)."""
-    ids = dataset.frame["id"].to_numpy()
-    rows = []
-    for role in ("fit", "calibration", "test"):
-        if len(roles[role]):
-            prediction = trained.probe.predict(parts[role])
-            rows += [{"id": str(i), "role": role, "label": float(t), "prediction": float(p)} for i, t, p in zip(ids[roles[role]], y[roles[role]], prediction)]
-    return {"predictions.json": json.dumps({"rows": rows}, separators=(",", ":"))}
+def _predictions_report(probe: Probe, parts: dict[str, Features], roles: dict[str, np.ndarray], n_rows: int) -> bytes:
+    """The probe's prediction for every dataset row it saw (fit, calibration, test), in dataset order."""
+    prediction = np.full(n_rows, np.nan)
+    role = np.full(n_rows, len(ROLES) - 1, dtype=np.uint8)
+    for index, name in enumerate(ROLES[:-1]):
+        if len(roles[name]):
+            prediction[roles[name]] = probe.predict(parts[name])
+            role[roles[name]] = index
+    return encode_predictions(prediction, role)
 
 
-def _reports(trained: TrainedProbe, dataset, roles, y, parts) -> dict[str, str]:
-    """Sweep table (CV and test score per layer x position, JSON + CSV), predictions, all probes' test predictions."""
-    probe: LinearProbe = trained.probe  # type: ignore[assignment]
-    sweep = probe.sweep_
-    best_alpha = sweep.best_alpha_index()
-    test_predictions = probe.cells_.predict(parts["test"].activations)  # [L, P, m], each cell at its CV-best alpha
-    targets = y[roles["test"]]
-    table = []
-    for li, layer in enumerate(sweep.layers):
-        for pi, position in enumerate(sweep.positions):
-            ai = best_alpha[li, pi]
-            test = headline_metric(probe.task, targets, test_predictions[li, pi])
-            table.append({"layer": layer, "position": position, "alpha": sweep.alphas[ai], "cv_metric": sweep.metric,
-                          "cv_score": float(sweep.cv_scores[li, pi, ai]), "test_score": test.value, "test_low": test.low, "test_high": test.high,
-                          "test_n": test.n, "selected": (li, pi, ai) == sweep.best})
+def _csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
-    writer.writerows(table)
-    ids = dataset.frame["id"].to_numpy()[roles["test"]].tolist()
-    all_test = {"note": "Test predictions of each (layer, position) probe at its CV-best alpha; reported, never used for selection.",
-                "layers": list(sweep.layers), "positions": list(sweep.positions), "ids": ids,
-                "predictions": np.round(test_predictions, 4).tolist()}
-    return {"sweep.json": json.dumps({"metric": sweep.metric, "rows": table}, indent=1), "sweep.csv": buffer.getvalue(),
-            "all_test_predictions.json": json.dumps(all_test), **_prediction_reports(trained, dataset, roles, y, parts)}
+    writer.writerows(rows)
+    return buffer.getvalue()

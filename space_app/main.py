@@ -4,7 +4,7 @@
 - ``PROBES_HUB_REGISTRY``: registry folder or Hub repo id (default: the bundled ``registry/``); uploads go there
 - ``PROBES_HUB_LEADERBOARD``: leaderboard folder or Hub dataset repo id (default: ``leaderboard/``)
 - ``PROBES_HUB_LEADERBOARD_EVERY``: seconds between background leaderboard refreshes (default: off)
-- ``PROBES_HUB_POOL``: routing pool file (default: ``pools/mmlu-pro-25.json``)
+- ``PROBES_HUB_POOL``: routing pool file (default: the bundled ``mmlu-pro-25.json`` in ``probes_hub/routing/pools/``)
 - ``PROBES_HUB_MODEL_WORKER``: ``1`` (default) loads the model in a worker process while Gradio imports;
   ``0`` loads it in the app's process (always so on a ZeroGPU Space, whose GPU only the main process gets)
 
@@ -18,15 +18,16 @@ import importlib.util
 import json
 import logging
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .model_worker import PROJECT_ROOT, ModelWorker
+from probes_hub.paths import BUNDLED_LEADERBOARD
+
+from .model_worker import ModelWorker
 
 if TYPE_CHECKING:
     import gradio as gr
 
-    from probes_hub.feature_source import FeatureSource
+    from probes_hub.extract.feature_source import FeatureSource
 
     from .ui import AppContext
 
@@ -39,8 +40,8 @@ def pool_costs(pool_path: str | None) -> dict[str, float]:
     Cached on disk by the pool and the outcome files' contents, so later launches skip reading 350k outcome rows.
     """
     from probes_hub.cache import atomic_write_json, cache_dir, file_sha256, sha256_text
-    from probes_hub.datasets import data_dir
-    from probes_hub.route_eval import expected_costs, load_pool
+    from probes_hub.data.datasets import data_dir
+    from probes_hub.routing.evaluate import expected_costs, load_pool
 
     pool = load_pool(pool_path)
     try:
@@ -63,8 +64,8 @@ def start_model() -> FeatureSource:
     on_space = importlib.util.find_spec("spaces") is not None  # ZeroGPU lends its GPU to the main process only
     if os.environ.get("PROBES_HUB_MODEL_WORKER", "1") != "0" and not on_space:
         return ModelWorker(model)
-    from probes_hub.feature_source import ModelFeatures
-    from probes_hub.models import load_model
+    from probes_hub.extract.feature_source import ModelFeatures
+    from probes_hub.extract.models import load_model
 
     return ModelFeatures(load_model(model))
 
@@ -72,10 +73,11 @@ def start_model() -> FeatureSource:
 def create_app() -> tuple[gr.Blocks, AppContext]:
     """The Blocks app and its shared context, configured from the environment."""
     source = start_model()
-    from eval.scheduler import interval_from_env, start_scheduler
-    from probes_hub.registry import HUB_REPO_ID, Registry
+    from probes_hub.hub.registry import Registry
+    from probes_hub.leaderboard import is_local_source
 
     from .predictor import Predictor
+    from .scheduler import interval_from_env, start_scheduler
     from .ui import AppContext, build_demo
 
     registry = Registry(os.environ.get("PROBES_HUB_REGISTRY") or None)
@@ -84,11 +86,11 @@ def create_app() -> tuple[gr.Blocks, AppContext]:
         import spaces
 
         predictor.predict = spaces.GPU(predictor.predict)
-    leaderboard = os.environ.get("PROBES_HUB_LEADERBOARD") or str(PROJECT_ROOT / "leaderboard")
+    leaderboard = os.environ.get("PROBES_HUB_LEADERBOARD") or str(BUNDLED_LEADERBOARD)
     ctx = AppContext(predictor, registry, leaderboard)
     every = interval_from_env()
     if every:
-        local = Path(leaderboard).exists() or not HUB_REPO_ID.match(leaderboard)
-        ctx.scheduler = start_scheduler(every, leaderboard if local else PROJECT_ROOT / "leaderboard", registry=registry.spec,
+        local = is_local_source(leaderboard)
+        ctx.scheduler = start_scheduler(every, leaderboard if local else BUNDLED_LEADERBOARD, registry=registry.spec,
                                         push=None if local else leaderboard, run_now=False)
     return build_demo(ctx), ctx

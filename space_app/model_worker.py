@@ -3,7 +3,7 @@
 Importing torch and transformers' model code and loading the weights take about as long as importing
 Gradio; in one process they add up, in two they overlap (on two or more cores). This module imports only
 the standard library and numpy at the top, so the main process can start the worker first.
-:class:`ModelWorker` is a :class:`~probes_hub.feature_source.FeatureSource`: requests go as
+:class:`ModelWorker` is a :class:`~probes_hub.extract.feature_source.FeatureSource`: requests go as
 length-prefixed JSON over the worker's stdin, replies come back as JSON plus safetensors (no pickle).
 
 Run as ``python -m space_app.model_worker [MODEL]``; the app starts it (``PROBES_HUB_MODEL_WORKER=0`` or a
@@ -18,10 +18,8 @@ import struct
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import IO
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _HEADER = struct.Struct(">Q")
 
 
@@ -53,10 +51,9 @@ class ModelWorker:
     """
 
     def __init__(self, model: str | None = None):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
         self.process = subprocess.Popen([sys.executable, "-m", "space_app.model_worker", model or ""], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
-        from probes_hub.models import display_id_for
+                                        stdout=subprocess.PIPE)
+        from probes_hub.extract.models import display_id_for
 
         self.display_id = display_id_for(model)
         self._lock = threading.Lock()
@@ -88,10 +85,11 @@ class ModelWorker:
 
     def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False):
-        """As :meth:`probes_hub.feature_source.ModelFeatures.features`, computed in the worker."""
+        """As :meth:`probes_hub.extract.feature_source.ModelFeatures.features`, computed in the worker."""
         from safetensors.numpy import load
 
-        from probes_hub.features import Features
+        from probes_hub.extract.features import Features
+        from probes_hub.hub.records import ModelInfo
 
         self.info()
         request = {"questions": questions, "layers": [int(layer) for layer in layers], "chat": chat, "max_length": max_length,
@@ -100,7 +98,8 @@ class ModelWorker:
             _send(self.process.stdin, json.dumps(request).encode())
             reply = self._reply()
             arrays = load(_receive(self.process.stdout) or b"")
-        features = Features(questions, arrays["token_counts"], arrays.get("activations"), tuple(reply["layers"]), tuple(reply["positions"]))
+        features = Features(questions, arrays["token_counts"], arrays.get("activations"), tuple(reply["layers"]), tuple(reply["positions"]),
+                            ModelInfo.from_dict(reply["model"]))
         return features, [bool(t) for t in arrays["truncated"]]
 
     def close(self) -> None:
@@ -120,8 +119,8 @@ def serve(model: str | None, requests: IO[bytes], replies: IO[bytes]) -> int:
     import numpy as np
     from safetensors.numpy import save
 
-    from probes_hub.feature_source import ModelFeatures
-    from probes_hub.models import load_model
+    from probes_hub.extract.feature_source import ModelFeatures
+    from probes_hub.extract.models import load_model
 
     try:
         source = ModelFeatures(load_model(model or None))
@@ -140,7 +139,7 @@ def serve(model: str | None, requests: IO[bytes], replies: IO[bytes]) -> int:
         arrays = {"token_counts": np.asarray(features.token_counts, dtype=np.int64), "truncated": np.asarray(truncated, dtype=np.uint8)}
         if features.activations is not None:
             arrays["activations"] = np.ascontiguousarray(features.activations)
-        _send(replies, json.dumps({"layers": list(features.layers), "positions": list(features.positions)}).encode())
+        _send(replies, json.dumps({"layers": list(features.layers), "positions": list(features.positions), "model": features.model.to_dict()}).encode())
         _send(replies, save(arrays))
     return 0
 

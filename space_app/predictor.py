@@ -1,6 +1,6 @@
 """The app's engine: one model, every registry probe for it, one forward pass per question feeding them all.
 
-The model sits behind a :class:`~probes_hub.feature_source.FeatureSource`: in this process, or in the
+The model sits behind a :class:`~probes_hub.extract.feature_source.FeatureSource`: in this process, or in the
 app's model worker process.
 """
 
@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probes_hub.datasets import OUTPUT_LENGTH_LABEL
-from probes_hub.feature_source import FeatureSource
-from probes_hub.probes import LinearProbe
-from probes_hub.registry import Registry
-from probes_hub.routing import Recommendation, recommend
+from probes_hub.apply import choose_probes
+from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL
+from probes_hub.extract.feature_source import FeatureSource
+from probes_hub.hub.records import BINARY, GRADED
+from probes_hub.hub.registry import Registry
+from probes_hub.routing.policies import Recommendation, recommend
 
 MAX_QUESTION_TOKENS = 1024
-PROBE_PREFERENCE = ("shared", "linear", "tfidf", "length")
-"""When one label has several probe types, the app reads the first available."""
 
 
 @dataclass
@@ -74,15 +73,11 @@ class Predictor:
 
         The choice is made from the manifest, so only the probes the app reads are loaded.
         """
-        chosen: dict[tuple[str, str], str] = {}
-        entries = [e for e in self.registry.list() if e.fingerprint == self.source.fingerprint or e.model == self.source.display_id]
-        for entry in sorted(entries, key=lambda e: PROBE_PREFERENCE.index(e.probe_type) if e.probe_type in PROBE_PREFERENCE else len(PROBE_PREFERENCE)):
-            chosen.setdefault((entry.dataset, entry.label), entry.name)
-        report = self.registry.load_all(names=list(chosen.values()))
+        report = self.registry.load_all(names=choose_probes(self.registry.list(), self.source))
         with self._lock:
             self.probes = report.probes
             self.problems = report.problems
-            self.layers = sorted({layer for p in report.probes.values() if isinstance(p, LinearProbe) for layer in (p.layer, *map(int, p.layer_index_))})
+            self.layers = sorted({layer for p in report.probes.values() for layer in (*p.layers_needed(), *p.selection_.layers_searched)})
 
     def predict(self, question: str) -> Prediction:
         """Read every probe for one question; raises ValueError on an empty question."""
@@ -99,12 +94,14 @@ class Predictor:
         started = time.perf_counter()
         difficulty, success, layerwise, length_factor = [], [], {}, 1.0
         for probe in probes.values():
-            info = probe.info
-            reading = Reading(f"{info['data']['dataset']} {info['label']['name']}", info["data"]["dataset"], info["label"]["name"], probe.probe_type,
-                              float(probe.predict(features)[0]), tuple(info["label"]["range"]), info["metrics"].get("test", {}))
-            (success if probe.task == "binary" else difficulty).append(reading)
-            if probe.task == "graded" and isinstance(probe, LinearProbe):
-                probe_layers, values = probe.layerwise(features)
+            record = probe.record_
+            test = record.test_metric
+            reading = Reading(f"{record.data.dataset} {record.label.name}", record.data.dataset, record.label.name, probe.probe_type,
+                              float(probe.predict(features)[0]), record.label.range, test.to_dict() if test else {})
+            (success if probe.task == BINARY else difficulty).append(reading)
+            per_layer = probe.layerwise(features) if probe.task == GRADED else None
+            if per_layer is not None:
+                probe_layers, values = per_layer
                 layerwise[reading.name] = (probe_layers, [float(v) for v in values[0]])
                 if reading.label == OUTPUT_LENGTH_LABEL:
                     length_factor = float(np.exp(reading.value - probe.intercept_[0]))

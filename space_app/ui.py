@@ -9,55 +9,14 @@ import gradio as gr
 import pandas as pd
 
 from probes_hub.charts import leaderboard_charts
-from probes_hub.registry import Registry
-from probes_hub.validation import ProbeValidationError
+from probes_hub.hub.registry import Registry
+from probes_hub.hub.validation import ProbeValidationError
 
-from .leaderboard_view import filter_table, leaderboard_table, read_leaderboard_source, refreshed_at
+from .content import ABOUT, EXAMPLES
+from .leaderboard_view import chart_rows, display_table, filter_table, read_leaderboard_source, refreshed_at, source_version
 from .model_worker import ModelWorkerError
 from .predictor import Prediction, Predictor
 from .upload import accept_upload
-
-EXAMPLES = [
-    "What is 7 + 5?",
-    "A farmer has 12 cows and buys 3 more each week. How many cows does he have after 4 weeks?",
-    "Which part of a plant takes in water from the soil?\n\nA. leaves\nB. roots\nC. flowers\nD. seeds",
-    "Find all real $x$ such that $\\sqrt{x+\\sqrt{x+\\sqrt{x}}} = 3$.",
-    "Let $f(n)$ be the number of ways to write $n$ as an ordered sum of 1s and 2s. Find the remainder when $f(2024)$ is divided by 1000.",
-]
-ABOUT = """
-## What are difficulty probes?
-
-A *probe* is a small linear model that reads the activations of a language model at the end-of-instruction tokens of
-its chat template, **before it writes a single token**, and predicts either how hard the question is (a human
-difficulty label: MATH level, ARC school grade) or whether a given model will answer it correctly (its success).
-
-## How to read the numbers
-- **Difficulty**: each probe's prediction on its own label scale, with the probe's Spearman correlation on an untouched
-  test split (95% bootstrap CI, n). Around 0.5 means the ranking of questions is informative, not exact.
-- **Success**: the calibrated probability that each model answers correctly (Platt scaling fitted on held-out training
-  questions), with the probe's test ROC-AUC. Probes for other models are *proxies*: they read the embedded model's
-  activations to predict another model's outcome. The app prefers `shared` success probes (one direction for the
-  question's mean success over all models, a slope and offset per model), which keep the models comparable.
-- **mmlu-pro log_output_chars**: the predicted mean log length (characters) of the models' answers, a cost signal.
-- **Routing**: utility = p(success) - lambda x cost / max mean cost, or the cheapest model whose p reaches a target; cost is
-  active parameters x expected output tokens (the pool file's mean per model, scaled by this question's predicted
-  answer length when the registry has a `log_output_chars` probe).
-- Every metric was computed on a test split that was never used for selecting layer, position or regularization.
-
-## Train and upload your own
-```bash
-python -m probes_hub train --dataset math500 --label level --probe linear
-python -m probes_hub push runs/<probe folder> --registry my-org/difficulty-probes
-```
-or zip the probe folder (config.json, model.safetensors, README.md, reports/) and use the Upload tab.
-
-## Papers
-- Lugoloobi & Russell (2025), *LLMs Encode How Difficult Problems Are* (linear probes on pre-generation activations decode human difficulty labels).
-- Cencerrado et al. (2025), *No Answer Needed: Predicting LLM Answer Accuracy from Question-Only Linear Probes*.
-- Ong et al. (2024), *RouteLLM: Learning to Route LLMs with Preference Data* (APGR, CPT).
-- Hu et al. (2024), *RouterBench: A Benchmark for Multi-LLM Routing System* (AIQ).
-- Wang et al. (2024), *MMLU-Pro*; Hendrycks et al. (2021), *MATH*; Clark et al. (2018), *ARC*.
-"""
 
 
 @dataclass
@@ -98,8 +57,13 @@ def difficulty_markdown(prediction: Prediction) -> str:
     return "\n".join(lines) or "No difficulty probe for this model."
 
 
+UTILITY, CHEAPEST = "utility", "cheapest"
+ROUTING_RULES = [("utility: p - lambda x cost", UTILITY), ("cheapest with p >= target", CHEAPEST)]
+"""Radio choices as (label, value): callbacks key on the value, never on the display text."""
+
+
 def routing_markdown(ctx: AppContext, prediction: Prediction, mode: str, lam: float, target: float) -> tuple[str, dict | None]:
-    rec = ctx.predictor.route(prediction, lam=lam if mode.startswith("utility") else None, target=target if mode.startswith("cheapest") else None)
+    rec = ctx.predictor.route(prediction, lam=lam if mode == UTILITY else None, target=target if mode == CHEAPEST else None)
     if rec is None:
         return "No routing: none of the success probes' models has a cost in the pool.", None
     saving = 1 - rec.cost / rec.strongest_cost if rec.strongest_cost else 0.0
@@ -122,8 +86,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                     question = gr.Textbox(label="Question", lines=4, placeholder="Type a question...", elem_id="question")
                     gr.Examples(EXAMPLES, inputs=question)
                 with gr.Column(scale=2):
-                    model = gr.Dropdown([ctx.predictor.source.display_id], value=ctx.predictor.source.display_id, label="Model whose activations are read")
-                    mode = gr.Radio(["utility: p - lambda x cost", "cheapest with p >= target"], value="utility: p - lambda x cost", label="Routing rule")
+                    mode = gr.Radio(ROUTING_RULES, value=UTILITY, label="Routing rule")
                     lam = gr.Slider(0, 2, value=0.3, step=0.01, label="lambda (cost weight)")
                     target = gr.Slider(0.3, 0.99, value=0.7, step=0.01, label="target P(correct)")
                     button = gr.Button("Predict", variant="primary", elem_id="predict")
@@ -144,7 +107,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 try:
                     prediction = ctx.predictor.predict(text)
                 except (ValueError, ModelWorkerError) as error:
-                    return f"⚠️ {error}", "", "", None, None, None
+                    raise gr.Error(str(error)) from error
                 route_text, route = routing_markdown(ctx, prediction, mode_value, lam_value, target_value)
                 notice = " ".join(prediction.notices)
                 status_text = (f"Forward pass {prediction.forward_ms:.0f} ms ({prediction.n_tokens} tokens, stopped after layer "
@@ -158,8 +121,6 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             predict_event = dict(fn=on_predict, inputs=[question, mode, lam, target], outputs=[status, difficulty, routing, layers_plot, success_plot, raw])
             button.click(**predict_event, api_name="predict")
             question.submit(**predict_event, api_name=False)
-            model.change(lambda m: "" if m == ctx.predictor.source.display_id else f"⚠️ Only {ctx.predictor.source.display_id} is loaded in this app.",
-                         inputs=model, outputs=status, api_name=False)
 
         with gr.Tab("Leaderboard") as leaderboard_tab:
             refreshed = gr.Markdown(elem_id="refreshed")
@@ -170,20 +131,29 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             table = gr.Dataframe(interactive=False, wrap=True, elem_id="leaderboard-table")
             chart = gr.Plot(label="Test metric by dataset and label (95% CI)")
 
+            seen_version = gr.State(None)
+
             def show_leaderboard(search_value="", model_value="all", dataset_value="all", label_value="all", type_value="all"):
-                full = leaderboard_table(ctx.registry, read_leaderboard_source(ctx.leaderboard_source))
+                leaderboard = read_leaderboard_source(ctx.leaderboard_source)
+                full = display_table(ctx.registry, leaderboard)
                 shown = filter_table(full, model=model_value, dataset=dataset_value, label=label_value, probe_type=type_value, search=search_value)
-                plot_rows = shown.assign(status="ok", value=shown["value"].astype(float))
-                charts = leaderboard_charts(plot_rows) if len(shown) else {}
-                choices = [gr.Dropdown(choices=["all", *sorted(full[c].dropna().unique())]) for c in ("model", "dataset", "label", "probe_type")]
-                return (refreshed_at(read_leaderboard_source(ctx.leaderboard_source), ctx.registry), shown, charts.get("metric_by_model_dataset"), *choices)
+                charts = leaderboard_charts(chart_rows(shown)) if len(shown) else {}
+                choices = [gr.Dropdown(choices=["all", *sorted(full[column].dropna().unique())]) for column in full.columns[:4]]
+                return (refreshed_at(leaderboard, ctx.registry), shown, charts.get("metric_by_model_dataset"), *choices,
+                        source_version(ctx.leaderboard_source))
+
+            def refresh_if_changed(version, *filter_values):
+                """Re-read the leaderboard only when its file changed (mtime or Hub etag) since this tab last showed it."""
+                if source_version(ctx.leaderboard_source) == version:
+                    return tuple(gr.skip() for _ in outputs)
+                return show_leaderboard(*filter_values)
 
             filters = [search, f_model, f_dataset, f_label, f_type]
-            outputs = [refreshed, table, chart, f_model, f_dataset, f_label, f_type]
+            outputs = [refreshed, table, chart, f_model, f_dataset, f_label, f_type, seen_version]
             for control in filters:
                 control.change(show_leaderboard, inputs=filters, outputs=outputs, api_name=False)
             leaderboard_tab.select(show_leaderboard, inputs=filters, outputs=outputs, api_name="leaderboard")
-            gr.Timer(5).tick(show_leaderboard, inputs=filters, outputs=outputs, api_name=False)
+            gr.Timer(5).tick(refresh_if_changed, inputs=[seen_version, *filters], outputs=outputs, api_name=False)
 
         with gr.Tab("Upload"):
             gr.Markdown("Upload a probe folder as a **.zip**, or its files (config.json, model.safetensors, README.md). It is validated "
@@ -197,7 +167,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 try:
                     result = accept_upload([p if isinstance(p, str) else p.name for p in (paths or [])], ctx.registry, ctx.predictor.source)
                 except (ProbeValidationError, ValueError, OSError, ModelWorkerError) as error:
-                    return f"❌ Rejected: {error}"
+                    raise gr.Error(f"Rejected: {error}") from error
                 ctx.predictor.reload()
                 return f"✅ {result.message}"
 

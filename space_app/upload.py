@@ -12,15 +12,15 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from probes_hub.constants import CARD_NAME, CONFIG_NAME, MAX_PROBE_FILE_BYTES, REPORTS_DIR, WEIGHTS_NAME
-from probes_hub.datasets import BUILTIN, load_dataset, row_roles
-from probes_hub.feature_source import FeatureSource
+from probes_hub.apply import check_probe_matches_model, predict_probes
+from probes_hub.constants import ALLOWED_REPORT_SUFFIXES, CARD_NAME, CONFIG_NAME, MAX_PROBE_FILE_BYTES, REPORTS_DIR, WEIGHTS_NAME
+from probes_hub.data.datasets import BUILTIN, load_dataset, row_roles
+from probes_hub.extract.feature_source import FeatureSource
+from probes_hub.hub.naming import probe_folder_name
+from probes_hub.hub.registry import Registry
+from probes_hub.hub.validation import ProbeValidationError
 from probes_hub.metrics import headline_metric
-from probes_hub.naming import probe_folder_name
-from probes_hub.predict import check_probe_matches_model, predict_probes
 from probes_hub.probes import Probe
-from probes_hub.registry import Registry
-from probes_hub.validation import ProbeValidationError
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 ROOT_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
@@ -49,7 +49,7 @@ def stage_upload(paths: list[str | Path], workdir: Path) -> Path:
             name = path.name
             if name in ROOT_FILES:
                 shutil.copyfile(path, folder / name)
-            elif path.suffix in (".json", ".csv"):
+            elif path.suffix in ALLOWED_REPORT_SUFFIXES:
                 (folder / REPORTS_DIR).mkdir(exist_ok=True)
                 shutil.copyfile(path, folder / REPORTS_DIR / name)
             else:
@@ -84,21 +84,19 @@ def _extract_zip(archive: Path, folder: Path) -> None:
 
 def evaluate_upload(probe: Probe, source: FeatureSource) -> str:
     """Test-split metric of the uploaded probe when its dataset is available here, as a sentence."""
-    data = probe.info["data"]
+    data, label = probe.record_.data, probe.record_.label.name
     try:
-        if data["dataset"] in BUILTIN:
-            dataset = load_dataset(data["dataset"]).subset(data.get("limit"), seed=data.get("seed", 0))
-        else:
-            dataset = load_dataset(data.get("source", ""), label_columns=[probe.info["label"]["name"]]).subset(data.get("limit"), seed=data.get("seed", 0))
+        spec = data.dataset if data.dataset in BUILTIN else data.source
+        dataset = load_dataset(spec, label_columns=[label]).subset(data.limit, seed=data.seed)
     except (FileNotFoundError, ValueError, KeyError) as error:
         return f"Not re-evaluated: its dataset is not available here ({error})."
-    if dataset.content_hash != data.get("content_hash"):
+    if dataset.content_hash != data.content_hash:
         return "Not re-evaluated: the dataset here differs from the one it was trained on."
-    label = probe.info["label"]["name"]
-    test = row_roles(dataset, label, seed=data.get("seed", 0))["test"]
+    test = row_roles(dataset, label, seed=data.seed)["test"]
     prediction = predict_probes(source, {"upload": probe}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash, use_cache=True)["upload"]
     metric = headline_metric(probe.task, dataset.frame[label].to_numpy(dtype=float)[test], prediction[test])
-    return f"Re-evaluated on the test split here: {metric} (recorded: {probe.info['metrics'].get('test', {}).get('value', float('nan')):.3f})."
+    recorded = probe.record_.test_metric
+    return f"Re-evaluated on the test split here: {metric} (recorded: {recorded.value if recorded else float('nan'):.3f})."
 
 
 def accept_upload(paths: list[str | Path], registry: Registry, source: FeatureSource) -> UploadResult:
@@ -107,8 +105,9 @@ def accept_upload(paths: list[str | Path], registry: Registry, source: FeatureSo
         staged = stage_upload(paths, Path(tmp))
         probe = Probe.from_pretrained(staged, hidden_size=source.hidden_size)
         check_probe_matches_model(probe, source, where="The uploaded probe")
-        info = probe.info
-        name = probe_folder_name(info["model"]["display_id"], info["data"]["dataset"], info["label"]["name"], probe.probe_type)
+        record = probe.record_
+        model = record.model.display_id if record.model else source.display_id
+        name = probe_folder_name(model, record.data.dataset, record.label.name, probe.probe_type)
         folder = Path(tmp) / name
         staged.rename(folder)
         evaluation = evaluate_upload(probe, source)

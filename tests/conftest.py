@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from probes_hub.models import LoadedModel
+from probes_hub.extract.models import LoadedModel
 
 WORDS = "the a of to and is what how many if x y z one two three four five six seven eight nine ten plus minus times find solve number apple apples cost total".split()
 SPECIALS = ["<pad>", "<bos>", "<start_of_turn>", "<end_of_turn>", "user", "model", "\n", "<unk>"]
@@ -55,7 +55,7 @@ def tiny() -> LoadedModel:
 @pytest.fixture(scope="session")
 def smollm2() -> LoadedModel:
     """The real embedded model (converted GGUF cached in the user cache so later runs load in seconds)."""
-    from probes_hub.models import load_model
+    from probes_hub.extract.models import load_model
 
     saved = os.environ.pop("PROBES_HUB_CACHE")
     try:

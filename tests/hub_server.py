@@ -68,7 +68,7 @@ class LoopbackHub:
     def repo_path(self, repo_id: str, repo_type: str = "model") -> Path:
         return self.mirrors / f"{repo_type}s" / repo_id
 
-    def __enter__(self) -> "LoopbackHub":
+    def __enter__(self) -> LoopbackHub:
         (self.mirrors / "models").mkdir(parents=True, exist_ok=True)
         (self.mirrors / "datasets").mkdir(parents=True, exist_ok=True)
         config = self.root / "olah.toml"

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-import probes_hub.activations as activations
-from probes_hub.activations import cached_extract, extract, length_batches
-from probes_hub.packing import pack_groups
-from probes_hub.prompts import encode_prompts, prompt_format
+import probes_hub.extract.activations as activations
+from probes_hub.extract.activations import cached_extract, extract, length_batches
+from probes_hub.extract.packing import pack_groups
+from probes_hub.extract.prompts import encode_prompts, prompt_format
 
 from .conftest import tiny_tokenizer
 
@@ -66,7 +66,7 @@ def test_model_that_cannot_be_packed_falls_back_to_padding():
     """A tiny random Gemma-2 (logit soft-capping, sliding windows): packing is refused, padding gives the right values."""
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    from probes_hub.models import LoadedModel
+    from probes_hub.extract.models import LoadedModel
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from probes_hub.registry import DEFAULT_REGISTRY
+from probes_hub.paths import BUNDLED_REGISTRY, PROJECT_ROOT
 
 from .hub_server import free_port
 from .test_registry import _tree_bytes
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = PROJECT_ROOT
 ARTIFACTS = PROJECT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 QUESTION = ("A bakery sells muffins for $3 each and cookies for $2 each. Maria buys 4 muffins and some cookies and pays $20 in total. "
             "How many cookies did she buy? Explain your reasoning and give the final number.")
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_REGISTRY / "manifest.json").exists(), reason="bundled registry not built")
+pytestmark = pytest.mark.skipif(not (BUNDLED_REGISTRY / "manifest.json").exists(), reason="bundled registry not built")
 
 
 @contextlib.contextmanager
@@ -57,7 +57,7 @@ def app(tmp_path_factory):
     """(url, registry copy, leaderboard folder) of a launched app; stopped after the module."""
     root = tmp_path_factory.mktemp("app")
     registry = root / "registry"
-    shutil.copytree(DEFAULT_REGISTRY, registry)
+    shutil.copytree(BUNDLED_REGISTRY, registry)
     leaderboard = root / "leaderboard"
     leaderboard.mkdir()
     with launched_app(root, registry, leaderboard) as url:
@@ -87,7 +87,7 @@ def test_api_predict_returns_difficulty_success_and_routing(app):
     latencies = []
     for _ in range(20):
         started = time.perf_counter()
-        result = client.predict(QUESTION, "utility: p - lambda x cost", 0.3, 0.7, api_name="/predict")
+        result = client.predict(QUESTION, "utility", 0.3, 0.7, api_name="/predict")
         latencies.append((time.perf_counter() - started) * 1000)
     raw = result[-1]
     assert {r["probe"] for r in raw["difficulty"]} >= {"math500 level", "arc-challenge grade"}
@@ -95,8 +95,8 @@ def test_api_predict_returns_difficulty_success_and_routing(app):
     assert raw["routing"]["model"] in raw["success"] and raw["routing"]["cost"] <= raw["routing"]["strongest_cost"]
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "api_latency.json").write_text(json.dumps({"p50_ms": statistics.median(latencies), "calls": latencies}))
-    empty = client.predict("   ", "utility: p - lambda x cost", 0.3, 0.7, api_name="/predict")
-    assert "Type a question" in empty[0]
+    with pytest.raises(Exception, match="Type a question"):  # gr.Error: the client raises instead of getting empty outputs
+        client.predict("   ", "utility", 0.3, 0.7, api_name="/predict")
 
 
 def _zip_folder(folder: Path, target: Path) -> Path:
@@ -115,12 +115,14 @@ def test_invalid_uploads_change_nothing(app, toy_probes, tmp_path):
     client = Client(url, verbose=False)
     pickle_file = tmp_path / "probe.pkl"
     pickle_file.write_bytes(b"\x80\x04K\x01.")
-    message = client.predict([handle_file(str(pickle_file))], api_name="/upload")
-    assert "Rejected" in message and "probe.pkl" in message
+    with pytest.raises(Exception, match="Rejected") as rejected:  # gr.Error reaches API clients as an exception
+        client.predict([handle_file(str(pickle_file))], api_name="/upload")
+    assert "probe.pkl" in str(rejected.value)
     _, results, _ = toy_probes  # a tiny-model probe: hidden size 32, the app's model has 576
     wrong_shape = _zip_folder(results["difficulty"].probes["linear"].path, tmp_path / "wrong.zip")
-    message = client.predict([handle_file(str(wrong_shape))], api_name="/upload")
-    assert "Rejected" in message and "hidden" in message.lower()
+    with pytest.raises(Exception, match="Rejected") as rejected:
+        client.predict([handle_file(str(wrong_shape))], api_name="/upload")
+    assert "hidden" in str(rejected.value).lower()
     assert _tree_bytes(registry) == before
 
 
@@ -143,7 +145,7 @@ def test_valid_upload_appears_without_restart(app, smollm2, tmp_path):
     assert "Added" in message and "Re-evaluated on the test split here" in message, message
     name = results["digits"].probes["linear"].path.name
     assert (registry / name / "config.json").exists() and name in (registry / "manifest.json").read_text()
-    raw = client.predict("What is 12 times 7?", "utility: p - lambda x cost", 0.3, 0.7, api_name="/predict")[-1]
+    raw = client.predict("What is 12 times 7?", "utility", 0.3, 0.7, api_name="/predict")[-1]
     assert any(r["probe"] == "products digits" for r in raw["difficulty"])
     board = client.predict("", "all", "all", "all", "all", api_name="/leaderboard")
     assert name in json.dumps(board[1])
@@ -161,7 +163,8 @@ def test_browser_predict_leaderboard_and_bad_upload(app, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(url, wait_until="networkidle")
+        page.goto(url, wait_until="load")
+        page.locator("#question textarea").wait_for(timeout=60000)
         page.locator("#question textarea").fill(QUESTION)
         page.locator("#predict").click()
         page.locator("#difficulty").get_by_text("math500 level").wait_for(timeout=60000)
@@ -178,8 +181,9 @@ def test_browser_predict_leaderboard_and_bad_upload(app, tmp_path):
         page.get_by_role("tab", name="Upload").click()
         page.locator("#upload-files input[type=file]").set_input_files(str(bad))
         page.locator("#upload-button").click()
-        page.locator("#upload-status").get_by_text("Rejected").wait_for(timeout=60000)
-        assert "weights.pt" in page.locator("#upload-status").inner_text()
+        toast = page.get_by_text("weights.pt", exact=False).first  # gr.Error shows as a toast naming the refused file
+        toast.wait_for(timeout=60000)
+        assert "Rejected" in page.locator("body").inner_text()
         page.screenshot(path=str(ARTIFACTS / "upload_rejected.png"), full_page=True)
         browser.close()
 
@@ -191,17 +195,17 @@ def test_leaderboard_tab_refreshes_on_a_schedule(tmp_path):
     """
     from gradio_client import Client
 
-    from probes_hub.registry import write_index
+    from probes_hub.hub.registry import write_index
 
     registry = tmp_path / "registry"
     for kind in ("length", "tfidf"):
-        shutil.copytree(DEFAULT_REGISTRY / f"smollm2-135m-instruct--math500--level--{kind}", registry / f"smollm2-135m-instruct--math500--level--{kind}")
+        shutil.copytree(BUNDLED_REGISTRY / f"smollm2-135m-instruct--math500--level--{kind}", registry / f"smollm2-135m-instruct--math500--level--{kind}")
     write_index(registry)
     leaderboard = tmp_path / "leaderboard"
     leaderboard.mkdir()
     with launched_app(tmp_path, registry, leaderboard, PROBES_HUB_LEADERBOARD_EVERY="2", PROBES_HUB_MODEL_WORKER="0") as url:
         client = Client(url, verbose=False)
-        raw = client.predict(QUESTION, "utility: p - lambda x cost", 0.3, 0.7, api_name="/predict")[-1]
+        raw = client.predict(QUESTION, "utility", 0.3, 0.7, api_name="/predict")[-1]
         assert [r["probe"] for r in raw["difficulty"]] == ["math500 level"] and 1 <= raw["difficulty"][0]["value"] <= 5
         seen = []
         deadline = time.time() + 120

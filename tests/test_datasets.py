@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probes_hub.datasets import data_dir, load_dataset, stratified_split
+from probes_hub.data.datasets import data_dir, load_dataset, stratified_split
 
 
 @pytest.mark.parametrize("name,rows,label,task", [
@@ -83,7 +83,7 @@ def test_stratified_split_handles_singletons():
 
 
 def test_label_patterns_and_shared_calibration_rows():
-    from probes_hub.datasets import row_roles
+    from probes_hub.data.datasets import row_roles
     from probes_hub.train import resolve_labels
 
     dataset = load_dataset("mmlu-pro").subset(300)

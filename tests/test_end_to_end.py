@@ -5,11 +5,12 @@ import json
 import numpy as np
 
 from probes_hub.cli import main
+from probes_hub.hub.reports import read_predictions
 
 
 def test_train_then_predict_reproduces_saved_test_predictions(smollm2, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("probes_hub.train.load_model", lambda spec: smollm2)
-    monkeypatch.setattr("probes_hub.models.load_model", lambda spec: smollm2)
+    monkeypatch.setattr("probes_hub.extract.models.load_model", lambda spec: smollm2)
     out = tmp_path / "runs"
     code = main(["train", "--model", "smollm2", "--dataset", "math500", "--label", "level", "--limit", "100",
                  "--layers", "6,12", "--probe", "linear", "length", "--cv-folds", "3", "--out", str(out)])
@@ -17,8 +18,9 @@ def test_train_then_predict_reproduces_saved_test_predictions(smollm2, tmp_path,
     assert code == 0 and "selected: layer" in printed and "95% CI" in printed and "baseline tfidf" in printed
     folder = out / "smollm2-135m-instruct--math500--level--linear"
     config = json.loads((folder / "config.json").read_text())
-    assert config["model"]["hidden_size"] == 576 and config["layer"] in (6, 12)
-    saved = {row["id"]: row["prediction"] for row in json.loads((folder / "reports" / "predictions.json").read_text())["rows"] if row["role"] == "test"}
+    assert config["model"]["hidden_size"] == 576 and config["selection"]["layer"] in (6, 12)
+    table = read_predictions(folder)
+    saved = table.loc[table["role"] == "test", "prediction"].to_dict()
     assert len(saved) == config["data"]["n_test"] == config["metrics"]["test"]["n"] > 20
 
     for extra in ([], ["--no-cache"]):

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from probes_hub.hub.registry import write_index
+from probes_hub.paths import PROJECT_ROOT
 from probes_hub.probes import Probe
-from probes_hub.registry import write_index
 
 from .hub_server import LoopbackHub, make_git_repo
 from .test_registry import _tree_bytes
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = PROJECT_ROOT
 TOKEN = "hf_loopback_secret_token"
 
 
@@ -57,9 +58,9 @@ def test_pull_from_hub_equals_pull_from_local_folder(hub, toy_probes, tmp_path):
     cli(hub, tmp_path, "pull", "--registry", "org/toy-probes", "--label", "solved", "--out", str(tmp_path / "from-hub"))
     cli(hub, tmp_path, "pull", "--registry", str(local), "--label", "solved", "--out", str(tmp_path / "from-local"))
     from_hub, from_local = _tree_bytes(tmp_path / "from-hub"), _tree_bytes(tmp_path / "from-local")
-    assert len(from_hub) == 15 and from_hub == from_local
+    assert len(from_hub) == 13 and from_hub == from_local  # 3 probes x (config, weights, card, predictions) + the linear sweep table
     downloaded = [p for p in (tmp_path / "probes-cache").rglob("*") if p.is_file()]
-    assert any(p.name == "sweep.json" for p in downloaded) and not any("difficulty" in str(p) for p in downloaded)  # only the folders asked for
+    assert any(p.name == "sweep.csv" for p in downloaded) and not any("difficulty" in str(p) for p in downloaded)  # only the folders asked for
 
 
 def test_push_then_pull_round_trip_keeps_earlier_probes(hub, toy_probes, tiny, tmp_path):
@@ -69,8 +70,8 @@ def test_push_then_pull_round_trip_keeps_earlier_probes(hub, toy_probes, tiny, t
     cli(hub, tmp_path, "pull", first.path.name, "--registry", "org/new-probes", "--out", str(tmp_path / "pulled"))
     assert _tree_bytes(tmp_path / "pulled" / first.path.name) == _tree_bytes(first.path)
 
-    from probes_hub.datasets import load_dataset
-    from probes_hub.prompts import prompt_format
+    from probes_hub.data.datasets import load_dataset
+    from probes_hub.extract.prompts import prompt_format
     from probes_hub.train import build_features
 
     dataset = load_dataset(str(data), label_columns=["difficulty", "solved"])
@@ -96,12 +97,38 @@ def test_leaderboard_push_to_results_dataset_and_read_back(hub, toy_probes, tmp_
         subprocess.run(["cp", "-r", str(folder), str(registry / folder.name)], check=True)
     write_index(registry)
     env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf-home"), "PROBES_HUB_NO_PROGRESS": "1"}
-    run = subprocess.run([sys.executable, "-m", "eval.leaderboard", "--registry", str(registry), "--out", str(tmp_path / "lb"), "--push", "org/results"],
+    run = subprocess.run([sys.executable, "-m", "probes_hub", "leaderboard", "--registry", str(registry), "--out", str(tmp_path / "lb"), "--push", "org/results"],
                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "RESULT rows=6" in run.stdout and TOKEN not in run.stdout + run.stderr
     assert (hub.repo_path("org/results", "dataset") / "leaderboard.json").exists()
-    read = subprocess.run([sys.executable, "-c", "import json; from eval.leaderboard import read_leaderboard; print(json.dumps(read_leaderboard('org/results')))"],
+    read = subprocess.run([sys.executable, "-c", "import json; from probes_hub.leaderboard import read_leaderboard; print(json.dumps(read_leaderboard('org/results')))"],
                           cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120)
     assert read.returncode == 0, read.stderr[-2000:]
     assert json.loads(read.stdout) == json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+
+
+def test_hand_fitted_probe_saves_loads_and_pushes_to_the_hub(hub, tiny, tmp_path):
+    """A probe fitted by hand on Features from a model (no training pipeline) round-trips and pushes like a trained one."""
+    from probes_hub.extract.feature_source import ModelFeatures
+    from probes_hub.probes import LinearProbe
+
+    rng = np.random.default_rng(0)
+    words = "one two three four five six seven eight nine ten apple apples cost total".split()
+    questions = [" ".join(rng.choice(words, size=int(rng.integers(3, 12)))) for _ in range(60)]
+    features, _ = ModelFeatures(tiny).features(questions, list(range(tiny.n_layers)))
+    y = np.array([len(q.split()) for q in questions], dtype=float)
+    probe = LinearProbe(cv_folds=3).fit(features, y)
+    folder = probe.save_pretrained(tmp_path / "hand-fitted")
+    loaded = Probe.from_pretrained(folder, hidden_size=tiny.hidden_size)
+    np.testing.assert_array_equal(loaded.predict(features), probe.predict(features))
+    assert loaded.record_.model.fingerprint == tiny.fingerprint and loaded.record_.data.n_train == 60
+
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0",
+           "PROBES_HUB_CACHE": str(tmp_path / "probes-cache"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    script = f"from probes_hub import Probe; print(Probe.from_pretrained({str(folder)!r}).push_to_hub('org/hand-fitted'))"
+    pushed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    name = pushed.stdout.strip().splitlines()[-1]
+    cli(hub, tmp_path, "pull", name, "--registry", "org/hand-fitted", "--out", str(tmp_path / "pulled"))
+    np.testing.assert_array_equal(Probe.from_pretrained(tmp_path / "pulled" / name).predict(features), probe.predict(features))

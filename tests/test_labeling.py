@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from probes_hub.datasets import QuestionSet
-from probes_hub.labeling import GenerationOptions, answers_match, extract_answer, label_by_generation, label_by_loglik, summarize_completions
+from probes_hub.data.datasets import QuestionSet
+from probes_hub.data.labeling import GenerationOptions, answers_match, extract_answer, label_by_generation, label_by_loglik, summarize_completions
 
 
 @pytest.mark.parametrize("predicted,gold,expected", [

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from eval.leaderboard import evaluate_registry, regenerate
-from eval.scheduler import start_scheduler
-from probes_hub.registry import Registry, write_index
+from probes_hub.hub.registry import Registry, write_index
+from probes_hub.leaderboard import evaluate_registry, regenerate
+from probes_hub.paths import PROJECT_ROOT
+from space_app.scheduler import start_scheduler
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = PROJECT_ROOT
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def toy_registry(toy_probes, tmp_path) -> Path:
 @pytest.fixture
 def tiny_model_loader(tiny, monkeypatch):
     """The toy probes were trained on an in-memory tiny model that no spec can load: hand it over (a test-only substitution)."""
-    monkeypatch.setattr("eval.leaderboard.load_model", lambda spec: tiny)
+    monkeypatch.setattr("probes_hub.extract.models.load_model", lambda spec: tiny)
 
 
 def test_rows_match_recorded_metrics_and_are_deterministic(toy_registry, tiny_model_loader, tmp_path):
@@ -64,7 +65,7 @@ def test_killed_regeneration_leaves_a_complete_leaderboard(toy_registry, tmp_pat
     (out / "leaderboard.json").write_text(json.dumps({"schema_version": 1, "refreshed_at": "before", "rows": []}))
     env = {**os.environ, "PROBES_HUB_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1"}
     for delay in (0.3, 0.9, 1.7):
-        process = subprocess.Popen([sys.executable, "-m", "eval.leaderboard", "--registry", str(toy_registry), "--out", str(out), "--every", "0"],
+        process = subprocess.Popen([sys.executable, "-m", "probes_hub", "leaderboard", "--registry", str(toy_registry), "--out", str(out), "--every", "0"],
                                    cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         while json.loads((out / "leaderboard.json").read_text())["refreshed_at"] == "before" and time.time() < deadline:

@@ -6,7 +6,7 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from probes_hub.features import Features
+from probes_hub.extract.features import Features
 from probes_hub.probes import LinearProbe, SharedDirectionProbe
 from probes_hub.probes.linear import ridge_coefs, ridge_fit, ridge_path, sweep
 
@@ -73,7 +73,7 @@ def test_linear_probe_binary_uses_logistic_and_calibrates():
     prob = probe.predict(features.take(np.arange(300, 400)))
     assert ((prob > 0) & (prob < 1)).all()
     probe.fit_calibration(features.take(np.arange(300, 400)), y[300:], note="test")
-    assert probe.calibration_["method"] == "platt" and probe.calibration_["n"] == 100
+    assert probe.calibration_.method == "platt" and probe.calibration_.n == 100
 
 
 def test_predict_before_fit_and_wrong_width_are_clear_errors():
@@ -115,7 +115,7 @@ def test_calibration_never_flips_a_ranking():
     features, y = _synthetic(n=300, binary=True)
     probe = LinearProbe(task="binary").fit(features.take(np.arange(200)), y[:200])
     probe.fit_calibration(features.take(np.arange(200, 300)), 1 - y[200:], note="labels flipped on purpose")
-    assert probe.calibration_["a"] == 0.0 and "clipped" in probe.calibration_["note"]
+    assert probe.calibration_.a == 0.0 and "clipped" in probe.calibration_.note
     prob = probe.predict(features.take(np.arange(200, 300)))
     assert np.allclose(prob, (1 - y[200:]).mean())
 

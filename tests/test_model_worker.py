@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from probes_hub.feature_source import ModelFeatures
-from probes_hub.models import load_model
+from probes_hub.extract.feature_source import ModelFeatures
+from probes_hub.extract.models import load_model
 from space_app.model_worker import ModelWorker, ModelWorkerError
 
 from .conftest import tiny_model

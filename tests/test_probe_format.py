@@ -2,15 +2,19 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from probes_hub.data.datasets import load_dataset
+from probes_hub.extract.prompts import prompt_format
+from probes_hub.hub.validation import ProbeValidationError
+from probes_hub.paths import BUNDLED_REGISTRY
 from probes_hub.probes import Probe
 from probes_hub.train import build_features
-from probes_hub.datasets import load_dataset
-from probes_hub.prompts import prompt_format
-from probes_hub.validation import ProbeValidationError
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +107,22 @@ def test_failed_save_leaves_previous_probe_untouched(trained, tmp_path):
         probe.save_pretrained(folder)
     after = {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert after == before and sorted(p.name for p in tmp_path.iterdir()) == ["probe"]
+
+
+@pytest.mark.parametrize("kind", ["tfidf", "length"])
+def test_schema_version_1_folders_load_and_predict_like_their_upgraded_copies(kind, tmp_path):
+    """Real version-1 folders (TF-IDF vocabulary inside config.json) load, and re-saving them changes no prediction."""
+    from probes_hub.data.datasets import load_dataset
+    from probes_hub.extract.features import Features
+
+    old = Probe.from_pretrained(FIXTURES / "schema_v1" / f"smollm2-135m-instruct--math500--level--{kind}")
+    assert old.record_.model.hidden_size == 576 and old.record_.test_metric.n == 200
+    upgraded = Probe.from_pretrained(old.save_pretrained(tmp_path / kind))
+    assert json.loads((tmp_path / kind / "config.json").read_text())["schema_version"] == 2
+    questions = load_dataset("math500").frame["question"].tolist()[:50]
+    features = Features(questions, np.array([len(q) // 3 + 20 for q in questions]))  # the length probe reads token counts
+    np.testing.assert_array_equal(upgraded.predict(features), old.predict(features))
+    assert upgraded.record_ == old.record_ and upgraded.selection_ == old.selection_
+    bundled = BUNDLED_REGISTRY / f"smollm2-135m-instruct--math500--level--{kind}"
+    if bundled.exists():  # the bundled registry was rewritten from these very folders
+        np.testing.assert_array_equal(Probe.from_pretrained(bundled).predict(features), old.predict(features))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from probes_hub.prompts import encode_prompts, eoi_tokens, prompt_format
+from probes_hub.extract.prompts import encode_prompts, eoi_tokens, prompt_format
 
 from .conftest import tiny_tokenizer
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from probes_hub.cli import main
-from probes_hub.manifest import MANIFEST_NAME
+from probes_hub.hub.manifest import MANIFEST_NAME
+from probes_hub.hub.registry import Registry, list_probes, write_index
+from probes_hub.hub.validation import ProbeValidationError
+from probes_hub.paths import BUNDLED_REGISTRY
 from probes_hub.probes import Probe
-from probes_hub.registry import DEFAULT_REGISTRY, Registry, list_probes, write_index
-from probes_hub.validation import ProbeValidationError
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:
@@ -56,12 +57,24 @@ def test_unknown_name_lists_close_matches(registry, capsys):
     assert "Close matches" in capsys.readouterr().err
 
 
-def test_from_pretrained_by_registry_and_filters(registry, toy_probes):
+def test_registry_loads_by_filters_and_from_pretrained_loads_one_folder(registry, toy_probes, tmp_path):
     _, results, _ = toy_probes
-    probe = Probe.from_pretrained(str(registry), label="difficulty", probe_type="linear")
+    probe = Registry(registry).load(label="difficulty", probe_type="linear")
     np.testing.assert_array_equal(probe.coef_, results["difficulty"].probes["linear"].probe.coef_)
     with pytest.raises(KeyError, match="match 3 probes"):
-        Probe.from_pretrained(str(registry), label="difficulty")
+        Registry(registry).load(label="difficulty")
+    folder = Registry(registry).folder(Registry(registry).entry(label="difficulty", probe_type="linear").name)
+    np.testing.assert_array_equal(Probe.from_pretrained(registry, subfolder=folder.name).coef_, probe.coef_)
+    with pytest.raises(FileNotFoundError, match="neither an existing probe folder nor a Hub repo id"):
+        Probe.from_pretrained(str(tmp_path / "no such folder"))
+
+
+def test_typo_registry_is_an_error_not_an_empty_listing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["list", "--registry", "runs/typo"]) == 2
+    captured = capsys.readouterr()
+    assert "runs/typo" in captured.err and "0 of 0" not in captured.out
 
 
 def test_broken_entries_are_reported_and_the_rest_loads(registry, capsys):
@@ -111,7 +124,7 @@ def test_unknown_registry_is_a_clear_error(tmp_path):
         Registry(str(tmp_path / "no" / "such" / "place"))
 
 
-@pytest.mark.skipif(not (DEFAULT_REGISTRY / MANIFEST_NAME).exists(), reason="bundled registry not built")
+@pytest.mark.skipif(not (BUNDLED_REGISTRY / MANIFEST_NAME).exists(), reason="bundled registry not built")
 def test_bundled_registry_is_complete_and_consistent(capsys):
     registry = Registry()
     assert registry.check() == {}
@@ -122,7 +135,7 @@ def test_bundled_registry_is_complete_and_consistent(capsys):
         expected = {"linear", "length", "tfidf"} | ({"shared"} if label.startswith("correct:") else set())
         assert {e.probe_type for e in registry.list(label=label)} == expected, label
     for entry in entries:
-        config = json.loads((DEFAULT_REGISTRY / entry.folder / "config.json").read_text())
+        config = json.loads((BUNDLED_REGISTRY / entry.folder / "config.json").read_text())
         assert config["metrics"]["test"] == entry.metric and entry.metric["n"] > 100
     assert main(["list", "--model", "SmolLM2-135M-Instruct", "--label", "level"]) == 0
     assert "3 of 125 probes" in capsys.readouterr().out
@@ -135,4 +148,4 @@ def test_push_to_hub_method_accepts_a_local_registry(toy_probes, tmp_path):
     target.mkdir()
     name = probe.push_to_hub(str(target))
     assert name == "tiny-llama--toy--solved--tfidf" and Registry(target).entry(name).probe_type == "tfidf"
-    np.testing.assert_array_equal(Probe.from_pretrained(str(target), name=name).coef_, probe.coef_)
+    np.testing.assert_array_equal(Registry(target).load(name).coef_, probe.coef_)

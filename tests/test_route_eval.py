@@ -6,7 +6,7 @@ import re
 import pytest
 
 from probes_hub.cli import main
-from probes_hub.registry import write_index
+from probes_hub.hub.registry import write_index
 from probes_hub.train import TrainOptions, train
 
 POOL = {"name": "test-3", "chars_per_token": 4, "models": [

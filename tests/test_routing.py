@@ -3,8 +3,22 @@
 import numpy as np
 import pytest
 
-from probes_hub.routing import (CurvePoint, aiq, apgr, convex_hull_curve, cost_to_reach, cpt, oracle_choice, pareto_frontier,
-                                pgr_curve, recommend, route_cascade, route_threshold, route_utility, score_choice)
+from probes_hub.routing.policies import (
+    CurvePoint,
+    aiq,
+    apgr,
+    convex_hull_curve,
+    cost_to_reach,
+    cpt,
+    oracle_choice,
+    pareto_frontier,
+    pgr_curve,
+    recommend,
+    route_cascade,
+    route_threshold,
+    route_utility,
+    score_choice,
+)
 
 
 def test_utility_router_trades_success_for_cost_and_breaks_ties_to_the_cheaper_model():

@@ -1,7 +1,19 @@
-"""Probe estimators: linear probes on activations and the length / TF-IDF baselines."""
+"""Probe estimators, one module per probe type: each type registers itself in ``PROBE_TYPES`` when defined.
 
-from .base import PROBE_TYPES, Probe, load_probe, read_config
-from .baselines import LengthProbe, TfidfProbe
-from .linear import LinearProbe, SharedDirectionProbe
+Every module in this folder is imported here, so adding a probe type is one new file (plus its tests).
+"""
 
-__all__ = ["PROBE_TYPES", "Probe", "LinearProbe", "SharedDirectionProbe", "LengthProbe", "TfidfProbe", "load_probe", "read_config"]
+import importlib
+import pkgutil
+
+from .base import PROBE_TYPES, Probe, baseline_types, load_probe, probe_matches, read_config
+from .length import LengthProbe
+from .linear import LinearProbe
+from .shared import SharedDirectionProbe
+from .tfidf import TfidfProbe
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["PROBE_TYPES", "Probe", "LinearProbe", "SharedDirectionProbe", "LengthProbe", "TfidfProbe", "baseline_types", "load_probe",
+           "probe_matches", "read_config"]

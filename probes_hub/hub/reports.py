@@ -1,0 +1,49 @@
+"""The per-row predictions report of a trained probe (``reports/predictions.safetensors``): written once, read here.
+
+Arrays ``prediction`` (float64, NaN for rows the probe never saw) and ``role`` (uint8, an index into
+:data:`~probes_hub.constants.ROLES`: fit, calibration, test, none), one entry per row of the training
+dataset in its order. The rows are the dataset's own (``data.content_hash``, ``limit``, ``seed`` in the
+config), so question ids are not repeated in every probe folder.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from safetensors.numpy import load_file, save
+
+from probes_hub.constants import PREDICTIONS_REPORT, REPORTS_DIR, ROLES
+from probes_hub.hub.validation import ProbeValidationError, validate_probe_dir
+
+
+def encode_predictions(prediction: np.ndarray, role: np.ndarray) -> bytes:
+    """The report's bytes for per-row predictions and role indices."""
+    return save({"prediction": np.asarray(prediction, dtype=np.float64), "role": np.asarray(role, dtype=np.uint8)},
+                metadata={"roles": ",".join(ROLES)})
+
+
+def read_predictions(folder: str | Path, *, data_dir: str | None = None) -> pd.DataFrame:
+    """A probe folder's saved predictions as a table indexed by question id, with ``role`` and ``prediction`` columns."""
+    folder = Path(folder)
+    config = validate_probe_dir(folder)
+    arrays = load_file(str(folder / REPORTS_DIR / PREDICTIONS_REPORT))
+    data = config.record.data
+    ids = _dataset_ids(data.dataset, data.source, config.record.label.name, data.limit, data.seed, data.content_hash, data_dir)
+    if len(ids) != len(arrays["prediction"]):
+        raise ProbeValidationError(f"{folder}: {PREDICTIONS_REPORT} has {len(arrays['prediction'])} rows, the dataset {len(ids)}.")
+    table = pd.DataFrame({"role": np.asarray(ROLES)[arrays["role"]], "prediction": arrays["prediction"]}, index=pd.Index(ids, name="id"))
+    return table[table["role"] != ROLES[-1]]
+
+
+@lru_cache(maxsize=8)
+def _dataset_ids(dataset: str, source: str, label: str, limit: int | None, seed: int, content_hash: str, data_dir: str | None) -> tuple[str, ...]:
+    """Question ids of the rows a probe was trained on, checked against the recorded content hash."""
+    from probes_hub.data.datasets import BUILTIN, load_dataset
+
+    frame = load_dataset(dataset if dataset in BUILTIN else source, data_dir_override=data_dir, label_columns=[label]).subset(limit, seed=seed)
+    if frame.content_hash != content_hash:
+        raise ProbeValidationError(f"{dataset}: the data here differs from the data the probe was trained on (content hash).")
+    return tuple(str(i) for i in frame.frame["id"])

@@ -1,0 +1,66 @@
+"""Rewrite a local registry's probe folders in the current format, leaving every prediction unchanged.
+
+Older folders keep the TF-IDF vocabulary inside ``config.json`` and per-row predictions as JSON
+(``reports/predictions.json``); the current format keeps both in safetensors. Reports that no code reads
+(``all_test_predictions.json``, ``sweep.json``, which duplicates ``sweep.csv``) are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from probes_hub.constants import PREDICTIONS_REPORT, REPORTS_DIR, ROLES, SWEEP_REPORT
+from probes_hub.hub.registry import Registry, write_index
+from probes_hub.hub.reports import encode_predictions
+from probes_hub.hub.validation import ProbeValidationError
+from probes_hub.probes import Probe
+from probes_hub.progress import progress_bar
+
+LEGACY_PREDICTIONS = "predictions.json"
+
+
+def upgrade_registry(root: str | Path, *, data_dir: str | None = None) -> list[str]:
+    """Re-save every probe of the registry at ``root`` in the current format and re-index it; returns the names rewritten."""
+    root = Path(root)
+    registry = Registry(root)
+    names = []
+    for entry in progress_bar(registry.list(), desc="upgrade", unit="probe"):
+        folder = root / entry.folder
+        probe = Probe.from_pretrained(folder)
+        probe.save_pretrained(folder, reports=_current_reports(probe, folder / REPORTS_DIR, data_dir))
+        names.append(entry.name)
+    write_index(root)
+    return names
+
+
+def _current_reports(probe: Probe, reports: Path, data_dir: str | None) -> dict[str, str | bytes]:
+    """The reports a current-format folder keeps: the sweep table and the per-row predictions (converted if needed)."""
+    kept: dict[str, str | bytes] = {}
+    if (reports / SWEEP_REPORT).exists():
+        kept[SWEEP_REPORT] = (reports / SWEEP_REPORT).read_text(encoding="utf-8")
+    if (reports / PREDICTIONS_REPORT).exists():
+        kept[PREDICTIONS_REPORT] = (reports / PREDICTIONS_REPORT).read_bytes()
+    elif (reports / LEGACY_PREDICTIONS).exists():
+        kept[PREDICTIONS_REPORT] = _convert_predictions(probe, reports / LEGACY_PREDICTIONS, data_dir)
+    return kept
+
+
+def _convert_predictions(probe: Probe, path: Path, data_dir: str | None) -> bytes:
+    """``predictions.json`` rows (id, role, prediction) as the dataset-ordered arrays of ``predictions.safetensors``."""
+    from probes_hub.data.datasets import BUILTIN, load_dataset
+
+    data = probe.record_.data
+    spec = data.dataset if data.dataset in BUILTIN else data.source
+    dataset = load_dataset(spec, data_dir_override=data_dir, label_columns=[probe.record_.label.name]).subset(data.limit, seed=data.seed)
+    if dataset.content_hash != data.content_hash:
+        raise ProbeValidationError(f"{path}: the dataset here differs from the one the probe was trained on; cannot place its predictions.")
+    index = {str(i): row for row, i in enumerate(dataset.frame["id"])}
+    prediction = np.full(len(index), np.nan)
+    role = np.full(len(index), len(ROLES) - 1, dtype=np.uint8)
+    for row in json.loads(path.read_text(encoding="utf-8"))["rows"]:
+        prediction[index[row["id"]]] = row["prediction"]
+        role[index[row["id"]]] = ROLES.index(row["role"])
+    return encode_predictions(prediction, role)

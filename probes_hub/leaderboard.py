@@ -1,0 +1,269 @@
+"""The probe leaderboard: every probe of a registry re-evaluated on the test split of its dataset, its one
+column specification, and reading, writing and pushing it.
+
+``probes-hub leaderboard --registry REG --data-dir DIR --out DIR`` writes leaderboard.csv, leaderboard.json
+and charts atomically (the previous leaderboard stays until the new one is complete). The split is the one
+recorded in each probe's config and defined in ``probes_hub.data.datasets.row_roles``; a probe or dataset
+that fails gets a row with the error. The app shows the same table (:func:`leaderboard_table`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from probes_hub.constants import EMBEDDED_DISPLAY_ID, LIBRARY_VERSION
+from probes_hub.hub.manifest import ProbeEntry
+from probes_hub.hub.registry import HUB_REPO_ID, Registry
+from probes_hub.probes import Probe, baseline_types
+
+LEADERBOARD_SCHEMA_VERSION = 1
+FILES = ("leaderboard.csv", "leaderboard.json")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One leaderboard column: its name in files, its header in the app, and whether the app shows it."""
+
+    name: str
+    title: str
+    shown: bool = True
+    numeric: bool = False
+
+
+def _columns() -> tuple[Column, ...]:
+    baselines = tuple(Column(f"baseline_{kind}", f"{kind} baseline", numeric=True) for kind in baseline_types())
+    return (
+        Column("model", "model"), Column("dataset", "dataset"), Column("label", "label"), Column("probe_type", "probe"),
+        Column("metric", "metric"), Column("value", "test value", numeric=True), Column("low", "CI low", numeric=True),
+        Column("high", "CI high", numeric=True), Column("n", "n"), *baselines,
+        Column("delta_over_best_baseline", "minus best baseline", numeric=True), Column("recorded_value", "value at training", numeric=True),
+        Column("status", "status"), Column("name", "probe folder"), Column("task", "task", shown=False), Column("layer", "layer", shown=False),
+        Column("position", "position", shown=False), Column("ece", "ECE", shown=False, numeric=True), Column("error", "error", shown=False),
+        Column("evaluated_at", "evaluated at", shown=False), Column("probe_revision", "revision", shown=False),
+    )
+
+
+COLUMNS = _columns()
+"""The single column specification: files, the app and the charts all read it."""
+COLUMN_NAMES = [c.name for c in COLUMNS]
+RECORDED = "recorded at training (not yet re-evaluated)"
+
+
+def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model: str | None = None, use_cache: bool = True) -> tuple[pd.DataFrame, dict]:
+    """One row per manifest entry (sorted by name) and the run's metadata (data hashes, code version)."""
+    from probes_hub.data.datasets import load_dataset
+
+    evaluated_at = datetime.now(UTC).isoformat(timespec="seconds")
+    entries = registry.list()
+    loaded = registry.load_all()
+    rows = {e.name: {**_entry_row(e), "status": "pending", "evaluated_at": evaluated_at} for e in entries}
+    for name, problem in loaded.problems.items():
+        rows[name].update(status="failed", error=problem)
+    groups: dict[tuple, list] = defaultdict(list)
+    for name, probe in loaded.probes.items():
+        data = probe.record_.data
+        groups[(probe.fingerprint, data.dataset, data.limit, data.seed)].append(name)
+    data_hashes, models = {}, {}
+    for (fingerprint, dataset_name, limit, seed), names in sorted(groups.items(), key=lambda kv: (kv[0][1], str(kv[0][2]))):
+        try:
+            probes = [loaded.probes[n] for n in names]
+            dataset = load_dataset(_dataset_spec(probes[0]), data_dir_override=data_dir,
+                                   label_columns=sorted({p.record_.label.name for p in probes})).subset(limit, seed=seed)
+            data_hashes[f"{dataset_name}:{limit}"] = dataset.content_hash
+            source = models.get(fingerprint) or models.setdefault(fingerprint, _model_for(probes[0], model))
+            _evaluate_group(registry, source, dataset, names, loaded.probes, rows, use_cache=use_cache, seed=seed)
+        except Exception as error:  # a missing dataset or model fails its rows only
+            for name in names:
+                rows[name].update(status="failed", error=f"{type(error).__name__}: {error}")
+    table = pd.DataFrame([rows[e.name] for e in entries], columns=COLUMN_NAMES)
+    add_baseline_columns(table)
+    return table, {"data_hashes": data_hashes, "models": sorted(str(m) for m in models)}
+
+
+def _dataset_spec(probe: Probe) -> str:
+    """A built-in dataset's name, or the local file the probe was trained on."""
+    from probes_hub.data.datasets import BUILTIN
+
+    data = probe.record_.data
+    return data.dataset if data.dataset in BUILTIN else data.source
+
+
+def _entry_row(entry: ProbeEntry) -> dict:
+    """A table row with what the manifest records about a probe (its metric at training time)."""
+    m = entry.metric
+    return {"name": entry.name, "model": entry.model, "dataset": entry.dataset, "label": entry.label, "task": entry.task,
+            "probe_type": entry.probe_type, "layer": entry.layer, "position": entry.position, "metric": m.get("name"),
+            "recorded_value": m.get("value"), **{f"baseline_{kind}": value for kind, value in entry.baselines.items()}}
+
+
+def _model_for(probe: Probe, model: str | None):
+    """The model a probe group reads: ``--model`` if given, the embedded one for its display id, else its Hub id."""
+    from probes_hub.extract.feature_source import ModelFeatures
+    from probes_hub.extract.models import load_model
+    from probes_hub.probes import probe_matches
+
+    display = probe.record_.model.display_id if probe.record_.model else EMBEDDED_DISPLAY_ID
+    source = ModelFeatures(load_model(model if model else (None if display == EMBEDDED_DISPLAY_ID else display)))
+    if not probe_matches(probe, source):
+        raise ValueError(f"model {source.display_id} has fingerprint {source.fingerprint}, the probes need {probe.fingerprint}")
+    return source
+
+
+def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache: bool, seed: int) -> None:
+    """Predict every probe of one (model, dataset) group from one shared extraction, and score it on its test rows."""
+    from probes_hub.apply import predict_probes
+    from probes_hub.data.datasets import row_roles
+    from probes_hub.metrics import ece_metric, headline_metric
+
+    if any(probes[n].record_.data.content_hash != dataset.content_hash for n in names):
+        raise ValueError(f"{dataset.name} changed since training (content hash differs); retrain or restore the data")
+    folders = [registry.folder(n) for n in names]
+    predictions = predict_probes(source, {n: probes[n] for n in names}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash,
+                                 use_cache=use_cache)
+    for name, folder in zip(names, folders):
+        probe = probes[name]
+        label = probe.record_.label.name
+        test = row_roles(dataset, label, seed=seed)["test"]
+        y = dataset.frame[label].to_numpy(dtype=float)[test]
+        prediction = predictions[name][test]
+        metric = headline_metric(probe.task, y, prediction)
+        ece = ece_metric(y, prediction).value if probe.task == "binary" else None
+        rows[name].update(status="ok", value=metric.value, low=metric.low, high=metric.high, n=metric.n, ece=ece,
+                          probe_revision=_folder_revision(folder))
+
+
+def _folder_revision(folder: Path) -> str:
+    """sha256 (12 hex) of the probe's config and weights: changes whenever the probe does."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def add_baseline_columns(table: pd.DataFrame) -> None:
+    """Each baseline's value for the same (model, dataset, label), and each probe's margin over the best one.
+
+    A baseline row in the table (status ok) gives its value; otherwise the value recorded in the probe's
+    config at training stays. The one place baseline margins are computed.
+    """
+    ok = table[table["status"] == "ok"]
+    kinds = baseline_types()
+    for kind in kinds:
+        column = f"baseline_{kind}"
+        values = ok[ok["probe_type"] == kind].set_index(["model", "dataset", "label"])["value"]
+        found = [values.get((m, d, lab), np.nan) for m, d, lab in zip(table["model"], table["dataset"], table["label"])]
+        table[column] = pd.Series(found, index=table.index, dtype=float).fillna(pd.to_numeric(table[column], errors="coerce"))
+    table["delta_over_best_baseline"] = pd.to_numeric(table["value"], errors="coerce") - table[[f"baseline_{k}" for k in kinds]].max(axis=1)
+
+
+def leaderboard_table(registry: Registry, leaderboard: dict | None) -> pd.DataFrame:
+    """One row per registry probe: the regenerated values where the leaderboard has the probe, else its recorded metric."""
+    evaluated = {row["name"]: row for row in (leaderboard or {}).get("rows", [])}
+    rows = []
+    for entry in registry.list():
+        row = _entry_row(entry)
+        regenerated = evaluated.get(entry.name)
+        if regenerated and regenerated.get("status") == "ok":
+            row.update({k: regenerated.get(k) for k in ("value", "low", "high", "n", "ece", "status", "evaluated_at", "probe_revision")})
+        else:
+            m = entry.metric
+            row.update(value=m.get("value"), low=m.get("low"), high=m.get("high"), n=m.get("n"),
+                       status=(regenerated or {}).get("status") or RECORDED, error=(regenerated or {}).get("error", ""))
+            if row["status"] == "failed":
+                row["status"] = "failed to re-evaluate; showing the value recorded at training"
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=COLUMN_NAMES)
+    scored = table.assign(status=np.where(table["value"].notna(), "ok", "none"))  # every row with a value can serve as a baseline
+    add_baseline_columns(scored)
+    derived = [name for name in COLUMN_NAMES if name.startswith("baseline_")] + ["delta_over_best_baseline"]
+    table[derived] = scored[derived]
+    return table
+
+
+def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, registry_root: str | Path | None = None) -> list[Path]:
+    """Write the CSV, the JSON and the charts into ``out`` so that a crash never leaves a half-written leaderboard.
+
+    Everything is written into a temp folder first, then moved in with ``os.replace``; leaderboard.json goes last.
+    """
+    from probes_hub.charts import leaderboard_charts
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"schema_version": LEADERBOARD_SCHEMA_VERSION, "refreshed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+               "code_version": LIBRARY_VERSION, **metadata, "rows": json.loads(table.to_json(orient="records"))}
+    with tempfile.TemporaryDirectory(dir=out, prefix=".leaderboard.") as tmp:
+        tmp = Path(tmp)
+        table.to_csv(tmp / "leaderboard.csv", index=False)
+        (tmp / "leaderboard.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        written = []
+        for name, chart in leaderboard_charts(table, registry_root).items():
+            (tmp / f"{name}.vl.json").write_text(chart.to_json(), encoding="utf-8")
+            (tmp / f"{name}.html").write_text(chart.to_html(), encoding="utf-8")
+            written += [f"{name}.vl.json", f"{name}.html"]
+        for name in [*written, *FILES]:
+            os.replace(tmp / name, out / name)
+    return [out / name for name in [*FILES, *written]]
+
+
+def regenerate(registry: str | None, out: str | Path, *, data_dir: str | None = None, model: str | None = None, push: str | None = None,
+               use_cache: bool = True) -> tuple[pd.DataFrame, float]:
+    """Evaluate and write the leaderboard (and push it to a Hub dataset repo when ``push`` is given); returns (table, seconds)."""
+    started = time.time()
+    reg = Registry(registry)
+    table, metadata = evaluate_registry(reg, data_dir=data_dir, model=model, use_cache=use_cache)
+    metadata.update(registry=registry or "bundled registry/", registry_generated_at=reg.manifest().generated_at)
+    write_leaderboard(table, metadata, out, registry_root=reg.root if reg.is_local else None)
+    if push:
+        push_leaderboard(out, push)
+    return table, time.time() - started
+
+
+def push_leaderboard(out: str | Path, repo_id: str) -> str:
+    """Upload leaderboard files to a Hub dataset repo (created if needed) in one commit; returns the commit id."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+    info = api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=str(out), allow_patterns=["*.csv", "*.json", "*.html"],
+                             commit_message="Refresh leaderboard")
+    return info.oid
+
+
+def is_local_source(source: str | Path) -> bool:
+    """A leaderboard source is a local folder unless it looks like a Hub dataset repo id and no such folder exists."""
+    return Path(source).exists() or not HUB_REPO_ID.match(str(source))
+
+
+def read_leaderboard(source: str | Path) -> dict:
+    """A leaderboard.json from a local folder or a Hub dataset repo id."""
+    if is_local_source(source):
+        path = Path(source) / "leaderboard.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(str(source), "leaderboard.json", repo_type="dataset"))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def leaderboard_version(source: str | Path) -> str | None:
+    """A cheap token that changes whenever the leaderboard does: the file's mtime (local) or its etag (Hub); None if absent."""
+    if is_local_source(source):
+        path = Path(source) / "leaderboard.json"
+        return str(path.stat().st_mtime_ns) if path.exists() else None
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:
+        return get_hf_file_metadata(hf_hub_url(str(source), "leaderboard.json", repo_type="dataset")).etag
+    except Exception:  # offline or no file yet: nothing to refresh from
+        return None

@@ -1,0 +1,1 @@
+"""Routing questions to models from success probes: pools, routing policies and their offline evaluation."""

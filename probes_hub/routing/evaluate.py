@@ -1,0 +1,239 @@
+"""Evaluate routers on recorded outcomes: a pool file + a registry's success probes + MMLU-Pro outcomes.
+
+Each model's success on a test question is predicted by its probe (the test predictions saved at training
+time, reproduced exactly by ``predict``); routers decide from those and each model's expected cost, and are
+scored with the actual per-question outcomes and costs. The expected cost is per question when the registry
+has an output-length probe (label ``log_output_chars``) of the router's kind: its prediction plus each
+model's mean offset on the *training* questions; otherwise it is each model's mean cost on the training
+questions. Every headline number carries a bootstrap 95% CI over test questions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL, data_dir, load_dataset
+from probes_hub.hub.registry import Registry
+from probes_hub.hub.reports import read_predictions
+from probes_hub.metrics import BOOTSTRAP_SEED
+from probes_hub.paths import DEFAULT_POOL
+from probes_hub.routing.policies import CurvePoint, aiq, apgr, cascade_curve, cost_to_reach, cpt, oracle_choice, random_curve, route_utility, single_models
+
+LAMBDAS = np.concatenate([[0.0], np.logspace(-3, 1, 160)])
+THRESHOLDS = np.linspace(0.0, 1.0, 101)
+LEVELS = (0.90, 0.95, 1.00)
+WEAK_MODEL = "Meta-Llama-3_1-8B-Instruct"
+ACTIVATION_ROUTERS = ("shared", "linear")
+"""Activation probe types the probe router can read, in order of preference (fixed before any test result):
+``shared`` success probes are built for routing; per-model ``linear`` probes are the fallback."""
+LENGTH_PROBE_FOR = {"shared": "linear", "linear": "linear", "tfidf": "tfidf"}
+"""Which output-length probe each router reads: activation routers the activation probe, the text router the text one."""
+
+
+@dataclass(frozen=True)
+class PoolModel:
+    name: str
+    label: str
+    active_params_b: float
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Models to route between and the cost rule (active parameters x output tokens)."""
+
+    name: str
+    models: tuple[PoolModel, ...]
+    chars_per_token: float
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+
+def load_pool(path: str | Path | None = None) -> Pool:
+    """Read and check a pool file (JSON: name, chars_per_token, models[name, label, active_params_b])."""
+    path = Path(path or DEFAULT_POOL)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        models = tuple(PoolModel(m["name"], m["label"], float(m["active_params_b"])) for m in data["models"])
+        pool = Pool(data["name"], models, float(data["chars_per_token"]))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: not a valid pool file ({error}); see {DEFAULT_POOL.name} in {DEFAULT_POOL.parent} for the format.") from error
+    if len(set(pool.names)) != len(pool.names) or not models or any(m.active_params_b <= 0 for m in models):
+        raise ValueError(f"{path}: model names must be unique and every active_params_b positive.")
+    return pool
+
+
+def outcome_tables(pool: Pool, data_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(correct, cost) tables ``[question id x model]`` from outcomes.csv; zero output lengths get the question's median."""
+    outcomes = pd.read_csv(data_root / "mmlu_pro" / "outcomes.csv", usecols=["question_id", "model", "correct", "output_chars"])
+    outcomes = outcomes[outcomes["model"].isin(pool.names)]
+    missing = sorted(set(pool.names) - set(outcomes["model"]))
+    if missing:
+        raise ValueError(f"Pool models without outcomes in outcomes.csv: {missing}.")
+    correct = outcomes.pivot(index="question_id", columns="model", values="correct")[pool.names]
+    tokens = outcomes.pivot(index="question_id", columns="model", values="output_chars")[pool.names] / pool.chars_per_token
+    tokens = tokens.mask(tokens <= 0)
+    tokens = tokens.apply(lambda row: row.fillna(row.median()), axis=1)
+    cost = tokens * np.array([m.active_params_b for m in pool.models])
+    for table in (correct, cost):
+        table.index = table.index.astype(str)
+    return correct, cost
+
+
+def saved_predictions(registry: Registry, name: str, data_dir_override: str | None = None) -> pd.DataFrame:
+    """A probe's predictions saved at training time: ``role`` and ``prediction`` by question id."""
+    return read_predictions(registry.folder(name), data_dir=data_dir_override)
+
+
+def test_predictions(registry: Registry, pool: Pool, probe_type: str, dataset: str = "mmlu-pro", data_dir_override: str | None = None) -> pd.DataFrame:
+    """Each pool model's probe predictions on its test questions (saved at training time), ``[id x model]``."""
+    columns = {}
+    for model in pool.models:
+        saved = saved_predictions(registry, registry.entry(dataset=dataset, label=model.label, probe_type=probe_type).name, data_dir_override)
+        columns[model.name] = saved.loc[saved["role"] == "test", "prediction"]
+    return pd.DataFrame(columns)[pool.names]
+
+
+def predicted_costs(registry: Registry, pool: Pool, probe_type: str, cost: pd.DataFrame, ids: list[str],
+                    dataset: str = "mmlu-pro", data_dir_override: str | None = None) -> np.ndarray | None:
+    """Per-question expected costs ``[ids x model]`` from an output-length probe, or None when the registry has none.
+
+    log(chars of model m on q) is predicted as the probe's reading for q plus model m's mean offset from it on
+    the probe's *training* rows; cost = active parameters x exp(that) / chars_per_token.
+    """
+    found = registry.list(dataset=dataset, label=OUTPUT_LENGTH_LABEL, probe_type=probe_type)
+    if not found:
+        return None
+    saved = saved_predictions(registry, found[0].name, data_dir_override)
+    reading, train_ids = saved["prediction"], saved.index[saved["role"] != "test"]
+    params = np.array([m.active_params_b for m in pool.models])
+    log_chars = np.log(cost * pool.chars_per_token / params)  # [id x model], the recorded lengths
+    train_ids = [i for i in train_ids if i in log_chars.index]
+    offset = (log_chars.loc[train_ids].to_numpy() - reading.loc[train_ids].to_numpy()[:, None]).mean(axis=0)
+    return params * np.exp(reading.loc[ids].to_numpy()[:, None] + offset) / pool.chars_per_token
+
+
+def expected_costs(pool: Pool, data_dir_override: str | None = None, *, tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict[str, float]:
+    """Each pool model's mean cost per question on MMLU-Pro's *training* questions: what a router may know in advance."""
+    correct, cost = tables or outcome_tables(pool, data_dir(data_dir_override))
+    split = load_dataset("mmlu-pro", data_dir_override=data_dir_override).frame.set_index("id")["split"]
+    complete = correct.notna().all(axis=1)
+    train_ids = [i for i in split.index[split == "train"] if i in complete.index and complete[i]]
+    return {name: float(value) for name, value in cost.loc[train_ids].mean().items()}
+
+
+@dataclass
+class RouterResult:
+    """One router family's curve on the test questions and its headline numbers with CIs."""
+
+    name: str
+    points: list[CurvePoint]
+    aiq: tuple[float, float, float]
+    cost_ratio: dict[float, tuple[float, float, float]]
+
+
+def router_probe_types(registry: Registry, pool: Pool, dataset: str = "mmlu-pro") -> list[str]:
+    """Probe types with a probe for every pool model: the available activation types (preferred first), then ``tfidf``."""
+    def complete(probe_type: str) -> bool:
+        return all(registry.list(dataset=dataset, label=m.label, probe_type=probe_type) for m in pool.models)
+
+    found = [t for t in (*ACTIVATION_ROUTERS, "tfidf") if complete(t)]
+    if not any(t in ACTIVATION_ROUTERS for t in found) or "tfidf" not in found:
+        raise ValueError(f"{registry.spec} lacks an activation (shared or linear) or a tfidf success probe for some model of pool '{pool.name}'.")
+    return found
+
+
+def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str | None = None, n_boot: int = 200) -> dict:
+    """Everything ``route`` prints: single models, oracle, random, and a router per probe type with CIs.
+
+    ``result["probe"]`` names the headline activation router: the first available of :data:`ACTIVATION_ROUTERS`.
+    """
+    root = data_dir(data_dir_override)
+    correct_all, cost_all = outcome_tables(pool, root)
+    complete = correct_all.notna().all(axis=1)
+    types = router_probe_types(registry, pool)
+    predictions = {t: test_predictions(registry, pool, t, data_dir_override=data_dir_override) for t in types}
+    first = predictions[types[0]]
+    ids = [i for i in first.index if all(i in p.index for p in predictions.values()) and i in complete.index and complete[i]]
+    dropped = int(len(first) - len(ids))
+    expected_cost = np.array([expected_costs(pool, data_dir_override, tables=(correct_all, cost_all))[m] for m in pool.names])
+    correct, cost = correct_all.loc[ids].to_numpy(float), cost_all.loc[ids].to_numpy(float)
+
+    singles = single_models(correct, cost)
+    best = int(np.argmax([s.accuracy for s in singles]))
+    cheapest = int(np.argmin(expected_cost))
+    cost_range = (min(s.cost for s in singles), max(s.cost for s in singles))
+    boot = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(ids), size=(n_boot, len(ids)))
+    routers, two_model, cost_sources = {}, {}, {}
+    weak = pool.names.index(WEAK_MODEL) if WEAK_MODEL in pool.names else cheapest
+    length_costs = {kind: predicted_costs(registry, pool, kind, cost_all, ids, data_dir_override=data_dir_override) for kind in {LENGTH_PROBE_FOR[t] for t in types}}
+    for name, frame in predictions.items():
+        p = frame.loc[ids].to_numpy()
+        per_question = length_costs[LENGTH_PROBE_FOR[name]]
+        cost_sources[name] = f"{LENGTH_PROBE_FOR[name]} output-length probe" if per_question is not None else "mean training cost"
+        choices = np.stack([route_utility(p, expected_cost if per_question is None else per_question, lam) for lam in LAMBDAS])  # [L, n]
+        routers[name] = _router_result(f"{name} utility router", choices, correct, cost, boot, cost_range)
+        routers[f"{name}-cascade"] = RouterResult(f"{name} cascade", cascade_curve(p, expected_cost, correct, cost, THRESHOLDS), (np.nan,) * 3, {})
+        two_model[name] = {"apgr": apgr(p[:, weak], correct[:, weak], correct[:, best]),
+                           "cpt50": cpt(p[:, weak], correct[:, weak], correct[:, best], 0.5),
+                           "cpt80": cpt(p[:, weak], correct[:, weak], correct[:, best], 0.8)}
+    oracle = oracle_choice(correct, cost)
+    rows = np.arange(len(ids))
+    return {
+        "pool": pool.name, "n_test": len(ids), "dropped_questions": dropped, "models": pool.names, "probe": types[0], "probe_types": types, "cost_sources": cost_sources,
+        "best_single": {"model": pool.names[best], "accuracy": singles[best].accuracy, "cost": singles[best].cost},
+        "singles": singles, "cost_range": cost_range, "routers": routers,
+        "oracle": CurvePoint(0, float(correct[rows, oracle].mean()), float(cost[rows, oracle].mean())),
+        "random": random_curve(correct, cost, cheapest, best),
+        "two_model": {"weak": pool.names[weak], "strong": pool.names[best], **two_model},
+    }
+
+
+def _router_result(name: str, choices: np.ndarray, correct: np.ndarray, cost: np.ndarray, boot: np.ndarray,
+                   cost_range: tuple[float, float]) -> RouterResult:
+    """Curve, AIQ and cost ratios at each accuracy level, with bootstrap CIs (best single re-chosen per resample)."""
+    rows = np.arange(correct.shape[0])
+    hit, paid = correct[rows, choices], cost[rows, choices]  # [L, n]
+
+    def summarize(sample: np.ndarray) -> tuple[float, dict[float, float]]:
+        acc, price = hit[:, sample].mean(-1), paid[:, sample].mean(-1)
+        single_acc, single_cost = correct[sample].mean(0), cost[sample].mean(0)
+        best = int(np.argmax(single_acc))
+        points = [CurvePoint(float(lam), a, c) for lam, a, c in zip(LAMBDAS, acc, price)]
+        ratios = {level: cost_to_reach(points, level * single_acc[best]) / single_cost[best] for level in LEVELS}
+        return aiq(points, (single_cost.min(), single_cost.max())), ratios
+
+    point_aiq, point_ratios = summarize(rows)
+    samples = [summarize(sample) for sample in boot]
+    aiqs = np.array([s[0] for s in samples])
+    result = RouterResult(name, [CurvePoint(float(lam), float(a), float(c)) for lam, a, c in zip(LAMBDAS, hit.mean(-1), paid.mean(-1))],
+                          (point_aiq, *np.percentile(aiqs, [2.5, 97.5], method="nearest")), {})
+    for level in LEVELS:
+        values = np.array([s[1][level] for s in samples])
+        result.cost_ratio[level] = (point_ratios[level], *np.percentile(values, [2.5, 97.5], method="nearest"))  # inf propagates as inf
+    return result
+
+
+def write_routing_outputs(result: dict, out: str | Path) -> list[Path]:
+    """``routing.json`` (all numbers) and the accuracy-cost chart (Vega-Lite JSON + HTML) under ``out``."""
+    from probes_hub.cache import atomic_write_json
+    from probes_hub.charts import routing_chart, save_chart
+
+    out = Path(out)
+    singles = pd.DataFrame([{"model": m, "accuracy": s.accuracy, "cost": s.cost} for m, s in zip(result["models"], result["singles"])])
+    curves = {r.name: r.points for r in result["routers"].values()}
+    curves["random (cheapest <-> best)"] = result["random"]
+    oracle = pd.DataFrame([{"name": "oracle", "accuracy": result["oracle"].accuracy, "cost": result["oracle"].cost}])
+    chart = routing_chart(curves, singles, oracle, title=f"Routing on MMLU-Pro test questions ({result['pool']}, n={result['n_test']})")
+    serial = {**result, "singles": singles.to_dict(orient="records"), "oracle": vars(result["oracle"]), "random": [vars(p) for p in result["random"]],
+              "routers": {k: {"name": r.name, "aiq": r.aiq, "cost_ratio": {str(level): v for level, v in r.cost_ratio.items()},
+                              "points": [vars(p) for p in r.points]} for k, r in result["routers"].items()}}
+    path = out / "routing.json"
+    atomic_write_json(path, serial)
+    return [path, *save_chart(chart, out / "routing_chart")]

@@ -1,0 +1,43 @@
+"""The app's text: example questions and the About tab (content kept apart from layout)."""
+
+EXAMPLES = [
+    "What is 7 + 5?",
+    "A farmer has 12 cows and buys 3 more each week. How many cows does he have after 4 weeks?",
+    "Which part of a plant takes in water from the soil?\n\nA. leaves\nB. roots\nC. flowers\nD. seeds",
+    "Find all real $x$ such that $\\sqrt{x+\\sqrt{x+\\sqrt{x}}} = 3$.",
+    "Let $f(n)$ be the number of ways to write $n$ as an ordered sum of 1s and 2s. Find the remainder when $f(2024)$ is divided by 1000.",
+]
+ABOUT = """
+## What are difficulty probes?
+
+A *probe* is a small linear model that reads the activations of a language model at the end-of-instruction tokens of
+its chat template, **before it writes a single token**, and predicts either how hard the question is (a human
+difficulty label: MATH level, ARC school grade) or whether a given model will answer it correctly (its success).
+
+## How to read the numbers
+- **Difficulty**: each probe's prediction on its own label scale, with the probe's Spearman correlation on an untouched
+  test split (95% bootstrap CI, n). Around 0.5 means the ranking of questions is informative, not exact.
+- **Success**: the calibrated probability that each model answers correctly (Platt scaling fitted on held-out training
+  questions), with the probe's test ROC-AUC. Probes for other models are *proxies*: they read the embedded model's
+  activations to predict another model's outcome. The app prefers `shared` success probes (one direction for the
+  question's mean success over all models, a slope and offset per model), which keep the models comparable.
+- **mmlu-pro log_output_chars**: the predicted mean log length (characters) of the models' answers, a cost signal.
+- **Routing**: utility = p(success) - lambda x cost / max mean cost, or the cheapest model whose p reaches a target; cost is
+  active parameters x expected output tokens (the pool file's mean per model, scaled by this question's predicted
+  answer length when the registry has a `log_output_chars` probe).
+- Every metric was computed on a test split that was never used for selecting layer, position or regularization.
+
+## Train and upload your own
+```bash
+python -m probes_hub train --dataset math500 --label level --probe linear
+python -m probes_hub push runs/<probe folder> --registry my-org/difficulty-probes
+```
+or zip the probe folder (config.json, model.safetensors, README.md, reports/) and use the Upload tab.
+
+## Papers
+- Lugoloobi & Russell (2025), *LLMs Encode How Difficult Problems Are* (linear probes on pre-generation activations decode human difficulty labels).
+- Cencerrado et al. (2025), *No Answer Needed: Predicting LLM Answer Accuracy from Question-Only Linear Probes*.
+- Ong et al. (2024), *RouteLLM: Learning to Route LLMs with Preference Data* (APGR, CPT).
+- Hu et al. (2024), *RouterBench: A Benchmark for Multi-LLM Routing System* (AIQ).
+- Wang et al. (2024), *MMLU-Pro*; Hendrycks et al. (2021), *MATH*; Clark et al. (2018), *ARC*.
+"""

@@ -1,0 +1,46 @@
+"""Scheduled leaderboard refresh: a background job the app starts, off unless an interval is configured.
+
+``PROBES_HUB_LEADERBOARD_EVERY`` (seconds) turns it on; for cron or CI use ``python -m probes_hub.leaderboard``
+directly (or ``--every SECONDS`` to loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+ENV_EVERY = "PROBES_HUB_LEADERBOARD_EVERY"
+logger = logging.getLogger(__name__)
+
+
+def interval_from_env() -> float | None:
+    """The refresh interval in seconds from the environment, or None (off) when unset, empty or 0."""
+    value = os.environ.get(ENV_EVERY, "").strip()
+    return float(value) if value and float(value) > 0 else None
+
+
+def start_scheduler(every_s: float, out: str | Path, *, registry: str | None = None, run_now: bool = True, **kwargs) -> BackgroundScheduler:
+    """Start a daemon scheduler that regenerates the leaderboard into ``out`` every ``every_s`` seconds; call ``.shutdown()`` to stop."""
+    from probes_hub.leaderboard import regenerate
+
+    def job() -> None:
+        try:
+            table, seconds = regenerate(registry, out, **kwargs)
+            logger.info("leaderboard refreshed: %d rows in %.1f s", len(table), seconds)
+        except Exception:  # keep the schedule alive; the previous leaderboard stays in place
+            logger.exception("leaderboard refresh failed")
+
+    scheduler = BackgroundScheduler(daemon=True)
+    scheduler.add_job(job, "interval", seconds=every_s, max_instances=1, coalesce=True, **({"next_run_time": _now()} if run_now else {}))
+    scheduler.start()
+    return scheduler
+
+
+def _now():
+    from datetime import datetime
+
+    return datetime.now(UTC)
