@@ -48,5 +48,6 @@ def probe_card(config: ProbeConfig) -> str:
     ]
     for key, metric in record.metrics.items():
         lines.append(f"| {key} ({metric.name}) | {metric.value:.3f} | [{metric.low:.3f}, {metric.high:.3f}] | {metric.n} |")
-    lines += ["", "## Load it", "```python", "from probes_hub import Probe", 'probe = Probe.from_pretrained("path/to/this/folder")', "```", ""]
+    lines += ["", "## Load it", "```python", "from probes_hub import Probe", 'probe = Probe.from_pretrained("path/to/this/folder")  # or ("org/repo", subfolder="...")',
+              "```", ""]
     return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)

@@ -131,6 +131,6 @@ def registry_card(manifest: Manifest, *, title: str = "Difficulty probes") -> st
     body = [f"# {title}", "", manifest.about.strip(), "",
             f"{len(manifest.entries)} probes; index generated {manifest.generated_at}. Each folder holds `config.json`, "
             "`model.safetensors`, a model card and `reports/`; `manifest.json` indexes them.", "",
-            "Load one with `Probe.from_pretrained(REGISTRY, name=...)`, or list them with `python -m probes_hub list --registry REGISTRY`.", "",
+            "Load one with `Registry(REGISTRY).load(name)` (`from probes_hub import Registry`), or list them with `probes-hub list --registry REGISTRY`.", "",
             *rows, ""]
     return header + "\n".join(body)
