@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from probes_hub.apply import choose_probes, predict_probes
+from probes_hub.apply import choose_probes, read_probes
 from probes_hub.hub.records import BINARY
 from probes_hub.hub.registry import Registry
 
 if TYPE_CHECKING:
     from probes_hub.extract.models import LoadedModel
 
-COLUMNS = ["question_index", "question", "reading", "dataset", "label", "value", "probe_type", "test_metric", "test_value", "test_low",
-           "test_high", "test_n", "probe"]
+COLUMNS = ["question_index", "question", "reading", "dataset", "label", "value", "in_distribution", "probe_type", "test_metric", "test_value",
+           "test_low", "test_high", "test_n", "probe"]
 
 
 @lru_cache(maxsize=2)
@@ -51,7 +51,9 @@ def predict(questions: str | list[str], registry: str | None = None, label: str 
     Returns:
         One row per (question, label): ``reading`` is ``difficulty`` (a graded label's predicted value) or
         ``success`` (the calibrated probability that the label's model answers correctly), with the probe's
-        test metric, its 95% CI and n. For each (dataset, label) the preferred probe type is read.
+        test metric, its 95% CI and n, and ``in_distribution`` (0-1: the share of the probe's training questions
+        less typical than this one; NaN for probes that keep no training summary). For each (dataset, label) the
+        preferred probe type is read.
 
     Raises:
         ValueError: no question, or no probe of the registry matches the model and label.
@@ -68,13 +70,14 @@ def predict(questions: str | list[str], registry: str | None = None, label: str 
     loaded = reg.load_all(names=chosen)
     if loaded.problems:
         raise ValueError("Some probes failed to load: " + "; ".join(f"{k}: {v}" for k, v in loaded.problems.items()))
-    predictions = predict_probes(source, loaded.probes, questions)
+    readings = read_probes(source, loaded.probes, questions)
     rows = []
     for name, probe in loaded.probes.items():
         record, test = probe.record_, probe.record_.test_metric
         for index, question in enumerate(questions):
             rows.append({"question_index": index, "question": question, "reading": "success" if probe.task == BINARY else "difficulty",
-                         "dataset": record.data.dataset, "label": record.label.name, "value": float(predictions[name][index]),
+                         "dataset": record.data.dataset, "label": record.label.name, "value": float(readings[name].prediction[index]),
+                         "in_distribution": float(readings[name].in_distribution[index]),
                          "probe_type": probe.probe_type, "test_metric": test.name if test else None, "test_value": test.value if test else None,
                          "test_low": test.low if test else None, "test_high": test.high if test else None, "test_n": test.n if test else None,
                          "probe": name})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,24 @@ def predict_questions(source: FeatureSource, probe_dirs: list[str | Path], quest
     return predict_probes(source, probes, questions, data_hash=data_hash, use_cache=use_cache)
 
 
+@dataclass(frozen=True)
+class ProbeReading:
+    """One probe's output for N questions: its predictions, and how typical each question is of its training questions."""
+
+    prediction: np.ndarray
+    in_distribution: np.ndarray
+
+
 def predict_probes(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,
                    use_cache: bool = False) -> dict[str, np.ndarray]:
-    """Predictions of already loaded probes (``{name: probe}``) from one shared extraction, as ``{name: [N]}``.
+    """Predictions of already loaded probes (``{name: probe}``) from one shared extraction, as ``{name: [N]}``."""
+    readings = read_probes(source, probes, questions, data_hash=data_hash, use_cache=use_cache)
+    return {name: reading.prediction for name, reading in readings.items()}
+
+
+def read_probes(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,
+                use_cache: bool = False) -> dict[str, ProbeReading]:
+    """Predictions and in-distribution scores of loaded probes from one shared extraction.
 
     With ``data_hash`` (a whole dataset), the layers each probe was swept over are extracted, so training's
     activation cache is reused.
@@ -55,7 +71,7 @@ def predict_probes(source: FeatureSource, probes: dict[str, Probe], questions: l
     layers = sorted({layer for p in probes.values() for layer in _layers_needed(p, data_hash is not None)})
     features, _ = source.features(questions, layers, chat=mode == "chat", max_length=max_length, data_hash=data_hash,
                                   use_cache=use_cache, progress=len(questions) > 16)
-    return {name: probe.predict(features) for name, probe in probes.items()}
+    return {name: ProbeReading(probe.predict(features), probe.in_distribution(features)) for name, probe in probes.items()}
 
 
 def _layers_needed(probe: Probe, whole_sweep: bool) -> list[int]:

@@ -81,7 +81,7 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
             dataset = load_dataset(_dataset_spec(probes[0]), data_dir_override=data_dir,
                                    label_columns=sorted({p.record_.label.name for p in probes})).subset(limit, seed=seed)
             data_hashes[f"{dataset_name}:{limit}"] = dataset.content_hash
-            source = models.get(fingerprint) or models.setdefault(fingerprint, _model_for(probes[0], model))
+            source = models.get(fingerprint) or models.setdefault(fingerprint, source_for_probe(probes[0], model))
             _evaluate_group(registry, source, dataset, names, loaded.probes, rows, use_cache=use_cache, seed=seed)
         except Exception as error:  # a missing dataset or model fails its rows only
             for name in names:
@@ -107,7 +107,7 @@ def _entry_row(entry: ProbeEntry) -> dict:
             "recorded_value": m.get("value"), **{f"baseline_{kind}": value for kind, value in entry.baselines.items()}}
 
 
-def _model_for(probe: Probe, model: str | None):
+def source_for_probe(probe: Probe, model: str | None = None):
     """The model a probe group reads: ``--model`` if given, the embedded one for its display id, else its Hub id."""
     from probes_hub.extract.feature_source import ModelFeatures
     from probes_hub.extract.models import load_model

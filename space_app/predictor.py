@@ -20,6 +20,8 @@ from probes_hub.hub.registry import Registry
 from probes_hub.routing.policies import Recommendation, recommend
 
 MAX_QUESTION_TOKENS = 1024
+UNFAMILIAR_BELOW = 0.02
+"""An in-distribution score below this (fewer than 2% of the training questions were less typical) flags the reading."""
 
 
 @dataclass
@@ -33,6 +35,12 @@ class Reading:
     value: float
     label_range: tuple[float, float]
     metric: dict
+    in_distribution: float = float("nan")
+    """Share of the probe's training questions less typical than this one (NaN: the probe keeps no summary)."""
+
+    @property
+    def unfamiliar(self) -> bool:
+        return self.in_distribution < UNFAMILIAR_BELOW
 
 
 @dataclass
@@ -97,7 +105,8 @@ class Predictor:
             record = probe.record_
             test = record.test_metric
             reading = Reading(f"{record.data.dataset} {record.label.name}", record.data.dataset, record.label.name, probe.probe_type,
-                              float(probe.predict(features)[0]), record.label.range, test.to_dict() if test else {})
+                              float(probe.predict(features)[0]), record.label.range, test.to_dict() if test else {},
+                              float(probe.in_distribution(features)[0]))
             (success if probe.task == BINARY else difficulty).append(reading)
             per_layer = probe.layerwise(features) if probe.task == GRADED else None
             if per_layer is not None:
@@ -106,6 +115,9 @@ class Predictor:
                 if reading.label == OUTPUT_LENGTH_LABEL:
                     length_factor = float(np.exp(reading.value - probe.intercept_[0]))
         notices = [f"The question was longer than {MAX_QUESTION_TOKENS} tokens; its beginning was cut (the end-of-instruction tokens are kept)."] if truncated[0] else []
+        if success and sum(r.unfamiliar for r in success) > len(success) / 2:
+            notices.append("This question is unlike the questions the success probes were trained on: read the success probabilities and the "
+                           "routing suggestion with care.")
         return Prediction(sorted(difficulty, key=lambda r: r.name), sorted(success, key=lambda r: -r.value), layerwise, forward_ms,
                           (time.perf_counter() - started) * 1000, int(features.token_counts[0]), truncated[0], notices, length_factor)
 

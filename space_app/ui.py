@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import altair as alt
@@ -53,7 +54,9 @@ def difficulty_markdown(prediction: Prediction) -> str:
         low, high = r.label_range
         shown = min(max(r.value, low), high)
         raw = "" if shown == r.value else f", raw reading {r.value:.1f}"
-        lines.append(f"- **{r.dataset} {r.label}**: {shown:.1f} of {low:g} to {high:g}{raw} · {trust}")
+        familiar = "" if math.isnan(r.in_distribution) else f" · in-distribution {r.in_distribution:.2f}"
+        warning = " · ⚠️ this question is unlike what this probe was trained on" if r.unfamiliar else ""
+        lines.append(f"- **{r.dataset} {r.label}**: {shown:.1f} of {low:g} to {high:g}{raw} · {trust}{familiar}{warning}")
     return "\n".join(lines) or "No difficulty probe for this model."
 
 
@@ -112,7 +115,9 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 notice = " ".join(prediction.notices)
                 status_text = (f"Forward pass {prediction.forward_ms:.0f} ms ({prediction.n_tokens} tokens, stopped after layer "
                                f"{max(ctx.predictor.layers) if ctx.predictor.layers else '-'}), probes {prediction.probes_ms:.0f} ms. {notice}")
-                payload = {"difficulty": [{"probe": r.name, "value": r.value, "range": list(r.label_range), "test_metric": r.metric} for r in prediction.difficulty],
+                payload = {"difficulty": [{"probe": r.name, "value": r.value, "range": list(r.label_range), "test_metric": r.metric,
+                                           "in_distribution": None if math.isnan(r.in_distribution) else r.in_distribution} for r in prediction.difficulty],
+                           "in_distribution": {r.label.removeprefix("correct:"): r.in_distribution for r in prediction.success if not math.isnan(r.in_distribution)},
                            "success": prediction.success_by_model(), "routing": route, "latency_ms": {"forward": prediction.forward_ms, "probes": prediction.probes_ms},
                            "truncated": prediction.truncated}
                 return (status_text, difficulty_markdown(prediction), route_text, layer_chart(prediction) if prediction.layerwise else None,

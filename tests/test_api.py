@@ -17,6 +17,7 @@ def test_predict_returns_a_tidy_table_of_difficulty_and_success(smollm2):
     assert set(table["question_index"]) == {0, 1} and set(table["reading"]) == {"difficulty", "success"}
     level = table[(table["label"] == "level")].set_index("question_index")
     assert len(level) == 2 and (level["probe_type"] == "linear").all() and (level["test_n"] == 200).all()
+    assert level["in_distribution"].between(0, 1).all()
     assert level.loc[1, "value"] > level.loc[0, "value"]  # the olympiad question reads harder than the sum
     success = table[table["reading"] == "success"]
     assert success["label"].str.startswith("correct:").all() and success["value"].between(0, 1).all()

@@ -93,6 +93,7 @@ def test_api_predict_returns_difficulty_success_and_routing(app):
     assert {r["probe"] for r in raw["difficulty"]} >= {"math500 level", "arc-challenge grade"}
     assert len(raw["success"]) >= 10 and all(0 < p < 1 for p in raw["success"].values())
     assert raw["routing"]["model"] in raw["success"] and raw["routing"]["cost"] <= raw["routing"]["strongest_cost"]
+    assert raw["in_distribution"].keys() == raw["success"].keys() and all(0 <= v <= 1 for v in raw["in_distribution"].values())
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "api_latency.json").write_text(json.dumps({"p50_ms": statistics.median(latencies), "calls": latencies}))
     with pytest.raises(Exception, match="Type a question"):  # gr.Error: the client raises instead of getting empty outputs

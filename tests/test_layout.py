@@ -68,8 +68,9 @@ def test_library_and_app_never_import_eval():
 def test_every_probe_type_declares_its_facts():
     from probes_hub.probes import PROBE_TYPES, baseline_types
 
-    assert set(PROBE_TYPES) >= {"linear", "shared", "length", "tfidf"} and set(baseline_types()) == {"length", "tfidf"}
+    assert set(PROBE_TYPES) >= {"linear", "shared", "length", "tfidf", "embedding"} and set(baseline_types()) == {"embedding", "length", "tfidf"}
     for cls in PROBE_TYPES.values():
         assert isinstance(cls.reads_activations, bool) and isinstance(cls.is_baseline, bool) and isinstance(cls.model_bound, bool)
         assert cls.tasks and cls.__doc__
-    assert not PROBE_TYPES["tfidf"].model_bound and PROBE_TYPES["length"].model_bound and PROBE_TYPES["linear"].reads_activations
+    assert not PROBE_TYPES["tfidf"].model_bound and not PROBE_TYPES["embedding"].model_bound and PROBE_TYPES["length"].model_bound
+    assert PROBE_TYPES["linear"].reads_activations and not PROBE_TYPES["embedding"].reads_activations

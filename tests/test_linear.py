@@ -143,3 +143,18 @@ def test_train_rejects_shared_probes_for_graded_labels_only(tiny):
 
     with pytest.raises(ValueError, match="'shared' probes learn binary labels"):
         train(TrainOptions(dataset="math500", labels=("level",), probes=("shared",), progress=False), lm=tiny)
+
+
+def test_in_distribution_score_falls_monotonically_with_a_shift():
+    features, y = _synthetic(n=400)
+    probe = LinearProbe(task="graded").fit(features.take(np.arange(300)), y[:300])
+    held_out = features.take(np.arange(300, 400))
+    typical = probe.in_distribution(held_out)
+    assert typical.shape == (100,) and 0.3 < typical.mean() < 0.7  # new questions from the same source: percentiles spread over 0-1
+    means = []
+    for shift in (0.0, 0.25, 0.5, 1.0, 2.0):
+        shifted = held_out.take(np.arange(100))
+        shifted.activations = shifted.activations + shift  # every dimension moves away from the training mean
+        means.append(probe.in_distribution(shifted).mean())
+    assert all(later < earlier for earlier, later in zip(means, means[1:])) and means[-1] < 0.01
+    assert np.isnan(LinearProbe.__mro__[1].in_distribution(probe, held_out)).all()  # text-only probe types keep no summary

@@ -33,6 +33,8 @@ def test_round_trip_gives_identical_params_weights_and_predictions(tiny, trained
     for name in fitted.probe.array_names:
         np.testing.assert_array_equal(getattr(loaded, name), getattr(fitted.probe, name))
     assert loaded.calibration_ == fitted.probe.calibration_
+    if probe_type == "linear":  # the training-distance summary behind the in-distribution score travels with the weights
+        np.testing.assert_array_equal(loaded.ood_quantiles_, fitted.probe.ood_quantiles_)
     dataset = load_dataset(str(data), label_columns=["difficulty", "solved"])
     layers = list(range(tiny.n_layers)) if probe_type == "linear" else []
     features = build_features(tiny, prompt_format(tiny.tokenizer), dataset, layers, max_length=1024, progress=False)
@@ -126,3 +128,20 @@ def test_schema_version_1_folders_load_and_predict_like_their_upgraded_copies(ki
     bundled = BUNDLED_REGISTRY / f"smollm2-135m-instruct--math500--level--{kind}"
     if bundled.exists():  # the bundled registry was rewritten from these very folders
         np.testing.assert_array_equal(Probe.from_pretrained(bundled).predict(features), old.predict(features))
+
+
+@pytest.mark.parametrize("task", ["graded", "binary"])
+def test_embedding_probe_round_trip_on_bare_text(task, trained, tmp_path):
+    """The sentence-embedding baseline needs no LLM: fitted on bare text, it saves with model null and loads anywhere."""
+    from probes_hub.extract.features import Features
+    from probes_hub.probes import EmbeddingProbe
+
+    data, results = trained
+    frame = load_dataset(str(data), label_columns=["difficulty", "solved"]).frame
+    label = "difficulty" if task == "graded" else "solved"
+    features = Features(frame["question"].tolist(), np.zeros(len(frame)))
+    probe = EmbeddingProbe(task=task, cv_folds=3).fit(features, frame[label])
+    loaded = Probe.from_pretrained(probe.save_pretrained(tmp_path / "embedding"))
+    assert json.loads((tmp_path / "embedding" / "config.json").read_text())["model"] is None and loaded.record_.label.name == label
+    np.testing.assert_array_equal(loaded.predict(features), probe.predict(features))
+    assert "embedding" in results[label].baselines  # train evaluates it beside length and TF-IDF

@@ -36,7 +36,7 @@ def test_index_lists_every_folder_with_metrics(registry, toy_probes):
     assert len(manifest["probes"]) == 6
     entry = Registry(registry).entry(label="solved", probe_type="linear")
     assert entry.task == "binary" and entry.metric == results["solved"].probes["linear"].metrics["test"].to_dict()
-    assert set(entry.baselines) == {"length", "tfidf"} and entry.layer is not None
+    assert set(entry.baselines) == {"embedding", "length", "tfidf"} and entry.layer is not None
     card = (registry / "README.md").read_text()
     assert all(f"`{e.name}`" in card for e in Registry(registry).list())
 

@@ -98,12 +98,12 @@ def stratified_split(strata: pd.Series, *, seed: int = SPLIT_SEED, train_fractio
     return out
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def _require(path: Path) -> Path:
+def require_file(path: Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"Expected data file {path} is missing (is the data directory right?).")
     return path
@@ -118,7 +118,7 @@ def format_choices(stem: str, choices: list[str]) -> str:
 def _gsm8k(root: Path) -> QuestionSet:
     frames = []
     for split in ("train", "test"):
-        rows = _read_jsonl(_require(root / "gsm8k" / f"{split}.jsonl"))
+        rows = read_jsonl(require_file(root / "gsm8k" / f"{split}.jsonl"))
         frame = pd.DataFrame(rows)
         frame["id"] = [f"{split}-{i}" for i in range(len(frame))]
         frame["split"] = split
@@ -130,7 +130,7 @@ def _gsm8k(root: Path) -> QuestionSet:
 
 
 def _math500(root: Path) -> QuestionSet:
-    frame = pd.DataFrame(_read_jsonl(_require(root / "math500" / "test.jsonl")))
+    frame = pd.DataFrame(read_jsonl(require_file(root / "math500" / "test.jsonl")))
     frame = frame.rename(columns={"unique_id": "id", "problem": "question"})
     frame["split"] = stratified_split(frame["level"])
     return QuestionSet("math500", frame[["id", "question", "split", "level", "subject", "answer", "solution"]], {"level": GRADED}, SPLIT_RULES["math500"])
@@ -138,10 +138,10 @@ def _math500(root: Path) -> QuestionSet:
 
 def _arc(root: Path, which: str) -> QuestionSet:
     stem = "ARC-Easy-Test" if which == "arc-easy" else "ARC-Challenge-Test"
-    grades = pd.read_csv(_require(root / "arc" / f"{stem}.csv"), usecols=["questionID", "schoolGrade"])
+    grades = pd.read_csv(require_file(root / "arc" / f"{stem}.csv"), usecols=["questionID", "schoolGrade"])
     grade_of = dict(zip(grades["questionID"], grades["schoolGrade"]))
     rows = []
-    for item in _read_jsonl(_require(root / "arc" / f"{stem}.jsonl")):
+    for item in read_jsonl(require_file(root / "arc" / f"{stem}.jsonl")):
         choices = item["question"]["choices"]
         keys = [_letter_key(c["label"]) for c in choices]
         rows.append({
@@ -172,8 +172,8 @@ OUTPUT_LENGTH_LABEL = "log_output_chars"
 
 
 def _mmlu_pro(root: Path) -> QuestionSet:
-    questions = pd.DataFrame(_read_jsonl(_require(root / "mmlu_pro" / "questions.jsonl")))
-    outcomes = pd.read_csv(_require(root / "mmlu_pro" / "outcomes.csv"), usecols=["question_id", "model", "correct", "output_chars"])
+    questions = pd.DataFrame(read_jsonl(require_file(root / "mmlu_pro" / "questions.jsonl")))
+    outcomes = pd.read_csv(require_file(root / "mmlu_pro" / "outcomes.csv"), usecols=["question_id", "model", "correct", "output_chars"])
     wide = outcomes.pivot(index="question_id", columns="model", values="correct")
     wide.columns = [label_for_model(m) for m in wide.columns]
     lengths = outcomes[outcomes["output_chars"] > 0].groupby("question_id")["output_chars"].apply(lambda chars: float(np.log(chars).mean()))

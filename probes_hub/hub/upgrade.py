@@ -23,17 +23,56 @@ LEGACY_PREDICTIONS = "predictions.json"
 
 
 def upgrade_registry(root: str | Path, *, data_dir: str | None = None) -> list[str]:
-    """Re-save every probe of the registry at ``root`` in the current format and re-index it; returns the names rewritten."""
+    """Re-save every probe of the registry at ``root`` in the current format and re-index it; returns the names rewritten.
+
+    Activation probes saved before they kept a summary of their training activations get it, from the
+    training rows' activations (the model is loaded and the activation cache used only when one is needed).
+    """
     root = Path(root)
     registry = Registry(root)
-    names = []
+    names, sources, features = [], {}, {}
     for entry in progress_bar(registry.list(), desc="upgrade", unit="probe"):
         folder = root / entry.folder
         probe = Probe.from_pretrained(folder)
+        if probe.reads_activations and getattr(probe, "ood_quantiles_", None) is None:
+            _add_training_summary(probe, sources, features, data_dir)
         probe.save_pretrained(folder, reports=_current_reports(probe, folder / REPORTS_DIR, data_dir))
         names.append(entry.name)
     write_index(root)
     return names
+
+
+def _add_training_summary(probe: Probe, sources: dict, extracted: dict, data_dir: str | None) -> None:
+    """The quantiles of the training (fit) rows' distances, recomputed from their activations at the probe's cell.
+
+    ``sources`` and ``extracted`` memoize models and features across the probes of one registry.
+    """
+    from probes_hub.data.datasets import row_roles
+    from probes_hub.leaderboard import source_for_probe
+
+    data = probe.record_.data
+    dataset = _training_dataset(probe, data_dir)
+    source = sources.get(probe.fingerprint) or sources.setdefault(probe.fingerprint, source_for_probe(probe))
+    fit = row_roles(dataset, probe.record_.label.name, seed=data.seed)["fit"]
+    prompt = probe.record_.model.prompt
+    layers = tuple(sorted({probe.layer, *probe.selection_.layers_searched}))
+    key = (probe.fingerprint, dataset.content_hash, layers, prompt.mode, prompt.max_length)
+    if key not in extracted:
+        extracted[key] = source.features(dataset.frame["question"].tolist(), list(layers), chat=prompt.mode == "chat", max_length=prompt.max_length,
+                                         data_hash=dataset.content_hash, use_cache=True)[0]
+    probe.summarize_training(extracted[key].at(probe.layer, probe.position)[fit])
+
+
+def _training_dataset(probe: Probe, data_dir: str | None):
+    """The exact rows the probe was trained on, checked against the recorded content hash."""
+    from probes_hub.data.datasets import BUILTIN, load_dataset
+
+    data = probe.record_.data
+    spec = data.dataset if data.dataset in BUILTIN else data.source
+    dataset = load_dataset(spec, data_dir_override=data_dir, label_columns=[probe.record_.label.name]).subset(data.limit, seed=data.seed)
+    if dataset.content_hash != data.content_hash:
+        raise ProbeValidationError(f"{data.dataset}: the data here differs from the data the probe was trained on (content hash).")
+    return dataset
 
 
 def _current_reports(probe: Probe, reports: Path, data_dir: str | None) -> dict[str, str | bytes]:
@@ -50,13 +89,7 @@ def _current_reports(probe: Probe, reports: Path, data_dir: str | None) -> dict[
 
 def _convert_predictions(probe: Probe, path: Path, data_dir: str | None) -> bytes:
     """``predictions.json`` rows (id, role, prediction) as the dataset-ordered arrays of ``predictions.safetensors``."""
-    from probes_hub.data.datasets import BUILTIN, load_dataset
-
-    data = probe.record_.data
-    spec = data.dataset if data.dataset in BUILTIN else data.source
-    dataset = load_dataset(spec, data_dir_override=data_dir, label_columns=[probe.record_.label.name]).subset(data.limit, seed=data.seed)
-    if dataset.content_hash != data.content_hash:
-        raise ProbeValidationError(f"{path}: the dataset here differs from the one the probe was trained on; cannot place its predictions.")
+    dataset = _training_dataset(probe, data_dir)
     index = {str(i): row for row, i in enumerate(dataset.frame["id"])}
     prediction = np.full(len(index), np.nan)
     role = np.full(len(index), len(ROLES) - 1, dtype=np.uint8)

@@ -7,6 +7,7 @@ import importlib
 import pkgutil
 
 from .base import PROBE_TYPES, Probe, baseline_types, load_probe, probe_matches, read_config
+from .embedding import EmbeddingProbe
 from .length import LengthProbe
 from .linear import LinearProbe
 from .shared import SharedDirectionProbe
@@ -15,5 +16,5 @@ from .tfidf import TfidfProbe
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["PROBE_TYPES", "Probe", "LinearProbe", "SharedDirectionProbe", "LengthProbe", "TfidfProbe", "baseline_types", "load_probe",
+__all__ = ["PROBE_TYPES", "Probe", "LinearProbe", "SharedDirectionProbe", "LengthProbe", "TfidfProbe", "EmbeddingProbe", "baseline_types", "load_probe",
            "probe_matches", "read_config"]

@@ -164,6 +164,10 @@ class Probe:
         """Activation layers ``predict`` reads (none for text-only probes)."""
         return [] if self.layer is None else [self.layer]
 
+    def in_distribution(self, features: Features) -> np.ndarray:
+        """How typical each question is of the probe's training questions, 0-1; NaN for probes that keep no summary."""
+        return np.full(len(features), np.nan)
+
     def layerwise(self, features: Features) -> tuple[list[int], np.ndarray] | None:
         """A reading per layer ``(layers, [N, L])`` for probes that keep one; None otherwise."""
         return None

@@ -25,6 +25,8 @@ from .base import Probe
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-1, 5, 13))
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-5, 0, 6))
+OOD_LEVELS = np.linspace(0.0, 1.0, 101)
+"""Quantile levels of the training rows' distances that a fitted activation probe keeps (``ood_quantiles_``)."""
 
 
 def standardization(X: np.ndarray, axis: int = -2) -> tuple[np.ndarray, np.ndarray]:
@@ -84,6 +86,24 @@ def cv_folds(y: np.ndarray, task: str, k: int, seed: int) -> list[tuple[np.ndarr
 
     splitter = StratifiedKFold(k, shuffle=True, random_state=seed) if task == "binary" else KFold(k, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(y)), y.astype(int) if task == "binary" else y))
+
+
+def fit_text_model(X, y: np.ndarray, task: str, *, alphas, cs, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray, Selection]:
+    """The linear model of the text baselines on features ``X`` (dense or sparse): ridge with alpha by efficient
+    leave-one-out CV (graded), or logistic regression with C by k-fold CV ROC-AUC (binary), on the given rows only.
+
+    Returns ``(coef, intercept, selection)``.
+    """
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+
+    if task == "graded":
+        model = RidgeCV(alphas=alphas, cv=None).fit(X, y)
+        return (model.coef_.astype(float), np.array([float(model.intercept_)]),
+                Selection(method="efficient leave-one-out CV on the training rows (RidgeCV)", details={"alpha": float(model.alpha_)}))
+    model = LogisticRegressionCV(Cs=list(cs), cv=cv_folds(y, "binary", folds, seed), scoring="roc_auc", max_iter=5000, l1_ratios=(0.0,),
+                                 use_legacy_attributes=False).fit(X, y.astype(int))
+    return (model.coef_[0].astype(float), model.intercept_.astype(float),
+            Selection(method=f"{folds}-fold CV ROC-AUC on the training rows (LogisticRegressionCV)", details={"C": float(model.C_)}))
 
 
 def sweep_folds(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -230,6 +250,7 @@ class LinearProbe(Probe):
             cv_metric=result.metric, layers_searched=tuple(int(v) for v in result.layers), positions_searched=tuple(int(v) for v in result.positions),
             details={"alpha": float(self.alphas[ai]), "alphas_searched": list(self.alphas)})
         self.mean_, self.scale_ = cells.mean[li, pi], cells.scale[li, pi]
+        self.summarize_training(acts[:, li, pi])
         if self.task == "graded":
             self.coef_, self.intercept_ = cells.coef[li, pi], np.array([cells.intercept])
         else:
@@ -265,6 +286,25 @@ class LinearProbe(Probe):
         check_feature_width(X, self.coef_.shape[0], type(self).__name__)
         return ((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_[0]
 
+    def _distance(self, X: np.ndarray) -> np.ndarray:
+        """Mean squared z-score of each row against the training rows' per-dimension mean and scale (a diagonal Mahalanobis distance)."""
+        return np.mean(((np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_) ** 2, axis=1)
+
+    def summarize_training(self, X: np.ndarray) -> LinearProbe:
+        """Keep the quantiles of the fit rows' distances (``X``: their activations at the probe's cell), for :meth:`in_distribution`."""
+        self.ood_quantiles_ = np.quantile(self._distance(X), OOD_LEVELS)
+        return self
+
+    def in_distribution(self, features: Features) -> np.ndarray:
+        """Share of the training questions whose activations lie farther from the training mean than each question's
+        (1: as typical as they come, near 0: unlike anything the probe was trained on; NaN for probes saved without the summary)."""
+        self._check_fitted()
+        quantiles = getattr(self, "ood_quantiles_", None)
+        if quantiles is None:
+            return np.full(len(features), np.nan)
+        distance = self._distance(features.at(self.layer, self.position))
+        return 1.0 - np.interp(distance, quantiles, OOD_LEVELS, left=0.0, right=1.0)
+
     def layerwise(self, features: Features) -> tuple[list[int], np.ndarray]:
         """Each layer's best probe read at the chosen position: ``(layers, [N, L])``."""
         self._check_fitted()
@@ -295,9 +335,18 @@ class LinearProbe(Probe):
                              "test_n": test.n, "selected": (li, pi, ai) == sweep.best})
         return rows
 
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = super()._arrays()
+        if getattr(self, "ood_quantiles_", None) is not None:
+            arrays["ood_quantiles_"] = np.asarray(self.ood_quantiles_, dtype=np.float64)
+        return arrays
+
     def _expected_shapes(self, config: ProbeConfig, arrays: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
         hidden = config.record.model.hidden_size
         n_layers = len(config.selection.layers_searched)
-        return {"coef_": (hidden,), "intercept_": (1,), "mean_": (hidden,), "scale_": (hidden,),
-                "layer_coef_": (n_layers, hidden), "layer_intercept_": (n_layers,), "layer_mean_": (n_layers, hidden),
-                "layer_scale_": (n_layers, hidden), "layer_index_": (n_layers,)}
+        shapes = {"coef_": (hidden,), "intercept_": (1,), "mean_": (hidden,), "scale_": (hidden,),
+                  "layer_coef_": (n_layers, hidden), "layer_intercept_": (n_layers,), "layer_mean_": (n_layers, hidden),
+                  "layer_scale_": (n_layers, hidden), "layer_index_": (n_layers,)}
+        if "ood_quantiles_" in arrays:  # optional: probes saved before the summary existed have none
+            shapes["ood_quantiles_"] = (len(OOD_LEVELS),)
+        return shapes

