@@ -62,7 +62,7 @@ RECORDED = "recorded at training (not yet re-evaluated)"
 
 def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model: str | None = None, use_cache: bool = True) -> tuple[pd.DataFrame, dict]:
     """One row per manifest entry (sorted by name) and the run's metadata (data hashes, code version)."""
-    from probes_hub.data.datasets import load_dataset
+    from probes_hub.data.datasets import training_dataset
 
     evaluated_at = datetime.now(UTC).isoformat(timespec="seconds")
     entries = registry.list()
@@ -78,8 +78,7 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
     for (fingerprint, dataset_name, limit, seed), names in sorted(groups.items(), key=lambda kv: (kv[0][1], str(kv[0][2]))):
         try:
             probes = [loaded.probes[n] for n in names]
-            dataset = load_dataset(_dataset_spec(probes[0]), data_dir_override=data_dir,
-                                   label_columns=sorted({p.record_.label.name for p in probes})).subset(limit, seed=seed)
+            dataset = training_dataset(probes[0].record_.data, sorted({p.record_.label.name for p in probes}), data_dir_override=data_dir)
             data_hashes[f"{dataset_name}:{limit}"] = dataset.content_hash
             source = models.get(fingerprint) or models.setdefault(fingerprint, source_for_probe(probes[0], model))
             _evaluate_group(registry, source, dataset, names, loaded.probes, rows, use_cache=use_cache, seed=seed)
@@ -89,14 +88,6 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
     table = pd.DataFrame([rows[e.name] for e in entries], columns=COLUMN_NAMES)
     add_baseline_columns(table)
     return table, {"data_hashes": data_hashes, "models": sorted(str(m) for m in models)}
-
-
-def _dataset_spec(probe: Probe) -> str:
-    """A built-in dataset's name, or the local file the probe was trained on."""
-    from probes_hub.data.datasets import BUILTIN
-
-    data = probe.record_.data
-    return data.dataset if data.dataset in BUILTIN else data.source
 
 
 def _entry_row(entry: ProbeEntry) -> dict:
@@ -127,7 +118,7 @@ def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache
     from probes_hub.metrics import ece_metric, headline_metric
 
     if any(probes[n].record_.data.content_hash != dataset.content_hash for n in names):
-        raise ValueError(f"{dataset.name} changed since training (content hash differs); retrain or restore the data")
+        raise ValueError(f"{dataset.name}: the probes of this group record different data (content hashes differ)")
     folders = [registry.folder(n) for n in names]
     predictions = predict_probes(source, {n: probes[n] for n in names}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash,
                                  use_cache=use_cache)

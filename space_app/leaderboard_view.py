@@ -9,6 +9,9 @@ from probes_hub.hub.registry import Registry
 from probes_hub.leaderboard import COLUMNS, leaderboard_table, leaderboard_version, read_leaderboard
 
 SHOWN = [c for c in COLUMNS if c.shown]
+FILTERS = ("model", "dataset", "label", "probe_type")
+"""Columns the tab's dropdowns filter on, in the order of the dropdowns."""
+TITLES = {c.name: c.title for c in COLUMNS}
 
 
 def read_leaderboard_source(source: str | None) -> dict | None:
@@ -35,19 +38,18 @@ def display_table(registry: Registry, leaderboard: dict | None) -> pd.DataFrame:
 
 def filter_table(table: pd.DataFrame, *, model: str = "all", dataset: str = "all", label: str = "all", probe_type: str = "all", search: str = "") -> pd.DataFrame:
     """Rows matching the dropdown filters and a case-insensitive search over the probe folder name."""
-    titles = {c.name: c.title for c in COLUMNS}
     keep = pd.Series(True, index=table.index)
-    for column, value in (("model", model), ("dataset", dataset), ("label", label), ("probe_type", probe_type)):
+    for column, value in zip(FILTERS, (model, dataset, label, probe_type)):
         if value and value != "all":
-            keep &= table[titles[column]] == value
+            keep &= table[TITLES[column]] == value
     if search:
-        keep &= table[titles["name"]].str.contains(search, case=False, regex=False)
+        keep &= table[TITLES["name"]].str.contains(search, case=False, regex=False)
     return table[keep]
 
 
 def chart_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The shown table back under column names, as the library's charts read it."""
-    return table.rename(columns={c.title: c.name for c in COLUMNS}).assign(status="ok")
+    return table.rename(columns={title: name for name, title in TITLES.items()}).assign(status="ok")
 
 
 def refreshed_at(leaderboard: dict | None, registry: Registry) -> str:

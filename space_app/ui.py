@@ -14,7 +14,7 @@ from probes_hub.hub.registry import Registry
 from probes_hub.hub.validation import ProbeValidationError
 
 from .content import ABOUT, EXAMPLES
-from .leaderboard_view import chart_rows, display_table, filter_table, read_leaderboard_source, refreshed_at, source_version
+from .leaderboard_view import FILTERS, TITLES, chart_rows, display_table, filter_table, read_leaderboard_source, refreshed_at, source_version
 from .model_worker import ModelWorkerError
 from .predictor import Prediction, Predictor
 from .upload import accept_upload
@@ -143,7 +143,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 full = display_table(ctx.registry, leaderboard)
                 shown = filter_table(full, model=model_value, dataset=dataset_value, label=label_value, probe_type=type_value, search=search_value)
                 charts = leaderboard_charts(chart_rows(shown)) if len(shown) else {}
-                choices = [gr.Dropdown(choices=["all", *sorted(full[column].dropna().unique())]) for column in full.columns[:4]]
+                choices = [gr.Dropdown(choices=["all", *sorted(full[column].dropna().unique())]) for column in (TITLES[name] for name in FILTERS)]
                 return (refreshed_at(leaderboard, ctx.registry), shown, charts.get("metric_by_model_dataset"), *choices,
                         source_version(ctx.leaderboard_source))
 

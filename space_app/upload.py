@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from probes_hub.apply import check_probe_matches_model, predict_probes
 from probes_hub.constants import ALLOWED_REPORT_SUFFIXES, CARD_NAME, CONFIG_NAME, MAX_PROBE_FILE_BYTES, REPORTS_DIR, WEIGHTS_NAME
-from probes_hub.data.datasets import BUILTIN, load_dataset, row_roles
+from probes_hub.data.datasets import DataChangedError, row_roles, training_dataset
 from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.hub.naming import probe_folder_name
 from probes_hub.hub.registry import Registry
@@ -86,12 +86,11 @@ def evaluate_upload(probe: Probe, source: FeatureSource) -> str:
     """Test-split metric of the uploaded probe when its dataset is available here, as a sentence."""
     data, label = probe.record_.data, probe.record_.label.name
     try:
-        spec = data.dataset if data.dataset in BUILTIN else data.source
-        dataset = load_dataset(spec, label_columns=[label]).subset(data.limit, seed=data.seed)
+        dataset = training_dataset(data, [label])
+    except DataChangedError:
+        return "Not re-evaluated: the dataset here differs from the one it was trained on."
     except (FileNotFoundError, ValueError, KeyError) as error:
         return f"Not re-evaluated: its dataset is not available here ({error})."
-    if dataset.content_hash != data.content_hash:
-        return "Not re-evaluated: the dataset here differs from the one it was trained on."
     test = row_roles(dataset, label, seed=data.seed)["test"]
     prediction = predict_probes(source, {"upload": probe}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash, use_cache=True)["upload"]
     metric = headline_metric(probe.task, dataset.frame[label].to_numpy(dtype=float)[test], prediction[test])

@@ -19,6 +19,7 @@ import pandas as pd
 
 from probes_hub.cache import sha256_text
 from probes_hub.constants import ENV_DATA_DIR
+from probes_hub.hub.records import BINARY, GRADED, DataInfo
 from probes_hub.paths import DEFAULT_DATA_DIR
 
 SPLIT_SEED = 0
@@ -33,7 +34,6 @@ SPLIT_RULES = {
     "mmlu-pro": "seeded 60/40 train/test, stratified by category (one split shared by every model's label)",
     "local file": "its 'split' column if present, else seeded 60/40, stratified by the first label",
 }
-GRADED, BINARY = "graded", "binary"
 LETTERS = "ABCDEFGHIJKLMNOP"
 
 
@@ -227,6 +227,23 @@ def load_dataset(
     if not path.is_file():
         raise ValueError(f"Unknown dataset '{name_or_path}': not one of {', '.join(BUILTIN)} and not a file.")
     return _local_file(path, question_column, label_columns, id_column)
+
+
+class DataChangedError(ValueError):
+    """The data here is not the data a probe was trained on (its recorded content hash differs)."""
+
+
+def training_dataset(data: DataInfo, labels: list[str], *, data_dir_override: str | os.PathLike | None = None) -> QuestionSet:
+    """The exact rows a probe was trained on (built-in dataset or local file, subset and seed as recorded).
+
+    Raises:
+        DataChangedError: the rows here differ from the recorded content hash.
+    """
+    spec = data.dataset if data.dataset in BUILTIN else data.source
+    dataset = load_dataset(spec, data_dir_override=data_dir_override, label_columns=labels).subset(data.limit, seed=data.seed)
+    if dataset.content_hash != data.content_hash:
+        raise DataChangedError(f"{data.dataset} changed since the probe was trained (content hash differs); retrain or restore the data.")
+    return dataset
 
 
 def _local_file(path: Path, question_column: str, label_columns: list[str] | None, id_column: str | None) -> QuestionSet:

@@ -47,9 +47,23 @@ def _encoder():
 def encode(texts: list[str], *, batch_size: int = 64) -> np.ndarray:
     """Unit-length sentence embeddings ``[N, 384]`` (float64), in the order of ``texts``.
 
-    Texts are batched by length, so the result for a text does not depend on which other texts came with it
-    beyond the padding of its batch (masked out).
+    Embeddings are memoized per text in this process: training fits and evaluates an embedding baseline for
+    every label of a dataset on the same questions, which then are encoded once. Texts are batched by length.
     """
+    missing = list(dict.fromkeys(t for t in texts if t not in _MEMO))
+    if missing:
+        if len(_MEMO) + len(missing) > MEMO_SIZE:
+            _MEMO.clear()
+        _MEMO.update(zip(missing, _encode(missing, batch_size)))
+    return np.stack([_MEMO[t] for t in texts]) if texts else np.zeros((0, EMBEDDING_SIZE))
+
+
+MEMO_SIZE = 200_000
+"""Texts kept in the in-process memo (about 600 MB at most); it is emptied when full."""
+_MEMO: dict[str, np.ndarray] = {}
+
+
+def _encode(texts: list[str], batch_size: int) -> np.ndarray:
     import torch
 
     tokenizer, model = _encoder()

@@ -127,13 +127,6 @@ class Selection:
     def __contains__(self, key: object) -> bool:
         return key in self.details or (key in _SELECTION_FIELDS and getattr(self, str(key)) not in (None, ()))
 
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            value = self[key]
-        except KeyError:
-            return default
-        return default if value is None else value
-
     def to_dict(self) -> dict:
         common = {name: getattr(self, name) for name in _SELECTION_FIELDS if getattr(self, name) not in (None, ())}
         for name in ("layers_searched", "positions_searched"):

@@ -16,6 +16,7 @@ import pandas as pd
 from safetensors.numpy import load_file, save
 
 from probes_hub.constants import PREDICTIONS_REPORT, REPORTS_DIR, ROLES
+from probes_hub.hub.records import DataInfo
 from probes_hub.hub.validation import ProbeValidationError, validate_probe_dir
 
 
@@ -30,8 +31,7 @@ def read_predictions(folder: str | Path, *, data_dir: str | None = None) -> pd.D
     folder = Path(folder)
     config = validate_probe_dir(folder)
     arrays = load_file(str(folder / REPORTS_DIR / PREDICTIONS_REPORT))
-    data = config.record.data
-    ids = _dataset_ids(data.dataset, data.source, config.record.label.name, data.limit, data.seed, data.content_hash, data_dir)
+    ids = _dataset_ids(config.record.data, config.record.label.name, data_dir)
     if len(ids) != len(arrays["prediction"]):
         raise ProbeValidationError(f"{folder}: {PREDICTIONS_REPORT} has {len(arrays['prediction'])} rows, the dataset {len(ids)}.")
     table = pd.DataFrame({"role": np.asarray(ROLES)[arrays["role"]], "prediction": arrays["prediction"]}, index=pd.Index(ids, name="id"))
@@ -39,11 +39,8 @@ def read_predictions(folder: str | Path, *, data_dir: str | None = None) -> pd.D
 
 
 @lru_cache(maxsize=8)
-def _dataset_ids(dataset: str, source: str, label: str, limit: int | None, seed: int, content_hash: str, data_dir: str | None) -> tuple[str, ...]:
-    """Question ids of the rows a probe was trained on, checked against the recorded content hash."""
-    from probes_hub.data.datasets import BUILTIN, load_dataset
+def _dataset_ids(data: DataInfo, label: str, data_dir: str | None) -> tuple[str, ...]:
+    """Question ids of the rows a probe was trained on (memoized: many probes share one dataset)."""
+    from probes_hub.data.datasets import training_dataset
 
-    frame = load_dataset(dataset if dataset in BUILTIN else source, data_dir_override=data_dir, label_columns=[label]).subset(limit, seed=seed)
-    if frame.content_hash != content_hash:
-        raise ProbeValidationError(f"{dataset}: the data here differs from the data the probe was trained on (content hash).")
-    return tuple(str(i) for i in frame.frame["id"])
+    return tuple(str(i) for i in training_dataset(data, [label], data_dir_override=data_dir).frame["id"])

@@ -15,7 +15,6 @@ import numpy as np
 from probes_hub.constants import PREDICTIONS_REPORT, REPORTS_DIR, ROLES, SWEEP_REPORT
 from probes_hub.hub.registry import Registry, write_index
 from probes_hub.hub.reports import encode_predictions
-from probes_hub.hub.validation import ProbeValidationError
 from probes_hub.probes import Probe
 from probes_hub.progress import progress_bar
 
@@ -47,11 +46,11 @@ def _add_training_summary(probe: Probe, sources: dict, extracted: dict, data_dir
 
     ``sources`` and ``extracted`` memoize models and features across the probes of one registry.
     """
-    from probes_hub.data.datasets import row_roles
+    from probes_hub.data.datasets import row_roles, training_dataset
     from probes_hub.leaderboard import source_for_probe
 
     data = probe.record_.data
-    dataset = _training_dataset(probe, data_dir)
+    dataset = training_dataset(probe.record_.data, [probe.record_.label.name], data_dir_override=data_dir)
     source = sources.get(probe.fingerprint) or sources.setdefault(probe.fingerprint, source_for_probe(probe))
     fit = row_roles(dataset, probe.record_.label.name, seed=data.seed)["fit"]
     prompt = probe.record_.model.prompt
@@ -61,18 +60,6 @@ def _add_training_summary(probe: Probe, sources: dict, extracted: dict, data_dir
         extracted[key] = source.features(dataset.frame["question"].tolist(), list(layers), chat=prompt.mode == "chat", max_length=prompt.max_length,
                                          data_hash=dataset.content_hash, use_cache=True)[0]
     probe.summarize_training(extracted[key].at(probe.layer, probe.position)[fit])
-
-
-def _training_dataset(probe: Probe, data_dir: str | None):
-    """The exact rows the probe was trained on, checked against the recorded content hash."""
-    from probes_hub.data.datasets import BUILTIN, load_dataset
-
-    data = probe.record_.data
-    spec = data.dataset if data.dataset in BUILTIN else data.source
-    dataset = load_dataset(spec, data_dir_override=data_dir, label_columns=[probe.record_.label.name]).subset(data.limit, seed=data.seed)
-    if dataset.content_hash != data.content_hash:
-        raise ProbeValidationError(f"{data.dataset}: the data here differs from the data the probe was trained on (content hash).")
-    return dataset
 
 
 def _current_reports(probe: Probe, reports: Path, data_dir: str | None) -> dict[str, str | bytes]:
@@ -89,7 +76,9 @@ def _current_reports(probe: Probe, reports: Path, data_dir: str | None) -> dict[
 
 def _convert_predictions(probe: Probe, path: Path, data_dir: str | None) -> bytes:
     """``predictions.json`` rows (id, role, prediction) as the dataset-ordered arrays of ``predictions.safetensors``."""
-    dataset = _training_dataset(probe, data_dir)
+    from probes_hub.data.datasets import training_dataset
+
+    dataset = training_dataset(probe.record_.data, [probe.record_.label.name], data_dir_override=data_dir)
     index = {str(i): row for row, i in enumerate(dataset.frame["id"])}
     prediction = np.full(len(index), np.nan)
     role = np.full(len(index), len(ROLES) - 1, dtype=np.uint8)
