@@ -34,7 +34,7 @@ QUESTION = ("A bakery sells muffins for $3 each and cookies for $2 each. Maria b
 
 
 def predict(client) -> list:
-    result = client.predict(QUESTION, "utility", 0.3, 0.7, api_name="/predict")
+    result = client.predict(QUESTION, "math", "utility", 0.3, 0.7, api_name="/predict")
     if not result[-1] or len(result[-1]["success"]) < 10:
         raise RuntimeError("incomplete prediction")
     return result

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from probes_hub.cache import replace_folder
+from probes_hub.data.datasets import MMLU_PRO_SUBSET, OUTPUT_LENGTH_LABEL
+from probes_hub.data.outcomes import IRT_LABEL, SUCCESS_RATE_LABEL
 from probes_hub.extract.models import load_model
 from probes_hub.hub.manifest import Manifest
 from probes_hub.hub.registry import write_index
@@ -36,12 +38,27 @@ class RecipeStep:
     probes: tuple[str, ...] = BUNDLED_PROBES
 
 
+def _pool_labels(name: str) -> tuple[str, ...]:
+    from probes_hub.routing.evaluate import load_pool
+
+    return tuple(m.label for m in load_pool(name).models)
+
+
 RECIPE = (
     RecipeStep("math500", ("level",), note="difficulty: MATH level 1-5"),
     RecipeStep("arc-challenge", ("grade",), note="difficulty: school grade 3-9"),
-    RecipeStep("mmlu-pro", ("correct:*", "log_output_chars"), limit=2000, probes=SUCCESS_PROBES,
+    RecipeStep("mmlu-pro", ("correct:*", "log_output_chars"), limit=MMLU_PRO_SUBSET, probes=SUCCESS_PROBES,
                note="success of each of the 29 models in outcomes.csv, and the mean log length of their answers (a cost signal for routing); "
                     "a seeded subset of 2,000 of the 12,032 questions (seed 0, each keeps its split)"),
+    RecipeStep("mixed", _pool_labels("math"), probes=("shared", "tfidf", "embedding"),
+               note="success of the 27 models of the `math` routing pool, learned across GSM8K, MATH-500, MATH level 5, ARC-Challenge and "
+                    "MMLU-Pro (the shared direction reads every benchmark's models; each model's offset its own rows)"),
+    RecipeStep("mixed", _pool_labels("mmlu-pro-25"), probes=("shared",),
+               note="success of the 25 models of the `mmlu-pro-25` pool from the direction learned on every benchmark: the pool's "
+                    "fallback for questions unlike MMLU-Pro's"),
+    RecipeStep("mixed", (SUCCESS_RATE_LABEL, OUTPUT_LENGTH_LABEL), probes=("linear", "tfidf", "embedding"),
+               note="the share of a benchmark's models that answer correctly, and their answers' mean log length (the math pool's cost signal)"),
+    RecipeStep("outcomes-math500", (IRT_LABEL,), note="difficulty: 2PL IRT item difficulty from 70 open models' outcomes on MATH-500"),
 )
 
 
@@ -56,11 +73,11 @@ def build_bundled_registry(out: str | Path, *, model: str | None = None, data_di
     timings["load_model"] = time.time() - started
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building."))
     try:
-        for step in RECIPE:
+        for number, step in enumerate(RECIPE, start=1):
             t0 = time.time()
             train(TrainOptions(dataset=step.dataset, labels=step.labels, probes=step.probes, out=str(building), data_dir=data_dir,
                                limit=step.limit, layers=BUNDLED_LAYERS, use_cache=use_cache, progress=progress), lm=lm)
-            timings[step.dataset] = time.time() - t0
+            timings[f"{number}. {step.dataset}"] = time.time() - t0
         timings["total"] = time.time() - started
         manifest = write_index(building, about=_about(lm.display_id, lm.fingerprint, timings))
         replace_folder(building, out)
@@ -81,6 +98,6 @@ Rebuild it with `python -m probes_hub build-registry --out registry` (or `make r
 
 Every label gets a `linear` probe (layers {BUNDLED_LAYERS[0]}-{BUNDLED_LAYERS[-1]} x the end-of-instruction tokens, selected by 5-fold CV
 on the training split), and the `length` and `tfidf` baselines; success labels also get a `shared` probe (one direction fitted
-to the questions' mean success over all models, then a slope and offset per model), which routing reads. Success probes are Platt-calibrated on 20% of the
+to the questions' logit of success over all models, then one slope and an offset per model), which routing reads. Success probes are Platt-calibrated on 20% of the
 training questions held out from fitting and selection; every metric is on the untouched test split with a
 bootstrap 95% CI. Last build: {took} (CPU)."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from probes_hub.constants import EMBEDDED_MODEL_ALIAS, ENV_DATA_DIR, ENV_MODEL
 from probes_hub.data.datasets import BUILTIN, SPLIT_RULES, load_dataset
-from probes_hub.paths import DEFAULT_POOL
+from probes_hub.paths import DEFAULT_POOL, bundled_pools
 from probes_hub.probes import PROBE_TYPES, baseline_types
 
 MODEL_HELP = (f"model: '{EMBEDDED_MODEL_ALIAS}' (embedded SmolLM2-135M-Instruct GGUF, the default), a .gguf file, a local model "
@@ -157,18 +157,35 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--data-dir", default=None, help=DATA_HELP)
     upgrade.set_defaults(func=cmd_upgrade)
 
-    route = sub.add_parser("route", help="evaluate probe routing on MMLU-Pro's recorded outcomes (accuracy-cost curve, AIQ, cost ratios)",
-                           description="Routes each MMLU-Pro test question to a model of the pool from the registry's success probes "
-                                       "(utility p - lambda x normalized cost, lambda swept; and a cascade), scores with the recorded outcomes "
-                                       "and costs (active params x output tokens), and compares with a TF-IDF router, the best single model, "
-                                       "random and oracle. CIs: bootstrap over test questions.")
-    route.add_argument("--pool", default=None, help=f"pool file (default: the bundled {DEFAULT_POOL.name}, the fixed headline pool)")
+    route = sub.add_parser("route", help="evaluate probe routing on recorded outcomes (accuracy-cost curve, AIQ, cost ratios)",
+                           description="Routes each test question of the pool's dataset to a model of the pool from the registry's success "
+                                       "probes (utility p - lambda x normalized expected cost, lambda swept; and a cascade), scores with the "
+                                       "recorded outcomes and costs (the pool file states its cost rule), and compares with the TF-IDF and "
+                                       "sentence-embedding routers, the best single model, random and oracle. Pools over several benchmarks "
+                                       "are also scored per benchmark. CIs: bootstrap over test questions.")
+    route.add_argument("--pool", default=None, help=f"pool file or bundled pool name ({', '.join(bundled_pools())}; default {DEFAULT_POOL.stem}, the MMLU-Pro headline pool)")
     route.add_argument("--registry", default=None, help=registry_help)
-    route.add_argument("--dataset", default="mmlu-pro", choices=["mmlu-pro"], help="dataset with recorded outcomes")
     route.add_argument("--data-dir", default=None, help=DATA_HELP)
     route.add_argument("--out", default="runs/routing", help="folder for routing.json and the chart (default runs/routing)")
     route.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the CIs (default 200)")
     route.set_defaults(func=cmd_route)
+
+    suggest = sub.add_parser("suggest", help="suggest the model of a pool to send one question to (reads the pool's success probes)",
+                             description="Reads the registry's success probes for every model of the pool on one question and picks the model "
+                                         "with the best utility P(correct) - lambda x expected cost / (the most expensive model's expected cost on "
+                                         "this question), or with --target the cheapest model whose P(correct) reaches it. Prints the "
+                                         "suggestion, or with --json one object: model, cost_ratio (its expected cost over the pool's most "
+                                         "accurate model's), p_correct, in_distribution, pool, lambda. The app's suggestion is the same call.")
+    suggest.add_argument("--question", required=True, help="the question")
+    suggest.add_argument("--pool", default="math", help=f"bundled pool name ({', '.join(bundled_pools())}) or pool file (default math)")
+    suggest.add_argument("--lambda", dest="lam", type=float, default=None,
+                         help="cost weight (0: most likely to succeed regardless of cost; default: the pool file's default_lambda)")
+    suggest.add_argument("--target", type=float, default=None, help="instead of lambda: the cheapest model with P(correct) >= this")
+    suggest.add_argument("--registry", default=None, help=registry_help)
+    suggest.add_argument("--model", default=None, help=MODEL_HELP)
+    suggest.add_argument("--data-dir", default=None, help=DATA_HELP + " (for each model's mean cost and accuracy)")
+    suggest.add_argument("--json", action="store_true", help="print one JSON object")
+    suggest.set_defaults(func=cmd_suggest)
     return parser
 
 
@@ -399,26 +416,65 @@ def cmd_route(args: argparse.Namespace) -> int:
     from probes_hub.routing.evaluate import evaluate_routing, load_pool, write_routing_outputs
 
     result = evaluate_routing(load_pool(args.pool), Registry(args.registry), data_dir_override=args.data_dir, n_boot=args.n_boot)
-    best = result["best_single"]
-    print(f"pool {result['pool']}: {len(result['models'])} models, n_test={result['n_test']} questions "
-          f"({result['dropped_questions']} dropped: a pool model has no outcome)")
-    print(f"best single model: {best['model']} accuracy {best['accuracy']:.3f}, mean cost {best['cost']:.0f}")
-    print(f"oracle (cheapest correct): accuracy {result['oracle'].accuracy:.3f}, cost {result['oracle'].cost:.0f}")
-    print(f"{'router':22s} {'AIQ [95% CI]':>26s} " + " ".join(f"{'cost@' + format(level, '.0%') + ' [95% CI]':>26s}" for level in (0.9, 0.95, 1.0)))
-    for key in result["probe_types"]:
-        router = result["routers"][key]
-        cells = [_ci(*router.aiq)] + [_ci(*router.cost_ratio[level]) for level in (0.9, 0.95, 1.0)]
-        print(f"{router.name:22s} " + " ".join(f"{c:>26s}" for c in cells) + f"   costs: {result['cost_sources'][key]}")
-    two = result["two_model"]
-    for key in result["probe_types"]:
-        print(f"two-model ({two['weak']} -> {two['strong']}), {key}: APGR {two[key]['apgr']:.3f}, CPT(50%) {two[key]['cpt50']:.3f}, CPT(80%) {two[key]['cpt80']:.3f}")
+    print(f"pool {result['pool']}: {len(result['models'])} models, probes on {result['dataset']}, cost in {result['cost_unit']}; "
+          f"{result['dropped_questions']} test question(s) dropped (a pool model has no outcome)")
+    _print_stream("all test questions", result)
+    for benchmark, part in result["per_benchmark"].items():
+        _print_stream(f"{benchmark} test questions", part)
+    if result["held_out_lambda"] is not None:
+        print(f"lambda reaching 95% of the best model on the pool's calibration questions (held out from fitting; a pool file's "
+              f"default_lambda): {result['held_out_lambda']:.4g}")
+    print("expected costs: " + "; ".join(f"{router} router: {source}" for router, source in result["cost_sources"].items()))
     for path in write_routing_outputs(result, args.out):
         print(f"wrote {path}")
-    probe, tfidf = result["routers"][result["probe"]], result["routers"]["tfidf"]
+    routers, best = result["routers"], result["best_single"]
+    probe, tfidf = routers[result["probe"]], routers["tfidf"]
+    embedding_aiq = routers["embedding"].aiq[0] if "embedding" in routers else float("nan")
     print(f"probe router: {result['probe']} probes (the first available of shared, linear)")
     print(f"RESULT best_single_acc={best['accuracy']:.4f} cost_ratio_at_95={probe.cost_ratio[0.95][0]:.4f} cost_ratio_at_100={probe.cost_ratio[1.0][0]:.4f} "
-          f"aiq={probe.aiq[0]:.4f} tfidf_cost_ratio_at_95={tfidf.cost_ratio[0.95][0]:.4f} tfidf_aiq={tfidf.aiq[0]:.4f}")
+          f"aiq={probe.aiq[0]:.4f} tfidf_cost_ratio_at_95={tfidf.cost_ratio[0.95][0]:.4f} tfidf_aiq={tfidf.aiq[0]:.4f} embedding_aiq={embedding_aiq:.4f}")
     return 0
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from probes_hub.extract.feature_source import ModelFeatures
+    from probes_hub.extract.models import load_model
+    from probes_hub.hub.registry import Registry
+    from probes_hub.routing.suggest import router_for
+
+    question = args.question.strip()
+    if not question:
+        raise ValueError("--question is empty.")
+    source = ModelFeatures(load_model(args.model))
+    router = router_for(args.pool, Registry(args.registry), source, data_dir_override=args.data_dir)
+    features, _ = source.features([question], router.layers_needed())
+    suggestion = router.suggest(features, lam=args.lam, target=args.target)
+    if args.json:
+        print(json.dumps(suggestion.to_json(), indent=1))
+        return 0
+    print(f"pool {suggestion.pool}, lambda {suggestion.lam:g}: send it to {suggestion.model} "
+          f"(P(correct) {suggestion.p_correct[suggestion.model]:.2f}, expected cost {suggestion.cost_ratio:.1%} of {suggestion.most_accurate}'s)")
+    print(f"in-distribution score {suggestion.in_distribution:.2f} (probes trained on {suggestion.probes_dataset}); predicted answer length "
+          f"x{suggestion.length_factor:.2f} the mean on the pool's training questions")
+    for model, p in sorted(suggestion.p_correct.items(), key=lambda item: -item[1]):
+        print(f"  {p:.3f}  {model}")
+    return 0
+
+
+def _print_stream(title: str, result: dict) -> None:
+    """One stream's table: best single, oracle, each router's AIQ and cost ratios with CIs, two-model metrics."""
+    best = result["best_single"]
+    print(f"\n== {title} (n={result['n_test']})")
+    print(f"best single model: {best['model']} accuracy {best['accuracy']:.3f}, mean cost {best['cost']:.4g}")
+    print(f"oracle (cheapest correct): accuracy {result['oracle'].accuracy:.3f}, cost {result['oracle'].cost:.4g}")
+    print(f"{'router':26s} {'AIQ [95% CI]':>26s} " + " ".join(f"{'cost@' + format(level, '.0%') + ' [95% CI]':>26s}" for level in (0.9, 0.95, 1.0)))
+    for router in result["routers"].values():
+        if router.cost_ratio:
+            cells = [_ci(*router.aiq)] + [_ci(*router.cost_ratio[level]) for level in (0.9, 0.95, 1.0)]
+            print(f"{router.name:26s} " + " ".join(f"{c:>26s}" for c in cells))
+    two = result["two_model"]
+    for key in (k for k in result["routers"] if k in two):
+        print(f"two-model ({two['weak']} -> {two['strong']}), {key}: APGR {two[key]['apgr']:.3f}, CPT(50%) {two[key]['cpt50']:.3f}, CPT(80%) {two[key]['cpt80']:.3f}")
 
 
 def _ci(value: float, low: float, high: float) -> str:

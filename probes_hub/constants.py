@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-LIBRARY_VERSION = "0.2.0"
+LIBRARY_VERSION = "0.3.0"
 """This package's version (also in pyproject.toml), written into every probe config and leaderboard."""
 
 SCHEMA_VERSION = 2
@@ -34,3 +34,7 @@ EMBEDDED_DISPLAY_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 MAX_PROBE_FILE_BYTES = 64 * 1024 * 1024
 """Largest file accepted inside a probe folder."""
+
+UNFAMILIAR_BELOW = 0.02
+"""An in-distribution score below this (fewer than 2% of a probe's training questions were less typical) flags the reading;
+routing then falls back to the probes trained on every benchmark."""

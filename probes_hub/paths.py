@@ -18,3 +18,8 @@ BUNDLED_LEADERBOARD = PROJECT_ROOT / "leaderboard"
 DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 POOLS_DIR = PACKAGE_ROOT / "routing" / "pools"
 DEFAULT_POOL = POOLS_DIR / "mmlu-pro-25.json"
+
+
+def bundled_pools() -> list[str]:
+    """Names of the routing pools shipped with the package (``--pool NAME``)."""
+    return sorted(p.stem for p in POOLS_DIR.glob("*.json"))

@@ -141,6 +141,8 @@ def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, 
 def _fit_many_labels(probe_type: str, dataset: QuestionSet, labels: list[str], roles: dict, features: Features,
                      options: TrainOptions) -> dict[str, Probe]:
     """Probes of one type for all labels; labels of one task known on the same fit rows are fitted together (``fit_many``)."""
+    if PROBE_TYPES[probe_type].joint_fit:
+        return _fit_jointly(probe_type, dataset, [label for label in labels if dataset.task(label) in PROBE_TYPES[probe_type].tasks], roles, features, options)
     groups: dict[tuple, list[str]] = {}
     for label in labels:
         groups.setdefault((dataset.task(label), tuple(roles[label]["fit"])), []).append(label)
@@ -154,6 +156,36 @@ def _fit_many_labels(probe_type: str, dataset: QuestionSet, labels: list[str], r
     return fitted
 
 
+def _fit_jointly(probe_type: str, dataset: QuestionSet, labels: list[str], roles: dict, features: Features, options: TrainOptions) -> dict[str, Probe]:
+    """Shared-direction probes: the direction learns the logit of success over *every* success label of the dataset on all fit
+    rows (not only the requested labels'), each requested label its offset on its own fit rows; then one joint
+    calibration on the held-out calibration rows."""
+    from probes_hub.probes.shared import calibrate_jointly, success_logit
+
+    if not labels:
+        return {}
+    everyone = [name for name, task in dataset.labels.items() if task == BINARY]
+    everyone_roles = {name: roles.get(name) or row_roles(dataset, name, seed=options.seed) for name in everyone}
+    table = dataset.frame[labels].to_numpy(dtype=float)
+
+    def known_on(role: str, names: list[str], source: dict) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.unique(np.concatenate([source[name][role] for name in names]))
+        Y = np.full((len(rows), len(labels)), np.nan)
+        for t, label in enumerate(labels):
+            mine = np.isin(rows, roles[label][role])
+            Y[mine, t] = table[rows[mine], t]
+        return rows, Y
+
+    fit_rows, Y_fit = known_on("fit", everyone, everyone_roles)
+    target = success_logit(dataset.frame[everyone].to_numpy(dtype=float)[fit_rows])
+    probes = _make_probe(probe_type, BINARY, options).fit_many(features.take(fit_rows), Y_fit, direction_target=target)
+    calibration_rows, Y_calibration = known_on("calibration", labels, roles)
+    calibrate_jointly(probes, features.take(calibration_rows), Y_calibration,
+                      note=f"one slope and a per-label offset on a held-out {CALIBRATION_FRACTION:.0%} of the training questions "
+                           f"(n={len(calibration_rows)} over {len(labels)} labels), unused for fitting and selection")
+    return dict(zip(labels, probes))
+
+
 def _train_label(dataset: QuestionSet, label: str, roles: dict, features: Features, options: TrainOptions,
                  prefitted: dict[str, Probe]) -> TrainResult:
     """Fit (unless given in ``prefitted``), calibrate, evaluate and save every probe type for one label."""
@@ -165,7 +197,7 @@ def _train_label(dataset: QuestionSet, label: str, roles: dict, features: Featur
     probe_types = [p for p in dict.fromkeys((*baseline_types(), *options.probes)) if task in PROBE_TYPES[p].tasks]
     for probe_type in probe_types:
         probe = prefitted[probe_type] if probe_type in prefitted else _make_probe(probe_type, task, options).fit(parts["fit"], targets["fit"])
-        if task == BINARY:
+        if task == BINARY and probe.calibration_ is None:
             probe.fit_calibration(parts["calibration"], targets["calibration"],
                                   note=f"Platt scaling on a held-out {CALIBRATION_FRACTION:.0%} of the training questions (n={len(roles['calibration'])}), unused for fitting and selection")
         metrics, prediction = evaluate(probe, parts["test"], targets["test"])

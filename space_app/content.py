@@ -17,14 +17,19 @@ difficulty label: MATH level, ARC school grade) or whether a given model will an
 ## How to read the numbers
 - **Difficulty**: each probe's prediction on its own label scale, with the probe's Spearman correlation on an untouched
   test split (95% bootstrap CI, n). Around 0.5 means the ranking of questions is informative, not exact.
-- **Success**: the calibrated probability that each model answers correctly (Platt scaling fitted on held-out training
-  questions), with the probe's test ROC-AUC. Probes for other models are *proxies*: they read the embedded model's
-  activations to predict another model's outcome. The app prefers `shared` success probes (one direction for the
-  question's mean success over all models, a slope and offset per model), which keep the models comparable.
-- **mmlu-pro log_output_chars**: the predicted mean log length (characters) of the models' answers, a cost signal.
-- **Routing**: utility = p(success) - lambda x cost / max mean cost, or the cheapest model whose p reaches a target; cost is
-  active parameters x expected output tokens (the pool file's mean per model, scaled by this question's predicted
-  answer length when the registry has a `log_output_chars` probe).
+- **Success**: the calibrated probability that each model of the chosen pool answers correctly, with the probe's test
+  ROC-AUC. The probes are *proxies*: they read the embedded model's activations to predict another model's outcome.
+  The app prefers `shared` success probes: one direction for how easy a question is (learned from every model's
+  outcomes on every benchmark), one slope, and an offset per model (its ability), which keeps models comparable.
+  The `math` pool's models have outcomes on MATH level 5 (training) and GSM8K (test only), so on easy questions their
+  probabilities lean low.
+- **In-distribution score** (0-1): the share of a probe's training questions less typical than this one; below 0.02 the
+  app warns that the question is unlike anything the probe was trained on.
+- **Routing**: utility = P(correct) - lambda x cost / (the most expensive model's cost on this question), or the cheapest
+  model whose P(correct) reaches a target. Cost is the pool file's rule (list price x output tokens for the `math` pool,
+  active parameters x output tokens for `mmlu-pro-25`): each model's mean cost on the pool's training questions, scaled
+  by this question's predicted answer length. The default lambda is the pool file's: the largest that still reached 95%
+  of the best model's accuracy on held-out training questions. "Cheaper" compares with the pool's most accurate model.
 - Every metric was computed on a test split that was never used for selecting layer, position or regularization.
 
 ## Train and upload your own

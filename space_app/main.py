@@ -4,7 +4,7 @@
 - ``PROBES_HUB_REGISTRY``: registry folder or Hub repo id (default: the bundled ``registry/``); uploads go there
 - ``PROBES_HUB_LEADERBOARD``: leaderboard folder or Hub dataset repo id (default: ``leaderboard/``)
 - ``PROBES_HUB_LEADERBOARD_EVERY``: seconds between background leaderboard refreshes (default: off)
-- ``PROBES_HUB_POOL``: routing pool file (default: the bundled ``mmlu-pro-25.json`` in ``probes_hub/routing/pools/``)
+- ``PROBES_HUB_POOLS``: routing pools offered, comma-separated bundled names or pool files (default ``math,mmlu-pro-25``)
 - ``PROBES_HUB_MODEL_WORKER``: ``1`` (default) loads the model in a worker process while Gradio imports;
   ``0`` loads it in the app's process (always so on a ZeroGPU Space, whose GPU only the main process gets)
 
@@ -15,8 +15,6 @@ before Gradio, torch or pandas are imported, so that their imports overlap.
 from __future__ import annotations
 
 import importlib.util
-import json
-import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -24,38 +22,22 @@ from probes_hub.paths import BUNDLED_LEADERBOARD
 
 from .model_worker import ModelWorker
 
+DEFAULT_POOLS = "math,mmlu-pro-25"
+
 if TYPE_CHECKING:
     import gradio as gr
 
     from probes_hub.extract.feature_source import FeatureSource
+    from probes_hub.routing.evaluate import Pool
 
     from .ui import AppContext
 
-logger = logging.getLogger(__name__)
 
+def app_pools() -> list[Pool]:
+    """The routing pools the Predict tab offers: ``PROBES_HUB_POOLS`` (comma-separated names or files), first one preselected."""
+    from probes_hub.routing.evaluate import load_pool
 
-def pool_costs(pool_path: str | None) -> dict[str, float]:
-    """Expected cost per pool model: mean cost on MMLU-Pro training questions, or active parameters alone without the data.
-
-    Cached on disk by the pool and the outcome files' contents, so later launches skip reading 350k outcome rows.
-    """
-    from probes_hub.cache import atomic_write_json, cache_dir, file_sha256, sha256_text
-    from probes_hub.data.datasets import data_dir
-    from probes_hub.routing.evaluate import expected_costs, load_pool
-
-    pool = load_pool(pool_path)
-    try:
-        root = data_dir()
-        key = sha256_text(repr(pool), *(file_sha256(root / "mmlu_pro" / name) for name in ("outcomes.csv", "questions.jsonl")))
-        cached = cache_dir("routing") / f"{key[:24]}.json"
-        if cached.exists():
-            return json.loads(cached.read_text())
-        costs = expected_costs(pool)
-        atomic_write_json(cached, costs)
-        return costs
-    except (FileNotFoundError, ValueError) as error:
-        logger.warning("Routing costs use active parameters only (MMLU-Pro outcomes unavailable: %s).", error)
-        return {m.name: m.active_params_b for m in pool.models}
+    return [load_pool(spec.strip()) for spec in (os.environ.get("PROBES_HUB_POOLS") or DEFAULT_POOLS).split(",") if spec.strip()]
 
 
 def start_model() -> FeatureSource:
@@ -81,7 +63,7 @@ def create_app() -> tuple[gr.Blocks, AppContext]:
     from .ui import AppContext, build_demo
 
     registry = Registry(os.environ.get("PROBES_HUB_REGISTRY") or None)
-    predictor = Predictor(source, registry, pool_costs(os.environ.get("PROBES_HUB_POOL") or None))
+    predictor = Predictor(source, registry, app_pools())
     if importlib.util.find_spec("spaces") is not None:  # on Hugging Face Spaces: run predictions on the Space's GPU
         import spaces
 

@@ -9,19 +9,21 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file
 
 from probes_hub.apply import choose_probes
-from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL
+from probes_hub.constants import PREDICTIONS_REPORT, REPORTS_DIR, UNFAMILIAR_BELOW
 from probes_hub.extract.feature_source import FeatureSource
+from probes_hub.extract.features import Features
 from probes_hub.hub.records import BINARY, GRADED
 from probes_hub.hub.registry import Registry
-from probes_hub.routing.policies import Recommendation, recommend
+from probes_hub.routing.evaluate import Pool
+from probes_hub.routing.suggest import PoolRouter, Suggestion, pool_facts
 
 MAX_QUESTION_TOKENS = 1024
-UNFAMILIAR_BELOW = 0.02
-"""An in-distribution score below this (fewer than 2% of the training questions were less typical) flags the reading."""
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Reading:
     metric: dict
     in_distribution: float = float("nan")
     """Share of the probe's training questions less typical than this one (NaN: the probe keeps no summary)."""
+    percentile: float = float("nan")
+    """Graded probes: share of the probe's dataset questions whose prediction is below this one."""
 
     @property
     def unfamiliar(self) -> bool:
@@ -55,36 +59,44 @@ class Prediction:
     n_tokens: int
     truncated: bool
     notices: list[str] = field(default_factory=list)
-    length_factor: float = 1.0
-    """How much longer than average the models' answers are predicted to be: exp(reading - the length probe's
-    intercept), a linear probe's intercept being its training rows' mean label (1.0 without a length probe)."""
-
-    def success_by_model(self) -> dict[str, float]:
-        return {r.label.removeprefix("correct:"): r.value for r in self.success}
+    features: Features | None = None
+    """The question's features, kept so that routing with other settings needs no second forward pass."""
 
 
 class Predictor:
-    """Holds the model and its probes; ``reload()`` picks up probes added to the registry while running."""
+    """Holds the model, its probes and one router per pool; ``reload()`` picks up probes added to the registry while running."""
 
-    def __init__(self, source: FeatureSource, registry: Registry, expected_cost: dict[str, float] | None = None):
+    def __init__(self, source: FeatureSource, registry: Registry, pools: list[Pool] | None = None, *, data_dir: str | None = None):
         self.source = source
         self.registry = registry
-        self.expected_cost = expected_cost or {}
+        self.pools = {pool.name: pool for pool in pools or []}
+        self._facts = {name: pool_facts(pool, data_dir) for name, pool in self.pools.items()}
         self._lock = threading.Lock()
         self.probes: dict | None = None
         """Loaded on first use: choosing them needs the model's fingerprint, which a model worker may still be computing."""
         self.layers: list[int] = []
         self.problems: dict[str, str] = {}
+        self.routers: dict[str, PoolRouter] = {}
+        self.references: dict[str, np.ndarray] = {}
+        """Graded probes' saved predictions on their whole dataset: where a reading falls among that dataset's questions."""
 
     def reload(self) -> None:
-        """(Re)load, per (dataset, label), the preferred probe that reads this model (by fingerprint; TF-IDF/length by display id).
+        """(Re)load, per (dataset, label), the preferred probe that reads this model (by fingerprint; TF-IDF/length by display id),
+        and the routers of the pools whose models all have a success probe.
 
         The choice is made from the manifest, so only the probes the app reads are loaded.
         """
         report = self.registry.load_all(names=choose_probes(self.registry.list(), self.source))
+        routers, problems = {}, dict(report.problems)
+        for name, pool in self.pools.items():
+            try:
+                routers[name] = PoolRouter.from_probes(pool, self._facts[name], report.probes, self.registry)
+            except ValueError as error:
+                problems[f"pool {name}"] = str(error)
+        references = {name: saved_predictions(self.registry.folder(name)) for name, probe in report.probes.items() if probe.task == GRADED}
         with self._lock:
-            self.probes = report.probes
-            self.problems = report.problems
+            self.probes, self.problems, self.routers = report.probes, problems, routers
+            self.references = {name: values for name, values in references.items() if values is not None}
             self.layers = sorted({layer for p in report.probes.values() for layer in (*p.layers_needed(), *p.selection_.layers_searched)})
 
     def predict(self, question: str) -> Prediction:
@@ -95,36 +107,39 @@ class Predictor:
         if self.probes is None:
             self.reload()
         with self._lock:
-            probes, layers = dict(self.probes), list(self.layers)
+            probes, layers, references = dict(self.probes), list(self.layers), dict(self.references)
         started = time.perf_counter()
         features, truncated = self.source.features([question], layers, max_length=MAX_QUESTION_TOKENS)
         forward_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        difficulty, success, layerwise, length_factor = [], [], {}, 1.0
-        for probe in probes.values():
+        difficulty, success, layerwise = [], [], {}
+        for name, probe in probes.items():
             record = probe.record_
             test = record.test_metric
+            value = float(probe.predict(features)[0])
+            reference = references.get(name)
             reading = Reading(f"{record.data.dataset} {record.label.name}", record.data.dataset, record.label.name, probe.probe_type,
-                              float(probe.predict(features)[0]), record.label.range, test.to_dict() if test else {},
-                              float(probe.in_distribution(features)[0]))
+                              value, record.label.range, test.to_dict() if test else {}, float(probe.in_distribution(features)[0]),
+                              float(np.mean(reference < value)) if reference is not None else float("nan"))
             (success if probe.task == BINARY else difficulty).append(reading)
             per_layer = probe.layerwise(features) if probe.task == GRADED else None
             if per_layer is not None:
                 probe_layers, values = per_layer
                 layerwise[reading.name] = (probe_layers, [float(v) for v in values[0]])
-                if reading.label == OUTPUT_LENGTH_LABEL:
-                    length_factor = float(np.exp(reading.value - probe.intercept_[0]))
         notices = [f"The question was longer than {MAX_QUESTION_TOKENS} tokens; its beginning was cut (the end-of-instruction tokens are kept)."] if truncated[0] else []
         if success and sum(r.unfamiliar for r in success) > len(success) / 2:
             notices.append("This question is unlike the questions the success probes were trained on: read the success probabilities and the "
                            "routing suggestion with care.")
         return Prediction(sorted(difficulty, key=lambda r: r.name), sorted(success, key=lambda r: -r.value), layerwise, forward_ms,
-                          (time.perf_counter() - started) * 1000, int(features.token_counts[0]), truncated[0], notices, length_factor)
+                          (time.perf_counter() - started) * 1000, int(features.token_counts[0]), truncated[0], notices, features)
 
-    def route(self, prediction: Prediction, *, lam: float | None = None, target: float | None = None) -> Recommendation | None:
-        """The routing suggestion for this question, or None when no success probe has a cost in the pool."""
-        p = prediction.success_by_model()
-        if not set(p) & set(self.expected_cost):
-            return None
-        costs = {model: cost * prediction.length_factor for model, cost in self.expected_cost.items()}
-        return recommend(p, costs, lam=lam, target=target, cost_scale=max(self.expected_cost.values()))
+    def route(self, prediction: Prediction, pool: str, *, lam: float | None = None, target: float | None = None) -> Suggestion | None:
+        """The suggestion for this question in ``pool`` (see :class:`~probes_hub.routing.suggest.PoolRouter`), or None without a router."""
+        router = self.routers.get(pool)
+        return router.suggest(prediction.features, lam=lam, target=target) if router and prediction.features is not None else None
+
+
+def saved_predictions(folder: Path) -> np.ndarray | None:
+    """A probe's saved predictions on every row of its dataset (None when the folder has no report)."""
+    path = Path(folder) / REPORTS_DIR / PREDICTIONS_REPORT
+    return load_file(str(path))["prediction"] if path.exists() else None

@@ -10,13 +10,15 @@ import gradio as gr
 import pandas as pd
 
 from probes_hub.charts import leaderboard_charts
+from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.validation import ProbeValidationError
+from probes_hub.routing.suggest import Suggestion
 
 from .content import ABOUT, EXAMPLES
 from .leaderboard_view import FILTERS, TITLES, chart_rows, display_table, filter_table, read_leaderboard_source, refreshed_at, source_version
 from .model_worker import ModelWorkerError
-from .predictor import Prediction, Predictor
+from .predictor import Prediction, Predictor, Reading
 from .upload import accept_upload
 
 
@@ -30,12 +32,22 @@ class AppContext:
     scheduler: object | None = None
 
 
-def success_chart(prediction: Prediction) -> alt.Chart:
-    frame = pd.DataFrame([{"model": r.label.removeprefix("correct:"), "p_success": r.value, "test_auc": r.metric.get("value")} for r in prediction.success])
+def success_chart(prediction: Prediction, suggestion: Suggestion | None) -> alt.Chart | None:
+    """P(correct) per model: the chosen pool's models when there is a suggestion, else every success probe."""
+    readings = {r.label.removeprefix("correct:"): r for r in prediction.success}
+    if suggestion is not None:
+        rows = [{"model": m, "p_success": p, "test_auc": readings[m].metric.get("value") if m in readings else None,
+                 "suggested": m == suggestion.model} for m, p in suggestion.p_correct.items()]
+    else:
+        rows = [{"model": m, "p_success": r.value, "test_auc": r.metric.get("value"), "suggested": False} for m, r in readings.items()]
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
     return alt.Chart(frame).mark_bar().encode(
         x=alt.X("p_success:Q", scale=alt.Scale(domain=[0, 1]), title="P(correct)"), y=alt.Y("model:N", sort="-x", title=None),
-        tooltip=["model", alt.Tooltip("p_success:Q", format=".2f"), alt.Tooltip("test_auc:Q", format=".3f")]
-    ).properties(height=max(120, 16 * len(frame)), width=420, title="Predicted success per model")
+        color=alt.Color("suggested:N", legend=None, scale=alt.Scale(domain=[False, True], range=["#9ecae1", "#e6550d"])),
+        tooltip=["model", alt.Tooltip("p_success:Q", format=".2f"), alt.Tooltip("test_auc:Q", format=".3f", title="probe test AUC")]
+    ).properties(height=max(120, 16 * len(frame)), width=420, title="Predicted success per model (orange: the suggestion)")
 
 
 def layer_chart(prediction: Prediction) -> alt.Chart:
@@ -46,17 +58,35 @@ def layer_chart(prediction: Prediction) -> alt.Chart:
                                                           ).properties(height=240, width=420, title="Difficulty read at every layer")
 
 
+HUMAN_TERMS = {
+    "level": lambda value, low, high, where: f"MATH level {value:.1f} of {high:.0f}",
+    "grade": lambda value, low, high, where: f"school grade {value:.1f} (range {low:.0f} to {high:.0f})",
+    "steps": lambda value, low, high, where: f"about {value:.1f} solution steps",
+    "log_output_chars": lambda value, low, high, where: f"predicted answer length ~{math.exp(value):,.0f} characters",
+    "success_rate": lambda value, low, high, where: f"{value:.0%} of the benchmark's models would answer correctly",
+    "irt_difficulty": lambda value, low, high, where: f"IRT difficulty: {where or f'{value:.1f}'}",
+}
+"""How each known label reads in its own terms (value clipped to the label's training range)."""
+
+
+def describe(reading: Reading) -> str:
+    """A difficulty reading in the label's own human terms, e.g. "MATH level 3.2 of 5" or "harder than 80% of MATH-500"."""
+    low, high = reading.label_range
+    value = min(max(reading.value, low), high)
+    where = f"harder than {reading.percentile:.0%} of its {reading.dataset} questions" if not math.isnan(reading.percentile) else ""
+    if reading.label in HUMAN_TERMS:
+        return HUMAN_TERMS[reading.label](value, low, high, where)
+    return f"{value:.2f} on a scale of {low:.1f} to {high:.1f}" + (f" ({where})" if where else "")
+
+
 def difficulty_markdown(prediction: Prediction) -> str:
     lines = []
     for r in prediction.difficulty:
         m = r.metric
         trust = f"test {m['name']} {m['value']:.2f} [{m['low']:.2f}, {m['high']:.2f}], n={m['n']}" if m else "no test metric"
-        low, high = r.label_range
-        shown = min(max(r.value, low), high)
-        raw = "" if shown == r.value else f", raw reading {r.value:.1f}"
         familiar = "" if math.isnan(r.in_distribution) else f" · in-distribution {r.in_distribution:.2f}"
         warning = " · ⚠️ this question is unlike what this probe was trained on" if r.unfamiliar else ""
-        lines.append(f"- **{r.dataset} {r.label}**: {shown:.1f} of {low:g} to {high:g}{raw} · {trust}{familiar}{warning}")
+        lines.append(f"- **{r.dataset} {r.label}**: {describe(r)} · {trust}{familiar}{warning}")
     return "\n".join(lines) or "No difficulty probe for this model."
 
 
@@ -65,18 +95,20 @@ ROUTING_RULES = [("utility: p - lambda x cost", UTILITY), ("cheapest with p >= t
 """Radio choices as (label, value): callbacks key on the value, never on the display text."""
 
 
-def routing_markdown(ctx: AppContext, prediction: Prediction, mode: str, lam: float, target: float) -> tuple[str, dict | None]:
-    rec = ctx.predictor.route(prediction, lam=lam if mode == UTILITY else None, target=target if mode == CHEAPEST else None)
-    if rec is None:
-        return "No routing: none of the success probes' models has a cost in the pool.", None
-    saving = 1 - rec.cost / rec.strongest_cost if rec.strongest_cost else 0.0
-    text = (f"**Route to {rec.model}**: P(correct) {rec.p_success:.2f}, expected cost {rec.cost:,.0f} "
-            f"vs. the most likely model {rec.strongest} (P {rec.strongest_p:.2f}, cost {rec.strongest_cost:,.0f}): {saving:.0%} cheaper.")
-    if prediction.length_factor != 1.0:
-        text += (f" Costs are each model's mean cost x {prediction.length_factor:.2f}, this question's predicted answer length "
-                 "relative to the average.")
-    return text, {"model": rec.model, "p_success": rec.p_success, "cost": rec.cost, "strongest": rec.strongest,
-                  "strongest_p_success": rec.strongest_p, "strongest_cost": rec.strongest_cost}
+def routing_markdown(suggestion: Suggestion | None, pool: str, pool_dataset: str | None = None) -> str:
+    if suggestion is None:
+        return f"No routing: the registry lacks a success probe for some model of pool '{pool}' on this model."
+    p = suggestion.p_correct
+    text = (f"**Route to {suggestion.model}**: P(correct) {p[suggestion.model]:.2f}, expected cost {suggestion.cost_ratio:.1%} of the pool's most "
+            f"accurate model {suggestion.most_accurate} (P {p[suggestion.most_accurate]:.2f}): {1 - suggestion.cost_ratio:.0%} cheaper.")
+    if suggestion.length_factor != 1.0:
+        text += f" Costs are each model's mean cost x {suggestion.length_factor:.2f}, this question's predicted answer length relative to the average."
+    if pool_dataset and suggestion.probes_dataset != pool_dataset:
+        text += (f" The question is unlike the pool's {pool_dataset} training questions, so the probabilities come from the probes "
+                 f"trained on every benchmark ({suggestion.probes_dataset}).")
+    if suggestion.in_distribution < UNFAMILIAR_BELOW:
+        text += f" ⚠️ In-distribution score {suggestion.in_distribution:.2f}: this question is unlike what these probes were trained on."
+    return text
 
 
 def build_demo(ctx: AppContext) -> gr.Blocks:
@@ -89,8 +121,11 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                     question = gr.Textbox(label="Question", lines=4, placeholder="Type a question...", elem_id="question")
                     gr.Examples(EXAMPLES, inputs=question)
                 with gr.Column(scale=2):
+                    pools = list(ctx.predictor.pools)
+                    pool = gr.Dropdown(pools, value=pools[0] if pools else None, label="Route within pool", elem_id="pool")
                     mode = gr.Radio(ROUTING_RULES, value=UTILITY, label="Routing rule")
-                    lam = gr.Slider(0, 2, value=0.3, step=0.01, label="lambda (cost weight)")
+                    lam = gr.Slider(0, 2, value=ctx.predictor.pools[pools[0]].default_lambda if pools else 0.2, step=0.01,
+                                    label="lambda (cost weight; the pool's default is set so that easy and hard questions go to different models)")
                     target = gr.Slider(0.3, 0.99, value=0.7, step=0.01, label="target P(correct)")
                     button = gr.Button("Predict", variant="primary", elem_id="predict")
             status = gr.Markdown(elem_id="status")
@@ -106,26 +141,30 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             with gr.Accordion("Raw output (JSON)", open=False):
                 raw = gr.JSON(elem_id="raw")
 
-            def on_predict(text: str, mode_value: str, lam_value: float, target_value: float):
+            def on_predict(text: str, pool_name: str, mode_value: str, lam_value: float, target_value: float):
                 try:
                     prediction = ctx.predictor.predict(text)
+                    suggestion = ctx.predictor.route(prediction, pool_name, lam=lam_value if mode_value == UTILITY else None,
+                                                     target=target_value if mode_value == CHEAPEST else None)
                 except (ValueError, ModelWorkerError) as error:
                     raise gr.Error(str(error)) from error
-                route_text, route = routing_markdown(ctx, prediction, mode_value, lam_value, target_value)
                 notice = " ".join(prediction.notices)
                 status_text = (f"Forward pass {prediction.forward_ms:.0f} ms ({prediction.n_tokens} tokens, stopped after layer "
                                f"{max(ctx.predictor.layers) if ctx.predictor.layers else '-'}), probes {prediction.probes_ms:.0f} ms. {notice}")
-                payload = {"difficulty": [{"probe": r.name, "value": r.value, "range": list(r.label_range), "test_metric": r.metric,
+                payload = {"difficulty": [{"probe": r.name, "value": r.value, "range": list(r.label_range), "test_metric": r.metric, "description": describe(r),
                                            "in_distribution": None if math.isnan(r.in_distribution) else r.in_distribution} for r in prediction.difficulty],
-                           "in_distribution": {r.label.removeprefix("correct:"): r.in_distribution for r in prediction.success if not math.isnan(r.in_distribution)},
-                           "success": prediction.success_by_model(), "routing": route, "latency_ms": {"forward": prediction.forward_ms, "probes": prediction.probes_ms},
-                           "truncated": prediction.truncated}
-                return (status_text, difficulty_markdown(prediction), route_text, layer_chart(prediction) if prediction.layerwise else None,
-                        success_chart(prediction) if prediction.success else None, payload)
+                           "in_distribution": {r.name: r.in_distribution for r in prediction.success if not math.isnan(r.in_distribution)},
+                           "success": {r.name: r.value for r in prediction.success},
+                           "routing": suggestion.to_json() if suggestion else None,
+                           "latency_ms": {"forward": prediction.forward_ms, "probes": prediction.probes_ms}, "truncated": prediction.truncated}
+                return (status_text, difficulty_markdown(prediction), routing_markdown(suggestion, pool_name, ctx.predictor.pools[pool_name].dataset if pool_name in ctx.predictor.pools else None),
+                        layer_chart(prediction) if prediction.layerwise else None, success_chart(prediction, suggestion), payload)
 
-            predict_event = dict(fn=on_predict, inputs=[question, mode, lam, target], outputs=[status, difficulty, routing, layers_plot, success_plot, raw])
+            predict_event = dict(fn=on_predict, inputs=[question, pool, mode, lam, target], outputs=[status, difficulty, routing, layers_plot, success_plot, raw])
             button.click(**predict_event, api_name="predict")
             question.submit(**predict_event, api_name=False)
+            pool.change(lambda name: gr.Slider(value=ctx.predictor.pools[name].default_lambda) if name in ctx.predictor.pools else gr.skip(),
+                        inputs=pool, outputs=lam, api_name=False)
 
         with gr.Tab("Leaderboard") as leaderboard_tab:
             refreshed = gr.Markdown(elem_id="refreshed")

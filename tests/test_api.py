@@ -21,13 +21,26 @@ def test_predict_returns_a_tidy_table_of_difficulty_and_success(smollm2):
     assert level.loc[1, "value"] > level.loc[0, "value"]  # the olympiad question reads harder than the sum
     success = table[table["reading"] == "success"]
     assert success["label"].str.startswith("correct:").all() and success["value"].between(0, 1).all()
-    assert (success["probe_type"] == "shared").all() and success.groupby("question_index").size().tolist() == [29, 29]
+    per_question = len(_success_labels())
+    assert (success["probe_type"] == "shared").all() and success.groupby("question_index").size().tolist() == [per_question, per_question]
+    math = success[(success["dataset"] == "mixed") & (success["label"] == "correct:o1-mini-2024-09-12")].set_index("question_index")["value"]
+    assert math.loc[0] > 0.85 and math.loc[0] > math.loc[1]  # the strongest math model: the sum is safe, the olympiad problem less so
 
 
 def test_predict_filters_labels_and_rejects_bad_input(smollm2):
     table = probes_hub.predict("What is 7 + 5?", label="correct:*", model=smollm2)
-    assert len(table) == 29 and set(table["reading"]) == {"success"}
+    assert len(table) == len(_success_labels()) and set(table["reading"]) == {"success"}
     with pytest.raises(ValueError, match="empty"):
         probes_hub.predict(["  "], model=smollm2)
     with pytest.raises(ValueError, match="No probe"):
         probes_hub.predict("What is 7 + 5?", label="no-such-label", model=smollm2)
+
+
+def _success_labels() -> set[tuple[str, str]]:
+    """(dataset, label) of the bundled registry's success probes: MMLU-Pro's 29 models, and on ``mixed`` the math pool's 27 and the
+    MMLU-Pro pool's 25 (its fallback)."""
+    from probes_hub.hub.registry import Registry
+
+    labels = {(e.dataset, e.label) for e in Registry().list() if e.label.startswith("correct:")}
+    assert len(labels) == 29 + 27 + 25
+    return labels

@@ -87,17 +87,53 @@ def test_api_predict_returns_difficulty_success_and_routing(app):
     latencies = []
     for _ in range(20):
         started = time.perf_counter()
-        result = client.predict(QUESTION, "utility", 0.3, 0.7, api_name="/predict")
+        result = client.predict(QUESTION, "math", "utility", 0.3, 0.7, api_name="/predict")
         latencies.append((time.perf_counter() - started) * 1000)
     raw = result[-1]
-    assert {r["probe"] for r in raw["difficulty"]} >= {"math500 level", "arc-challenge grade"}
+    assert {r["probe"] for r in raw["difficulty"]} >= {"math500 level", "arc-challenge grade", "mixed log_output_chars", "outcomes-math500 irt_difficulty"}
+    assert any(r["description"].startswith("MATH level") for r in raw["difficulty"])
+    assert any("harder than" in r["description"] for r in raw["difficulty"])
     assert len(raw["success"]) >= 10 and all(0 < p < 1 for p in raw["success"].values())
-    assert raw["routing"]["model"] in raw["success"] and raw["routing"]["cost"] <= raw["routing"]["strongest_cost"]
+    routing = raw["routing"]
+    assert routing["pool"] == "math" and routing["model"] in routing["p_correct"] and len(routing["p_correct"]) == 27 and routing["cost_ratio"] > 0
     assert raw["in_distribution"].keys() == raw["success"].keys() and all(0 <= v <= 1 for v in raw["in_distribution"].values())
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "api_latency.json").write_text(json.dumps({"p50_ms": statistics.median(latencies), "calls": latencies}))
     with pytest.raises(Exception, match="Type a question"):  # gr.Error: the client raises instead of getting empty outputs
-        client.predict("   ", "utility", 0.3, 0.7, api_name="/predict")
+        client.predict("   ", "math", "utility", 0.3, 0.7, api_name="/predict")
+
+
+ARITHMETIC = "What is 7 + 5?"
+OLYMPIAD = ("Let $a$, $b$, $c$ be positive real numbers with $abc = 1$. Prove that "
+            "$\\frac{1}{a^3(b+c)} + \\frac{1}{b^3(c+a)} + \\frac{1}{c^3(a+b)} \\ge \\frac{3}{2}$, and determine all cases of equality.")
+
+
+def test_suggestion_is_cheap_for_arithmetic_and_strong_for_olympiad_in_app_and_cli(app, capsys):
+    """The issue's check, through the app's API and ``probes-hub suggest`` (one code path: the same answer)."""
+    from gradio_client import Client
+
+    from probes_hub.cli import main
+    from probes_hub.routing.evaluate import load_pool
+    from probes_hub.routing.suggest import pool_facts
+
+    url, _, _ = app
+    pool = load_pool("math")
+    facts = pool_facts(pool)
+    ranked = sorted(facts.accuracy, key=facts.accuracy.get, reverse=True)
+    client = Client(url, verbose=False)
+    suggestions = {}
+    for name, question in (("arithmetic", ARITHMETIC), ("olympiad", OLYMPIAD)):
+        from_app = client.predict(question, "math", "utility", pool.default_lambda, 0.7, api_name="/predict")[-1]["routing"]
+        assert main(["suggest", "--pool", "math", "--question", question, "--json"]) == 0
+        from_cli = json.loads(capsys.readouterr().out)
+        assert from_cli["model"] == from_app["model"] and from_cli["cost_ratio"] == pytest.approx(from_app["cost_ratio"], rel=1e-6)
+        assert from_cli["p_correct"] == pytest.approx(from_app["p_correct"], rel=1e-6) and from_cli["pool"] == "math"
+        assert 0 <= from_cli["in_distribution"] <= 1
+        suggestions[name] = from_cli
+    easy, hard = suggestions["arithmetic"], suggestions["olympiad"]
+    assert easy["p_correct"][facts.most_accurate] >= 0.85 and easy["cost_ratio"] <= 0.20, easy
+    assert hard["model"] in ranked[: len(ranked) // 4 + 1], (hard["model"], ranked)
+    assert easy["model"] != hard["model"]
 
 
 def _zip_folder(folder: Path, target: Path) -> Path:
@@ -146,7 +182,7 @@ def test_valid_upload_appears_without_restart(app, smollm2, tmp_path):
     assert "Added" in message and "Re-evaluated on the test split here" in message, message
     name = results["digits"].probes["linear"].path.name
     assert (registry / name / "config.json").exists() and name in (registry / "manifest.json").read_text()
-    raw = client.predict("What is 12 times 7?", "utility", 0.3, 0.7, api_name="/predict")[-1]
+    raw = client.predict("What is 12 times 7?", "math", "utility", 0.3, 0.7, api_name="/predict")[-1]
     assert any(r["probe"] == "products digits" for r in raw["difficulty"])
     board = client.predict("", "all", "all", "all", "all", api_name="/leaderboard")
     assert name in json.dumps(board[1])
@@ -206,7 +242,7 @@ def test_leaderboard_tab_refreshes_on_a_schedule(tmp_path):
     leaderboard.mkdir()
     with launched_app(tmp_path, registry, leaderboard, PROBES_HUB_LEADERBOARD_EVERY="2", PROBES_HUB_MODEL_WORKER="0") as url:
         client = Client(url, verbose=False)
-        raw = client.predict(QUESTION, "utility", 0.3, 0.7, api_name="/predict")[-1]
+        raw = client.predict(QUESTION, "math", "utility", 0.3, 0.7, api_name="/predict")[-1]
         assert [r["probe"] for r in raw["difficulty"]] == ["math500 level"] and 1 <= raw["difficulty"][0]["value"] <= 5
         seen = []
         deadline = time.time() + 120

@@ -42,18 +42,29 @@ def test_bundled_probes_reproduce_their_saved_test_predictions_exactly(smollm2):
         dataset = load_dataset(dataset_name).subset(limit, seed=seed)
         ids = dataset.frame["id"].astype(str).tolist()
         saved = {name: read_predictions(Path(registry.folder(name))) for name in names}
-        test_ids = sorted(set.intersection(*(set(s.index[s["role"] == "test"]) for s in saved.values())))
-        sample = [test_ids[i] for i in np.random.default_rng(0).choice(len(test_ids), size=min(SAMPLE, len(test_ids)), replace=False)]
-        rows = [ids.index(i) for i in sample]
-        questions = dataset.frame["question"].iloc[rows].tolist()
-        predicted = predict_probes(source, {n: loaded.probes[n] for n in names}, questions)
+        by_test_rows: dict[frozenset, list[str]] = defaultdict(list)  # labels known on different rows (mixed) have different test rows
         for name in names:
-            expected = saved[name].loc[sample, "prediction"].to_numpy()
-            assert np.max(np.abs(predicted[name] - expected)) == 0, name
-            checked += 1
+            by_test_rows[frozenset(saved[name].index[saved[name]["role"] == "test"])].append(name)
+        for test_ids, group in by_test_rows.items():
+            test_ids = sorted(test_ids)
+            sample = [test_ids[i] for i in np.random.default_rng(0).choice(len(test_ids), size=min(SAMPLE, len(test_ids)), replace=False)]
+            questions = dataset.frame["question"].iloc[[ids.index(i) for i in sample]].tolist()
+            predicted = predict_probes(source, {n: loaded.probes[n] for n in group}, questions)
+            for name in group:
+                expected = saved[name].loc[sample, "prediction"].to_numpy()
+                assert _same(predicted[name], expected, loaded.probes[name]), name
+                checked += 1
         text_only = {n: loaded.probes[n] for n in names if not loaded.probes[n].model_bound}
         for name, probe in text_only.items():
             test = saved[name][saved[name]["role"] == "test"]
             features, _ = source.features(dataset.frame["question"].iloc[[ids.index(i) for i in test.index]].tolist(), [])
-            assert np.max(np.abs(probe.predict(features) - test["prediction"].to_numpy())) == 0, name
-    assert checked == len(loaded.probes) == 125
+            assert _same(probe.predict(features), test["prediction"].to_numpy(), probe), name
+    assert checked == len(loaded.probes) == 240
+
+
+def _same(predicted: np.ndarray, saved: np.ndarray, probe) -> bool:
+    """Bit-exact for every probe but the sentence-embedding one: the encoder's float32 output moves in the last bits with the
+    padding of the batch a question is encoded in (training encoded all questions together, this test a sample)."""
+    if probe.probe_type == "embedding":
+        return bool(np.allclose(predicted, saved, rtol=1e-4, atol=1e-4))
+    return bool(np.max(np.abs(predicted - saved)) == 0)

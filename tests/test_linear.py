@@ -120,8 +120,8 @@ def test_calibration_never_flips_a_ranking():
     assert np.allclose(prob, (1 - y[200:]).mean())
 
 
-def test_shared_direction_probes_read_one_direction_with_their_own_slopes():
-    """Three models' success depends on one latent difficulty with different thresholds: one direction, three offsets."""
+def test_shared_direction_probes_read_one_direction_with_their_own_offsets():
+    """Three models' success depends on one latent difficulty with different thresholds: one direction, one slope, three offsets."""
     features, difficulty = _synthetic(n=400)
     Y = np.column_stack([(difficulty <= k).astype(float) for k in (2, 3, 4)])  # easier to harder models' pass sets
     train, test = np.arange(300), np.arange(300, 400)
@@ -129,6 +129,7 @@ def test_shared_direction_probes_read_one_direction_with_their_own_slopes():
     direction = probes[0].coef_ / np.linalg.norm(probes[0].coef_)
     for t, probe in enumerate(probes):
         assert (probe.layer, probe.position) == (12, -1) and probe.selection_["shared_labels"] == 3
+        assert probe.selection_["slope"] == probes[0].selection_["slope"] > 0
         np.testing.assert_allclose(np.abs(probe.coef_ @ direction), np.linalg.norm(probe.coef_), rtol=1e-9)  # parallel coefficients
         assert roc_auc_score(Y[test, t], probe.predict(features.take(test))) > 0.85
     means = [probe.predict(features.take(test)).mean() for probe in probes]
@@ -136,6 +137,32 @@ def test_shared_direction_probes_read_one_direction_with_their_own_slopes():
     with pytest.raises(ValueError, match="binary"):
         SharedDirectionProbe(task="graded").fit(features, difficulty)
 
+
+
+def test_shared_probe_extrapolates_a_model_seen_only_on_hard_questions():
+    """Like a model with outcomes only on olympiad problems: its offset comes from the hard rows, the direction and slope from
+    every model's rows, so it gets high probabilities on easy questions it was never labelled on; calibration keeps that."""
+    from probes_hub.probes.shared import calibrate_jointly, success_logit
+
+    rng = np.random.default_rng(1)
+    features, difficulty = _synthetic(n=900, seed=1)  # difficulty 1 (easy) .. 5 (hard)
+    features.activations[:, 2, 1, 0] += 2 * difficulty  # a clearly readable difficulty (a noisy score would bias the hard-only offset)
+    abilities = np.array([1.0, 2.5, 4.0, 3.0])
+    Y = (rng.random((900, 4)) < 1 / (1 + np.exp(2.0 * (difficulty[:, None] - abilities)))).astype(float)
+    hard = difficulty >= 4
+    Y[~hard, 3] = np.nan  # the last model was only run on the hard questions
+    fit, calibration, test = np.arange(500), np.arange(500, 700), np.arange(700, 900)
+    everyone = success_logit(Y[fit, :3])  # the direction learns from the models run on every question
+    probes = SharedDirectionProbe(task="binary", cv_folds=3).fit_many(features.take(fit), Y[fit], direction_target=everyone)
+    calibrate_jointly(probes, features.take(calibration), Y[calibration], note="held out")
+    assert probes[3].record_.data.n_train == int(np.isfinite(Y[fit, 3]).sum())
+    easy_test, hard_test = test[difficulty[test] <= 2], test[hard[test]]
+    p_easy, p_hard = probes[3].predict(features.take(easy_test)).mean(), probes[3].predict(features.take(hard_test)).mean()
+    assert np.nanmean(Y[fit, 3]) < 0.2 and p_hard < 0.2 and p_easy > 0.65  # truth on easy rows: 0.93; the score's noise biases it down
+    assert probes[0].predict(features.take(easy_test)).mean() < p_easy < probes[2].predict(features.take(easy_test)).mean()
+    assert probes[3].calibration_.a == probes[0].calibration_.a > 0 and probes[3].calibration_.method == "shared-slope platt"
+    with pytest.raises(ValueError, match="both 0 and 1"):
+        SharedDirectionProbe(task="binary", cv_folds=3).fit_many(features.take(fit), np.where(hard[fit, None], 1.0, np.nan))
 
 
 def test_train_rejects_shared_probes_for_graded_labels_only(tiny):

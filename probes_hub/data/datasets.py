@@ -25,6 +25,8 @@ from probes_hub.paths import DEFAULT_DATA_DIR
 SPLIT_SEED = 0
 TRAIN_FRACTION = 0.6
 CALIBRATION_FRACTION = 0.2
+MMLU_PRO_SUBSET = 2000
+"""Questions of MMLU-Pro's 12,032 that the bundled registry and ``mixed`` use (a seeded subset, each keeps its split)."""
 """Share of a binary label's training questions held out for Platt calibration (never used for fitting or selection)."""
 SPLIT_RULES = {
     "gsm8k": "official train / test files",

@@ -5,7 +5,7 @@ labels ``correct:<model>`` (binary; one setting per model, zero-shot where a mod
 sources' settings are not comparable), ``success_rate`` (graded: the fraction of the benchmark's models
 that answered correctly), ``irt_difficulty`` (graded: 2PL item difficulty, abilities fitted on the training
 questions only; see :mod:`probes_hub.data.irt`; absent for a benchmark without training questions) and, where the sources kept the answers,
-``log_output_chars`` (mean log length of the models' answers). ``mixed`` is their union with MMLU-Pro,
+``log_output_chars`` (mean log length of the models' answers). ``mixed`` is their union with a seeded subset of MMLU-Pro,
 each question tagged with its ``benchmark``.
 
 Splits: a question keeps the split it has wherever it appears. Questions that join an existing dataset
@@ -25,6 +25,7 @@ from probes_hub.data.datasets import (
     BINARY,
     BUILTIN,
     GRADED,
+    MMLU_PRO_SUBSET,
     OUTPUT_LENGTH_LABEL,
     SPLIT_RULES,
     QuestionSet,
@@ -104,10 +105,11 @@ def _splits(root: Path, benchmark: str, frame: pd.DataFrame) -> np.ndarray:
 
 
 def load_mixed(root: Path) -> QuestionSet:
-    """The union of the outcome benchmarks and MMLU-Pro; labels are shared by name (a model's success, success rate,
+    """The union of the outcome benchmarks and MMLU-Pro's seeded 2,000-question subset (the bundled registry's, so
+    MMLU-Pro does not outnumber the other benchmarks three to one); labels are shared by name (a model's success, success rate,
     answer length); IRT difficulty is left out, as each benchmark's scale is its own."""
     parts = [load_outcomes(root, benchmark) for benchmark in BENCHMARK_FOLDERS]
-    mmlu = BUILTIN["mmlu-pro"](root)
+    mmlu = BUILTIN["mmlu-pro"](root).subset(MMLU_PRO_SUBSET)
     mmlu_frame = mmlu.frame.assign(benchmark="mmlu-pro", id="mmlu-pro:" + mmlu.frame["id"])
     frames = [p.frame.drop(columns=[IRT_LABEL], errors="ignore") for p in parts] + [mmlu_frame]
     labels: dict[str, str] = {}

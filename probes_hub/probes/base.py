@@ -59,6 +59,9 @@ class Probe:
     """True when the probe's input depends on the model (activations or its tokenizer): it applies to that model only."""
     preference: ClassVar[int] = 50
     """Where several probe types answer the same label, the app and ``probes_hub.predict`` read the lowest."""
+    joint_fit: ClassVar[bool] = False
+    """True when ``fit_many`` learns all of a dataset's labels together, each known on its own rows (NaN elsewhere),
+    and the probes are calibrated together (:func:`probes_hub.probes.shared.calibrate_jointly`)."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -197,12 +197,17 @@ def cell_fits_many(acts: np.ndarray, Y: np.ndarray, sweeps: list[SweepResult]) -
     return [CellFits(coef[t], means, scales, float(y_mean[t])) for t in range(Y.shape[1])]
 
 
+LAYER_ARRAYS = ("layer_coef_", "layer_intercept_", "layer_mean_", "layer_scale_", "layer_index_")
+"""A graded probe's per-layer probes at its position, for the layer-wise reading."""
+
+
 class LinearProbe(Probe):
     """Ridge (graded) or logistic (binary) regression on standardized activations at one (layer, position).
 
     ``fit`` sweeps every layer and position present in the features and keeps the best by k-fold CV on
-    the rows it is given. It also keeps, for the chosen position, the best ridge probe of every layer
-    (``layer_coef_`` ...) so a question's reading can be drawn layer by layer. ``fit_many`` fits one probe
+    the rows it is given. Graded probes also keep, for the chosen position, the best ridge probe of every
+    layer (``layer_coef_`` ...) so a question's reading can be drawn layer by layer (binary probes do not: a
+    success probability per layer is shown nowhere, and those arrays were most of a file). ``fit_many`` fits one probe
     per label column on shared rows at the cost of about one.
 
     >>> probe = LinearProbe(task="graded").fit(train_features, y)  # doctest: +SKIP
@@ -212,7 +217,7 @@ class LinearProbe(Probe):
     probe_type = "linear"
     preference = 10
     reads_activations = True
-    array_names = ("coef_", "intercept_", "mean_", "scale_", "layer_coef_", "layer_intercept_", "layer_mean_", "layer_scale_", "layer_index_")
+    array_names = ("coef_", "intercept_", "mean_", "scale_")
 
     def __init__(self, *, task: str = "graded", alphas=DEFAULT_ALPHAS, cs=DEFAULT_CS, cv_folds: int = 5, seed: int = 0):
         super().__init__(task=task)
@@ -255,10 +260,11 @@ class LinearProbe(Probe):
             self.coef_, self.intercept_ = cells.coef[li, pi], np.array([cells.intercept])
         else:
             self._fit_logistic(acts[:, li, pi].astype(np.float64), y)
-        self.layer_coef_ = cells.coef[:, pi]
-        self.layer_intercept_ = np.full(len(result.layers), cells.intercept)
-        self.layer_mean_, self.layer_scale_ = cells.mean[:, pi], cells.scale[:, pi]
-        self.layer_index_ = np.array(result.layers, dtype=np.float64)
+        if self.task == "graded":
+            self.layer_coef_ = cells.coef[:, pi]
+            self.layer_intercept_ = np.full(len(result.layers), cells.intercept)
+            self.layer_mean_, self.layer_scale_ = cells.mean[:, pi], cells.scale[:, pi]
+            self.layer_index_ = np.array(result.layers, dtype=np.float64)
         return self
 
     def _fit_logistic(self, X: np.ndarray, y: np.ndarray) -> None:
@@ -305,9 +311,11 @@ class LinearProbe(Probe):
         distance = self._distance(features.at(self.layer, self.position))
         return 1.0 - np.interp(distance, quantiles, OOD_LEVELS, left=0.0, right=1.0)
 
-    def layerwise(self, features: Features) -> tuple[list[int], np.ndarray]:
-        """Each layer's best probe read at the chosen position: ``(layers, [N, L])``."""
+    def layerwise(self, features: Features) -> tuple[list[int], np.ndarray] | None:
+        """Each layer's best probe read at the chosen position: ``(layers, [N, L])`` (None for binary probes, which keep no per-layer probes)."""
         self._check_fitted()
+        if getattr(self, "layer_index_", None) is None:
+            return None
         layers = [int(v) for v in self.layer_index_]
         readings = [((features.at(layer, self.position) - self.layer_mean_[i]) / self.layer_scale_[i]) @ self.layer_coef_[i] + self.layer_intercept_[i]
                     for i, layer in enumerate(layers)]
@@ -337,6 +345,8 @@ class LinearProbe(Probe):
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = super()._arrays()
+        if self.task == "graded":
+            arrays.update({name: np.asarray(getattr(self, name), dtype=np.float64) for name in LAYER_ARRAYS})
         if getattr(self, "ood_quantiles_", None) is not None:
             arrays["ood_quantiles_"] = np.asarray(self.ood_quantiles_, dtype=np.float64)
         return arrays
@@ -344,9 +354,10 @@ class LinearProbe(Probe):
     def _expected_shapes(self, config: ProbeConfig, arrays: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
         hidden = config.record.model.hidden_size
         n_layers = len(config.selection.layers_searched)
-        shapes = {"coef_": (hidden,), "intercept_": (1,), "mean_": (hidden,), "scale_": (hidden,),
-                  "layer_coef_": (n_layers, hidden), "layer_intercept_": (n_layers,), "layer_mean_": (n_layers, hidden),
-                  "layer_scale_": (n_layers, hidden), "layer_index_": (n_layers,)}
+        shapes = {"coef_": (hidden,), "intercept_": (1,), "mean_": (hidden,), "scale_": (hidden,)}
+        if config.record.label.task == "graded" or "layer_index_" in arrays:  # binary probes saved before 0.3 kept them too
+            shapes.update({"layer_coef_": (n_layers, hidden), "layer_intercept_": (n_layers,), "layer_mean_": (n_layers, hidden),
+                           "layer_scale_": (n_layers, hidden), "layer_index_": (n_layers,)})
         if "ood_quantiles_" in arrays:  # optional: probes saved before the summary existed have none
             shapes["ood_quantiles_"] = (len(OOD_LEVELS),)
         return shapes

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL, data_dir, load_dataset
+from probes_hub.data.outcomes import BENCHMARK_FOLDERS, outcome_table
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.reports import read_predictions
 from probes_hub.metrics import BOOTSTRAP_SEED
-from probes_hub.paths import DEFAULT_POOL
+from probes_hub.paths import DEFAULT_POOL, POOLS_DIR
 from probes_hub.routing.policies import CurvePoint, aiq, apgr, cascade_curve, cost_to_reach, cpt, oracle_choice, random_curve, route_utility, single_models
 
 LAMBDAS = np.concatenate([[0.0], np.logspace(-3, 1, 160)])
@@ -29,60 +30,99 @@ THRESHOLDS = np.linspace(0.0, 1.0, 101)
 LEVELS = (0.90, 0.95, 1.00)
 WEAK_MODEL = "Meta-Llama-3_1-8B-Instruct"
 ACTIVATION_ROUTERS = ("shared", "linear")
+TEXT_ROUTERS = ("tfidf", "embedding")
+"""Routers from text-only baseline probes; a pool needs ``tfidf`` probes, ``embedding`` ones are used when present."""
 """Activation probe types the probe router can read, in order of preference (fixed before any test result):
 ``shared`` success probes are built for routing; per-model ``linear`` probes are the fallback."""
-LENGTH_PROBE_FOR = {"shared": "linear", "linear": "linear", "tfidf": "tfidf"}
+LENGTH_PROBE_FOR = {"shared": "linear", "linear": "linear", "tfidf": "tfidf", "embedding": "embedding"}
 """Which output-length probe each router reads: activation routers the activation probe, the text router the text one."""
 
 
 @dataclass(frozen=True)
 class PoolModel:
+    """One model of a pool: its outcome name, its success label, and what one output token of it costs."""
+
     name: str
     label: str
-    active_params_b: float
+    cost_per_token: float
+    """In the pool's cost unit: USD per million output tokens (``usd_per_mtok_out``) or active parameters (``active_params_b``)."""
+    output_multiplier: float = 1.0
+    """Tokens billed per recorded output token (e.g. hidden reasoning tokens)."""
 
 
 @dataclass(frozen=True)
 class Pool:
-    """Models to route between and the cost rule (active parameters x output tokens)."""
+    """Models to route between, the outcome benchmarks that score them, the dataset their probes were trained on, and the cost rule."""
 
     name: str
     models: tuple[PoolModel, ...]
     chars_per_token: float
+    dataset: str = "mmlu-pro"
+    benchmarks: tuple[str, ...] = ("mmlu-pro",)
+    cost_unit: str = "active parameters (billions) x output tokens"
+    default_lambda: float = 0.2
+    """The suggestion's cost weight when none is given (the pool file's ``default_lambda``)."""
 
     @property
     def names(self) -> list[str]:
         return [m.name for m in self.models]
 
+    @property
+    def token_costs(self) -> np.ndarray:
+        """Cost of one recorded output token of each model, ``[M]``."""
+        return np.array([m.cost_per_token * m.output_multiplier for m in self.models])
+
 
 def load_pool(path: str | Path | None = None) -> Pool:
-    """Read and check a pool file (JSON: name, chars_per_token, models[name, label, active_params_b])."""
-    path = Path(path or DEFAULT_POOL)
+    """Read and check a pool file: a path, or the name of a bundled pool (``math``, ``mmlu-pro-25``...)."""
+    path = pool_path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        models = tuple(PoolModel(m["name"], m["label"], float(m["active_params_b"])) for m in data["models"])
-        pool = Pool(data["name"], models, float(data["chars_per_token"]))
+        models = tuple(PoolModel(m["name"], m["label"], float(m["usd_per_mtok_out"] if "usd_per_mtok_out" in m else m["active_params_b"]),
+                                 float(m.get("output_multiplier", 1.0))) for m in data["models"])
+        usd = any("usd_per_mtok_out" in m for m in data["models"])
+        pool = Pool(data["name"], models, float(data["chars_per_token"]), data.get("dataset", "mmlu-pro"), tuple(data.get("benchmarks", ["mmlu-pro"])),
+                    "micro-USD (USD per million output tokens x output tokens)" if usd else Pool.cost_unit, float(data.get("default_lambda", Pool.default_lambda)))
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path}: not a valid pool file ({error}); see {DEFAULT_POOL.name} in {DEFAULT_POOL.parent} for the format.") from error
-    if len(set(pool.names)) != len(pool.names) or not models or any(m.active_params_b <= 0 for m in models):
-        raise ValueError(f"{path}: model names must be unique and every active_params_b positive.")
+    if len(set(pool.names)) != len(pool.names) or not models or any(m.cost_per_token <= 0 or m.output_multiplier <= 0 for m in models):
+        raise ValueError(f"{path}: model names must be unique and every cost per token and output multiplier positive.")
+    unknown = [b for b in pool.benchmarks if b != "mmlu-pro" and b not in BENCHMARK_FOLDERS]
+    if unknown:
+        raise ValueError(f"{path}: unknown benchmark(s) {unknown}; choose from mmlu-pro, {', '.join(BENCHMARK_FOLDERS)}.")
     return pool
 
 
+def pool_path(spec: str | Path | None) -> Path:
+    """A pool file path, or a bundled pool by name (``math`` is ``pools/math.json``)."""
+    if spec is None:
+        return DEFAULT_POOL
+    path = Path(spec)
+    bundled = POOLS_DIR / f"{spec}.json"
+    return bundled if not path.exists() and bundled.exists() else path
+
+
 def outcome_tables(pool: Pool, data_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(correct, cost) tables ``[question id x model]`` from outcomes.csv; zero output lengths get the question's median."""
-    outcomes = pd.read_csv(data_root / "mmlu_pro" / "outcomes.csv", usecols=["question_id", "model", "correct", "output_chars"])
-    outcomes = outcomes[outcomes["model"].isin(pool.names)]
-    missing = sorted(set(pool.names) - set(outcomes["model"]))
-    if missing:
-        raise ValueError(f"Pool models without outcomes in outcomes.csv: {missing}.")
+    """(correct, cost) tables ``[question id x model]`` over the pool's benchmarks, ids as in the pool's dataset;
+    zero or missing output lengths get the question's median."""
+    parts = []
+    for benchmark in pool.benchmarks:
+        if benchmark == "mmlu-pro":
+            rows = pd.read_csv(data_root / "mmlu_pro" / "outcomes.csv", usecols=["question_id", "model", "correct", "output_chars"])
+        else:
+            rows = outcome_table(data_root, benchmark)[["question_id", "model", "correct", "output_chars"]]
+        rows = rows[rows["model"].isin(pool.names)].copy()
+        missing = sorted(set(pool.names) - set(rows["model"]))
+        if missing:
+            raise ValueError(f"Pool models without outcomes on {benchmark}: {missing}.")
+        rows["question_id"] = (f"{benchmark}:" if pool.dataset == "mixed" else "") + rows["question_id"].astype(str)
+        parts.append(rows)
+    outcomes = pd.concat(parts, ignore_index=True)
     correct = outcomes.pivot(index="question_id", columns="model", values="correct")[pool.names]
     tokens = outcomes.pivot(index="question_id", columns="model", values="output_chars")[pool.names] / pool.chars_per_token
-    tokens = tokens.mask(tokens <= 0)
+    tokens = tokens.mask(~(tokens > 0))
     tokens = tokens.apply(lambda row: row.fillna(row.median()), axis=1)
-    cost = tokens * np.array([m.active_params_b for m in pool.models])
-    for table in (correct, cost):
-        table.index = table.index.astype(str)
+    cost = tokens * pool.token_costs
     return correct, cost
 
 
@@ -91,40 +131,41 @@ def saved_predictions(registry: Registry, name: str, data_dir_override: str | No
     return read_predictions(registry.folder(name), data_dir=data_dir_override)
 
 
-def test_predictions(registry: Registry, pool: Pool, probe_type: str, dataset: str = "mmlu-pro", data_dir_override: str | None = None) -> pd.DataFrame:
+def test_predictions(registry: Registry, pool: Pool, probe_type: str, data_dir_override: str | None = None) -> pd.DataFrame:
     """Each pool model's probe predictions on its test questions (saved at training time), ``[id x model]``."""
     columns = {}
     for model in pool.models:
-        saved = saved_predictions(registry, registry.entry(dataset=dataset, label=model.label, probe_type=probe_type).name, data_dir_override)
+        saved = saved_predictions(registry, registry.entry(dataset=pool.dataset, label=model.label, probe_type=probe_type).name, data_dir_override)
         columns[model.name] = saved.loc[saved["role"] == "test", "prediction"]
     return pd.DataFrame(columns)[pool.names]
 
 
 def predicted_costs(registry: Registry, pool: Pool, probe_type: str, cost: pd.DataFrame, ids: list[str],
-                    dataset: str = "mmlu-pro", data_dir_override: str | None = None) -> np.ndarray | None:
+                    data_dir_override: str | None = None) -> np.ndarray | None:
     """Per-question expected costs ``[ids x model]`` from an output-length probe, or None when the registry has none.
 
     log(chars of model m on q) is predicted as the probe's reading for q plus model m's mean offset from it on
-    the probe's *training* rows; cost = active parameters x exp(that) / chars_per_token.
+    the probe's *training* rows; cost = cost per token x exp(that) / chars_per_token.
     """
-    found = registry.list(dataset=dataset, label=OUTPUT_LENGTH_LABEL, probe_type=probe_type)
+    found = registry.list(dataset=pool.dataset, label=OUTPUT_LENGTH_LABEL, probe_type=probe_type)
     if not found:
         return None
     saved = saved_predictions(registry, found[0].name, data_dir_override)
     reading, train_ids = saved["prediction"], saved.index[saved["role"] != "test"]
-    params = np.array([m.active_params_b for m in pool.models])
-    log_chars = np.log(cost * pool.chars_per_token / params)  # [id x model], the recorded lengths
+    log_chars = np.log(cost * pool.chars_per_token / pool.token_costs)  # [id x model], the recorded lengths
     train_ids = [i for i in train_ids if i in log_chars.index]
     offset = (log_chars.loc[train_ids].to_numpy() - reading.loc[train_ids].to_numpy()[:, None]).mean(axis=0)
-    return params * np.exp(reading.loc[ids].to_numpy()[:, None] + offset) / pool.chars_per_token
+    return pool.token_costs * np.exp(reading.loc[ids].to_numpy()[:, None] + offset) / pool.chars_per_token
 
 
 def expected_costs(pool: Pool, data_dir_override: str | None = None, *, tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict[str, float]:
-    """Each pool model's mean cost per question on MMLU-Pro's *training* questions: what a router may know in advance."""
+    """Each pool model's mean cost per question on the pool dataset's *training* questions: what a router may know in advance."""
     correct, cost = tables or outcome_tables(pool, data_dir(data_dir_override))
-    split = load_dataset("mmlu-pro", data_dir_override=data_dir_override).frame.set_index("id")["split"]
+    split = load_dataset(pool.dataset, data_dir_override=data_dir_override).frame.set_index("id")["split"]
     complete = correct.notna().all(axis=1)
     train_ids = [i for i in split.index[split == "train"] if i in complete.index and complete[i]]
+    if not train_ids:
+        raise ValueError(f"Pool '{pool.name}' has no training question of {pool.dataset} answered by all its models.")
     return {name: float(value) for name, value in cost.loc[train_ids].mean().items()}
 
 
@@ -138,19 +179,21 @@ class RouterResult:
     cost_ratio: dict[float, tuple[float, float, float]]
 
 
-def router_probe_types(registry: Registry, pool: Pool, dataset: str = "mmlu-pro") -> list[str]:
-    """Probe types with a probe for every pool model: the available activation types (preferred first), then ``tfidf``."""
+def router_probe_types(registry: Registry, pool: Pool) -> list[str]:
+    """Probe types with a probe for every pool model: the available activation types (preferred first), then the text baselines."""
     def complete(probe_type: str) -> bool:
-        return all(registry.list(dataset=dataset, label=m.label, probe_type=probe_type) for m in pool.models)
+        return all(registry.list(dataset=pool.dataset, label=m.label, probe_type=probe_type) for m in pool.models)
 
-    found = [t for t in (*ACTIVATION_ROUTERS, "tfidf") if complete(t)]
+    found = [t for t in (*ACTIVATION_ROUTERS, *TEXT_ROUTERS) if complete(t)]
     if not any(t in ACTIVATION_ROUTERS for t in found) or "tfidf" not in found:
-        raise ValueError(f"{registry.spec} lacks an activation (shared or linear) or a tfidf success probe for some model of pool '{pool.name}'.")
+        raise ValueError(f"{registry.spec} lacks an activation (shared or linear) or a tfidf success probe on {pool.dataset} "
+                         f"for some model of pool '{pool.name}'.")
     return found
 
 
 def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str | None = None, n_boot: int = 200) -> dict:
-    """Everything ``route`` prints: single models, oracle, random, and a router per probe type with CIs.
+    """Everything ``route`` prints: single models, oracle, random, and a router per probe type with CIs, on the whole
+    test stream and (for pools over several benchmarks) on each benchmark's part of it.
 
     ``result["probe"]`` names the headline activation router: the first available of :data:`ACTIVATION_ROUTERS`.
     """
@@ -164,21 +207,61 @@ def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str |
     dropped = int(len(first) - len(ids))
     expected_cost = np.array([expected_costs(pool, data_dir_override, tables=(correct_all, cost_all))[m] for m in pool.names])
     correct, cost = correct_all.loc[ids].to_numpy(float), cost_all.loc[ids].to_numpy(float)
+    length_costs = {kind: predicted_costs(registry, pool, kind, cost_all, ids, data_dir_override=data_dir_override) for kind in {LENGTH_PROBE_FOR[t] for t in types}}
+    choices, cost_sources = {}, {}
+    for name, frame in predictions.items():
+        per_question = length_costs[LENGTH_PROBE_FOR[name]]
+        cost_sources[name] = f"{LENGTH_PROBE_FOR[name]} output-length probe" if per_question is not None else "mean training cost"
+        p = frame.loc[ids].to_numpy()
+        choices[name] = np.stack([route_utility(p, expected_cost if per_question is None else per_question, lam) for lam in LAMBDAS])  # [L, n]
+    result = _stream_result(pool, predictions, choices, ids, correct, cost, expected_cost, n_boot)
+    benchmarks = pd.Index([i.split(":", 1)[0] for i in ids]) if pool.dataset == "mixed" else None
+    per_benchmark = {}
+    if benchmarks is not None and len(pool.benchmarks) > 1:
+        for benchmark in pool.benchmarks:
+            rows = np.flatnonzero(benchmarks == benchmark)
+            part = _stream_result(pool, predictions, {k: v[:, rows] for k, v in choices.items()}, [ids[r] for r in rows], correct[rows], cost[rows],
+                                  expected_cost, n_boot)
+            per_benchmark[benchmark] = part
+    return {**result, "pool": pool.name, "dataset": pool.dataset, "cost_unit": pool.cost_unit, "dropped_questions": dropped, "probe": types[0],
+            "probe_types": types, "cost_sources": cost_sources, "per_benchmark": per_benchmark,
+            "held_out_lambda": held_out_lambda(pool, registry, data_dir_override=data_dir_override) if types[0] == ACTIVATION_ROUTERS[0] else None}
 
+
+def held_out_lambda(pool: Pool, registry: Registry, level: float = 0.95, *, data_dir_override: str | None = None) -> float:
+    """The largest lambda (the cheapest routing) that still reaches ``level`` of the best single model's accuracy on the
+    pool's *calibration* questions (training questions held out from fitting the probes; never test questions).
+
+    This is how a pool file's ``default_lambda`` is chosen; ``route`` prints it.
+    """
+    correct_all, cost_all = outcome_tables(pool, data_dir(data_dir_override))
+    columns = {}
+    for model in pool.models:
+        saved = saved_predictions(registry, registry.entry(dataset=pool.dataset, label=model.label, probe_type=ACTIVATION_ROUTERS[0]).name, data_dir_override)
+        columns[model.name] = saved.loc[saved["role"] == "calibration", "prediction"]
+    p = pd.DataFrame(columns)[pool.names]
+    ids = [i for i in p.index if i in correct_all.index and correct_all.loc[i].notna().all()]
+    correct, p = correct_all.loc[ids].to_numpy(float), p.loc[ids].to_numpy()
+    expected = cost_all.loc[ids].mean().to_numpy()
+    goal = level * correct.mean(axis=0).max()
+    rows = np.arange(len(ids))
+    reaching = [lam for lam in LAMBDAS if correct[rows, route_utility(p, expected, lam)].mean() >= goal]
+    return float(max(reaching)) if reaching else 0.0
+
+
+def _stream_result(pool: Pool, predictions: dict[str, pd.DataFrame], choices: dict[str, np.ndarray], ids: list[str], correct: np.ndarray,
+                   cost: np.ndarray, expected_cost: np.ndarray, n_boot: int) -> dict:
+    """Single models, oracle, random and every router's curve and headline numbers on one stream of test questions."""
     singles = single_models(correct, cost)
     best = int(np.argmax([s.accuracy for s in singles]))
     cheapest = int(np.argmin(expected_cost))
     cost_range = (min(s.cost for s in singles), max(s.cost for s in singles))
     boot = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(ids), size=(n_boot, len(ids)))
-    routers, two_model, cost_sources = {}, {}, {}
     weak = pool.names.index(WEAK_MODEL) if WEAK_MODEL in pool.names else cheapest
-    length_costs = {kind: predicted_costs(registry, pool, kind, cost_all, ids, data_dir_override=data_dir_override) for kind in {LENGTH_PROBE_FOR[t] for t in types}}
+    routers, two_model = {}, {}
     for name, frame in predictions.items():
         p = frame.loc[ids].to_numpy()
-        per_question = length_costs[LENGTH_PROBE_FOR[name]]
-        cost_sources[name] = f"{LENGTH_PROBE_FOR[name]} output-length probe" if per_question is not None else "mean training cost"
-        choices = np.stack([route_utility(p, expected_cost if per_question is None else per_question, lam) for lam in LAMBDAS])  # [L, n]
-        routers[name] = _router_result(f"{name} utility router", choices, correct, cost, boot, cost_range)
+        routers[name] = _router_result(f"{name} utility router", choices[name], correct, cost, boot, cost_range)
         routers[f"{name}-cascade"] = RouterResult(f"{name} cascade", cascade_curve(p, expected_cost, correct, cost, THRESHOLDS), (np.nan,) * 3, {})
         two_model[name] = {"apgr": apgr(p[:, weak], correct[:, weak], correct[:, best]),
                            "cpt50": cpt(p[:, weak], correct[:, weak], correct[:, best], 0.5),
@@ -186,7 +269,7 @@ def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str |
     oracle = oracle_choice(correct, cost)
     rows = np.arange(len(ids))
     return {
-        "pool": pool.name, "n_test": len(ids), "dropped_questions": dropped, "models": pool.names, "probe": types[0], "probe_types": types, "cost_sources": cost_sources,
+        "n_test": len(ids), "models": pool.names,
         "best_single": {"model": pool.names[best], "accuracy": singles[best].accuracy, "cost": singles[best].cost},
         "singles": singles, "cost_range": cost_range, "routers": routers,
         "oracle": CurvePoint(0, float(correct[rows, oracle].mean()), float(cost[rows, oracle].mean())),
@@ -226,14 +309,24 @@ def write_routing_outputs(result: dict, out: str | Path) -> list[Path]:
     from probes_hub.charts import routing_chart, save_chart
 
     out = Path(out)
-    singles = pd.DataFrame([{"model": m, "accuracy": s.accuracy, "cost": s.cost} for m, s in zip(result["models"], result["singles"])])
+    singles = _singles_frame(result)
     curves = {r.name: r.points for r in result["routers"].values()}
     curves["random (cheapest <-> best)"] = result["random"]
     oracle = pd.DataFrame([{"name": "oracle", "accuracy": result["oracle"].accuracy, "cost": result["oracle"].cost}])
-    chart = routing_chart(curves, singles, oracle, title=f"Routing on MMLU-Pro test questions ({result['pool']}, n={result['n_test']})")
-    serial = {**result, "singles": singles.to_dict(orient="records"), "oracle": vars(result["oracle"]), "random": [vars(p) for p in result["random"]],
-              "routers": {k: {"name": r.name, "aiq": r.aiq, "cost_ratio": {str(level): v for level, v in r.cost_ratio.items()},
-                              "points": [vars(p) for p in r.points]} for k, r in result["routers"].items()}}
+    chart = routing_chart(curves, singles, oracle, title=f"Routing on {result['dataset']} test questions ({result['pool']}, n={result['n_test']})")
     path = out / "routing.json"
-    atomic_write_json(path, serial)
+    atomic_write_json(path, {**_serial(result), "per_benchmark": {b: _serial(part) for b, part in result["per_benchmark"].items()}})
     return [path, *save_chart(chart, out / "routing_chart")]
+
+
+def _singles_frame(result: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"model": m, "accuracy": s.accuracy, "cost": s.cost} for m, s in zip(result["models"], result["singles"])])
+
+
+def _serial(result: dict) -> dict:
+    """One stream's result as plain JSON values."""
+    return {**result, "singles": _singles_frame(result).to_dict(orient="records"), "oracle": vars(result["oracle"]),
+            "random": [vars(p) for p in result["random"]],
+            "routers": {k: {"name": r.name, "aiq": r.aiq, "cost_ratio": {str(level): v for level, v in r.cost_ratio.items()},
+                            "points": [vars(p) for p in r.points]} for k, r in result["routers"].items()},
+            "per_benchmark": None}
