@@ -1,5 +1,6 @@
 """Local registries: manifest and card generation, filters, clear errors, broken entries, atomic pushes, the bundled registry."""
 
+import fnmatch
 import json
 import shutil
 from pathlib import Path
@@ -7,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from probes_hub.bundled import RECIPE
 from probes_hub.cli import main
 from probes_hub.hub.manifest import MANIFEST_NAME
 from probes_hub.hub.registry import Registry, list_probes, write_index
 from probes_hub.hub.validation import ProbeValidationError
 from probes_hub.paths import BUNDLED_REGISTRY
-from probes_hub.probes import Probe
+from probes_hub.probes import PROBE_TYPES, Probe
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:
@@ -130,15 +132,19 @@ def test_bundled_registry_is_complete_and_consistent(capsys):
     assert registry.check() == {}
     entries = registry.list()
     labels = {e.label for e in entries}
-    assert {"level", "grade", "log_output_chars"} <= labels and sum(label.startswith("correct:") for label in labels) == 29
-    for label in labels:
-        expected = {"linear", "length", "tfidf"} | ({"shared"} if label.startswith("correct:") else set())
-        assert {e.probe_type for e in registry.list(label=label)} == expected, label
+    assert {"level", "grade", "log_output_chars", "success_rate", "irt_difficulty"} <= labels
+    assert len({(e.dataset, e.label) for e in entries if e.label.startswith("correct:")}) == 29 + 27 + 25
+    types: dict[tuple[str, str], set[str]] = {}
+    for e in entries:
+        types.setdefault((e.dataset, e.label, e.task), set()).add(e.probe_type)
+    for (dataset, label, task), found in types.items():  # each (dataset, label) has exactly the probe types its recipe step asks for
+        step = next(s for s in RECIPE if s.dataset == dataset and any(fnmatch.fnmatchcase(label, pattern) for pattern in s.labels))
+        assert found == {t for t in step.probes if task in PROBE_TYPES[t].tasks}, (dataset, label)
     for entry in entries:
         config = json.loads((BUNDLED_REGISTRY / entry.folder / "config.json").read_text())
         assert config["metrics"]["test"] == entry.metric and entry.metric["n"] > 100
     assert main(["list", "--model", "SmolLM2-135M-Instruct", "--label", "level"]) == 0
-    assert "3 of 125 probes" in capsys.readouterr().out
+    assert f"3 of {len(entries)} probes" in capsys.readouterr().out
 
 
 def test_push_to_hub_method_accepts_a_local_registry(toy_probes, tmp_path):
