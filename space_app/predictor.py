@@ -9,17 +9,16 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file
 
 from probes_hub.apply import choose_probes
-from probes_hub.constants import PREDICTIONS_REPORT, REPORTS_DIR, UNFAMILIAR_BELOW
+from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.extract.features import Features
 from probes_hub.hub.records import BINARY, GRADED
 from probes_hub.hub.registry import Registry
+from probes_hub.hub.reports import prediction_values
 from probes_hub.routing.evaluate import Pool
 from probes_hub.routing.suggest import PoolRouter, Suggestion, pool_facts
 
@@ -93,7 +92,7 @@ class Predictor:
                 routers[name] = PoolRouter.from_probes(pool, self._facts[name], report.probes, self.registry)
             except ValueError as error:
                 problems[f"pool {name}"] = str(error)
-        references = {name: saved_predictions(self.registry.folder(name)) for name, probe in report.probes.items() if probe.task == GRADED}
+        references = {name: prediction_values(self.registry.folder(name)) for name, probe in report.probes.items() if probe.task == GRADED}
         with self._lock:
             self.probes, self.problems, self.routers = report.probes, problems, routers
             self.references = {name: values for name, values in references.items() if values is not None}
@@ -138,8 +137,3 @@ class Predictor:
         router = self.routers.get(pool)
         return router.suggest(prediction.features, lam=lam, target=target) if router and prediction.features is not None else None
 
-
-def saved_predictions(folder: Path) -> np.ndarray | None:
-    """A probe's saved predictions on every row of its dataset (None when the folder has no report)."""
-    path = Path(folder) / REPORTS_DIR / PREDICTIONS_REPORT
-    return load_file(str(path))["prediction"] if path.exists() else None

@@ -26,6 +26,12 @@ def encode_predictions(prediction: np.ndarray, role: np.ndarray) -> bytes:
                 metadata={"roles": ",".join(ROLES)})
 
 
+def prediction_values(folder: str | Path) -> np.ndarray | None:
+    """A probe folder's saved predictions on every row of its dataset, without their ids (None when it has no report)."""
+    path = Path(folder) / REPORTS_DIR / PREDICTIONS_REPORT
+    return load_file(str(path))["prediction"] if path.exists() else None
+
+
 def read_predictions(folder: str | Path, *, data_dir: str | None = None) -> pd.DataFrame:
     """A probe folder's saved predictions as a table indexed by question id, with ``role`` and ``prediction`` columns."""
     folder = Path(folder)

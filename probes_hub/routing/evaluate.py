@@ -102,13 +102,18 @@ def pool_path(spec: str | Path | None) -> Path:
     return bundled if not path.exists() and bundled.exists() else path
 
 
+def outcome_folder(data_root: Path, benchmark: str) -> Path:
+    """Where a pool benchmark's outcome files live (MMLU-Pro's own folder, else ``outcomes/<folder>``)."""
+    return data_root / "mmlu_pro" if benchmark == "mmlu-pro" else data_root / "outcomes" / BENCHMARK_FOLDERS[benchmark]
+
+
 def outcome_tables(pool: Pool, data_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(correct, cost) tables ``[question id x model]`` over the pool's benchmarks, ids as in the pool's dataset;
     zero or missing output lengths get the question's median."""
     parts = []
     for benchmark in pool.benchmarks:
         if benchmark == "mmlu-pro":
-            rows = pd.read_csv(data_root / "mmlu_pro" / "outcomes.csv", usecols=["question_id", "model", "correct", "output_chars"])
+            rows = pd.read_csv(outcome_folder(data_root, benchmark) / "outcomes.csv", usecols=["question_id", "model", "correct", "output_chars"])
         else:
             rows = outcome_table(data_root, benchmark)[["question_id", "model", "correct", "output_chars"]]
         rows = rows[rows["model"].isin(pool.names)].copy()
@@ -225,16 +230,18 @@ def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str |
             per_benchmark[benchmark] = part
     return {**result, "pool": pool.name, "dataset": pool.dataset, "cost_unit": pool.cost_unit, "dropped_questions": dropped, "probe": types[0],
             "probe_types": types, "cost_sources": cost_sources, "per_benchmark": per_benchmark,
-            "held_out_lambda": held_out_lambda(pool, registry, data_dir_override=data_dir_override) if types[0] == ACTIVATION_ROUTERS[0] else None}
+            "held_out_lambda": held_out_lambda(pool, registry, data_dir_override=data_dir_override, tables=(correct_all, cost_all))
+            if types[0] == ACTIVATION_ROUTERS[0] else None}
 
 
-def held_out_lambda(pool: Pool, registry: Registry, level: float = 0.95, *, data_dir_override: str | None = None) -> float:
+def held_out_lambda(pool: Pool, registry: Registry, level: float = 0.95, *, data_dir_override: str | None = None,
+                    tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> float:
     """The largest lambda (the cheapest routing) that still reaches ``level`` of the best single model's accuracy on the
     pool's *calibration* questions (training questions held out from fitting the probes; never test questions).
 
-    This is how a pool file's ``default_lambda`` is chosen; ``route`` prints it.
+    This is how a pool file's ``default_lambda`` is chosen; ``route`` prints it. ``tables``: the pool's outcome tables, when read already.
     """
-    correct_all, cost_all = outcome_tables(pool, data_dir(data_dir_override))
+    correct_all, cost_all = tables or outcome_tables(pool, data_dir(data_dir_override))
     columns = {}
     for model in pool.models:
         saved = saved_predictions(registry, registry.entry(dataset=pool.dataset, label=model.label, probe_type=ACTIVATION_ROUTERS[0]).name, data_dir_override)

@@ -21,7 +21,7 @@ from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL
 from probes_hub.extract.features import Features
 from probes_hub.probes import PROBE_TYPES, Probe
-from probes_hub.routing.evaluate import Pool, expected_costs, load_pool, outcome_tables
+from probes_hub.routing.evaluate import Pool, expected_costs, load_pool, outcome_folder, outcome_tables
 from probes_hub.routing.policies import recommend
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def pool_facts(pool: Pool, data_dir_override: str | None = None) -> PoolFacts:
 
     try:
         root = data_dir(data_dir_override)
-        files = sorted(p for b in pool.benchmarks for p in (root / ("mmlu_pro" if b == "mmlu-pro" else f"outcomes/{b.replace('-', '_')}")).glob("*.*"))
+        files = sorted(p for b in pool.benchmarks for p in outcome_folder(root, b).glob("*.*"))
         if not files:
             raise FileNotFoundError(f"no outcome files for {', '.join(pool.benchmarks)} under {root}")
         key = sha256_text(repr(pool), *(file_sha256(f) for f in files))
