@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from probes_hub.extract.feature_source import FeatureSource
+from probes_hub.extract.features import Features
+from probes_hub.hub.records import GRADED
 from probes_hub.hub.validation import ProbeValidationError
 from probes_hub.probes import PROBE_TYPES, Probe, probe_matches
 
@@ -21,12 +23,19 @@ def check_probe_matches_model(probe: Probe, source: FeatureSource, *, where: str
 
 
 def choose_probes(entries, source) -> list[str]:
-    """Names of the probes to read for ``source``: per (dataset, label), the matching probe whose type ranks first by ``preference``."""
-    chosen: dict[tuple[str, str], tuple[int, str]] = {}
+    """Names of the probes to read for ``source``: one per (dataset, label).
+
+    Graded labels (difficulty): the activation probe with the best selection score on the training rows (CV Spearman;
+    the test split never decides). Success labels, and graded ones without such a score: the type that ranks first by
+    ``preference`` (for success, the shared probes that routing reads).
+    """
+    chosen: dict[tuple[str, str], tuple[tuple, str]] = {}
     for entry in entries:
         if not probe_matches(entry, source):
             continue
-        rank = PROBE_TYPES[entry.probe_type].preference
+        probe_cls = PROBE_TYPES[entry.probe_type]
+        by_cv = entry.task == GRADED and probe_cls.reads_activations and entry.cv_metric == "spearman" and entry.cv_score is not None
+        rank = (0, -entry.cv_score) if by_cv else (1, probe_cls.preference)
         key = (entry.dataset, entry.label)
         if key not in chosen or rank < chosen[key][0]:
             chosen[key] = (rank, entry.name)
@@ -57,7 +66,14 @@ def predict_probes(source: FeatureSource, probes: dict[str, Probe], questions: l
 
 def read_probes(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,
                 use_cache: bool = False) -> dict[str, ProbeReading]:
-    """Predictions and in-distribution scores of loaded probes from one shared extraction.
+    """Predictions and in-distribution scores of loaded probes from one shared extraction."""
+    features = probe_features(source, probes, questions, data_hash=data_hash, use_cache=use_cache)
+    return {name: ProbeReading(probe.predict(features), probe.in_distribution(features)) for name, probe in probes.items()}
+
+
+def probe_features(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,
+                   use_cache: bool = False) -> Features:
+    """The features every one of ``probes`` reads for ``questions``, from one extraction (after checking the probes match the model).
 
     With ``data_hash`` (a whole dataset), the layers each probe was swept over are extracted, so training's
     activation cache is reused.
@@ -70,8 +86,13 @@ def read_probes(source: FeatureSource, probes: dict[str, Probe], questions: list
     mode, max_length = next(iter(prompts)) if prompts else ("chat", 1024)
     layers = sorted({layer for p in probes.values() for layer in _layers_needed(p, data_hash is not None)})
     features, _ = source.features(questions, layers, chat=mode == "chat", max_length=max_length, data_hash=data_hash,
-                                  use_cache=use_cache, progress=len(questions) > 16)
-    return {name: ProbeReading(probe.predict(features), probe.in_distribution(features)) for name, probe in probes.items()}
+                                  use_cache=use_cache, progress=len(questions) > 16, token_layers=token_layers(probes.values()))
+    return features
+
+
+def token_layers(probes) -> list[int]:
+    """The layers whose every-token activations the probes read (attention probes)."""
+    return sorted({p.token_layer() for p in probes} - {None})
 
 
 def _layers_needed(probe: Probe, whole_sweep: bool) -> list[int]:

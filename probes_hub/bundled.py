@@ -23,6 +23,8 @@ from probes_hub.train import TrainOptions, train
 BUNDLED_LAYERS = tuple(range(18))
 """Layers 0-17 of SmolLM2's 30: extraction stops after layer 17 (MATH-500 selects layer 14 from all 30)."""
 BUNDLED_PROBES = ("linear", "length", "tfidf")
+DIFFICULTY_PROBES = ("linear", "multilayer", "attention", "length", "tfidf")
+"""MATH train's level gets every difficulty probe type; the app reads the one with the best training-data CV score."""
 SUCCESS_PROBES = ("shared", *BUNDLED_PROBES)
 """Success labels also get ``shared`` probes (one direction for all 29 models), which the router reads."""
 
@@ -45,7 +47,10 @@ def _pool_labels(name: str) -> tuple[str, ...]:
 
 
 RECIPE = (
-    RecipeStep("math500", ("level",), note="difficulty: MATH level 1-5"),
+    RecipeStep("math", ("level",), probes=DIFFICULTY_PROBES,
+               note="difficulty: MATH level 1-5 learned from the 7,415 MATH training problems, tested on all of MATH-500; linear, "
+                    "multi-layer and attention-pooling probes (the app reads the best by CV on the training problems)"),
+    RecipeStep("math500", ("level",), note="difficulty: MATH level 1-5 from MATH-500's own 300 training questions (the comparison row)"),
     RecipeStep("arc-challenge", ("grade",), note="difficulty: school grade 3-9"),
     RecipeStep("mmlu-pro", ("correct:*", "log_output_chars"), limit=MMLU_PRO_SUBSET, probes=SUCCESS_PROBES,
                note="success of each of the 29 models in outcomes.csv, and the mean log length of their answers (a cost signal for routing); "

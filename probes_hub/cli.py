@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="probe type(s) to save (the baselines, " + ", ".join(baseline_types()) + ", are always evaluated): "
                             + "; ".join(f"{name}: {_first_line(cls.__doc__)}" for name, cls in sorted(PROBE_TYPES.items())))
     train.add_argument("--layers", default=None, help="layers to sweep, e.g. '0-29' or '8,12,16' (default: all)")
+    train.add_argument("--token-layer", type=int, default=None,
+                       help="layer whose every-token activations attention probes read (default: the linear sweep's CV choice on the training rows)")
     train.add_argument("--cv-folds", type=int, default=5, help="folds for selection on the training split (default 5)")
     train.add_argument("--seed", type=int, default=0, help="seed for subsets, folds and the calibration hold-out")
     train.add_argument("--out", default="runs", help="folder that receives one probe folder per probe type (default runs/)")
@@ -219,7 +221,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from probes_hub.train import TrainOptions, train
 
     options = TrainOptions(model=args.model, dataset=args.dataset, labels=tuple(args.label), probes=tuple(args.probe), out=args.out,
-                           data_dir=args.data_dir, limit=args.limit, layers=parse_layers(args.layers), max_length=args.max_length,
+                           data_dir=args.data_dir, limit=args.limit, layers=parse_layers(args.layers), token_layer=args.token_layer, max_length=args.max_length,
                            chat=not args.raw, cv_folds=args.cv_folds, seed=args.seed, use_cache=not args.no_cache,
                            question_column=args.question_column, label_columns=tuple(args.label_column))
     started = time.time()
@@ -229,7 +231,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         for name, trained in {**result.probes, **result.baselines}.items():
             kind = "probe" if name in result.probes else "baseline"
             print(f"{kind:8s} {name:7s} {trained.metrics['test']}")
-            for key in ("test_mae", "test_ece_uncalibrated", "test_ece"):
+            for key in ("test_mae", "test_partial_length", "test_ece_uncalibrated", "test_ece"):
                 if key in trained.metrics:
                     print(f"{'':17s}{key}: {trained.metrics[key]}")
         for name, trained in result.probes.items():

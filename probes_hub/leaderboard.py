@@ -46,7 +46,8 @@ def _columns() -> tuple[Column, ...]:
     return (
         Column("model", "model"), Column("dataset", "dataset"), Column("label", "label"), Column("probe_type", "probe"),
         Column("metric", "metric"), Column("value", "test value", numeric=True), Column("low", "CI low", numeric=True),
-        Column("high", "CI high", numeric=True), Column("n", "n"), *baselines,
+        Column("high", "CI high", numeric=True), Column("n", "n"), Column("partial_length", "partial ρ given length", numeric=True),
+        Column("partial_low", "partial CI low", numeric=True), Column("partial_high", "partial CI high", numeric=True), *baselines,
         Column("delta_over_best_baseline", "minus best baseline", numeric=True), Column("recorded_value", "value at training", numeric=True),
         Column("status", "status"), Column("name", "probe folder"), Column("task", "task", shown=False), Column("layer", "layer", shown=False),
         Column("position", "position", shown=False), Column("ece", "ECE", shown=False, numeric=True), Column("error", "error", shown=False),
@@ -92,10 +93,11 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
 
 def _entry_row(entry: ProbeEntry) -> dict:
     """A table row with what the manifest records about a probe (its metric at training time)."""
-    m = entry.metric
+    m, partial = entry.metric, entry.partial_length
     return {"name": entry.name, "model": entry.model, "dataset": entry.dataset, "label": entry.label, "task": entry.task,
             "probe_type": entry.probe_type, "layer": entry.layer, "position": entry.position, "metric": m.get("name"),
-            "recorded_value": m.get("value"), **{f"baseline_{kind}": value for kind, value in entry.baselines.items()}}
+            "recorded_value": m.get("value"), **{f"baseline_{kind}": value for kind, value in entry.baselines.items()},
+            "partial_length": partial.get("value"), "partial_low": partial.get("low"), "partial_high": partial.get("high")}
 
 
 def source_for_probe(probe: Probe, model: str | None = None):
@@ -113,25 +115,27 @@ def source_for_probe(probe: Probe, model: str | None = None):
 
 def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache: bool, seed: int) -> None:
     """Predict every probe of one (model, dataset) group from one shared extraction, and score it on its test rows."""
-    from probes_hub.apply import predict_probes
+    from probes_hub.apply import probe_features
     from probes_hub.data.datasets import row_roles
-    from probes_hub.metrics import ece_metric, headline_metric
+    from probes_hub.metrics import ece_metric, headline_metric, partial_spearman_metric
 
     if any(probes[n].record_.data.content_hash != dataset.content_hash for n in names):
         raise ValueError(f"{dataset.name}: the probes of this group record different data (content hashes differ)")
     folders = [registry.folder(n) for n in names]
-    predictions = predict_probes(source, {n: probes[n] for n in names}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash,
-                                 use_cache=use_cache)
+    features = probe_features(source, {n: probes[n] for n in names}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash,
+                              use_cache=use_cache)
     for name, folder in zip(names, folders):
         probe = probes[name]
         label = probe.record_.label.name
         test = row_roles(dataset, label, seed=seed)["test"]
         y = dataset.frame[label].to_numpy(dtype=float)[test]
-        prediction = predictions[name][test]
+        prediction = probe.predict(features.take(test))
         metric = headline_metric(probe.task, y, prediction)
         ece = ece_metric(y, prediction).value if probe.task == "binary" else None
+        partial = partial_spearman_metric(y, prediction, features.token_counts[test]) if probe.task == "graded" else None
         rows[name].update(status="ok", value=metric.value, low=metric.low, high=metric.high, n=metric.n, ece=ece,
-                          probe_revision=_folder_revision(folder))
+                          partial_length=partial.value if partial else None, partial_low=partial.low if partial else None,
+                          partial_high=partial.high if partial else None, probe_revision=_folder_revision(folder))
 
 
 def _folder_revision(folder: Path) -> str:
@@ -166,7 +170,8 @@ def leaderboard_table(registry: Registry, leaderboard: dict | None) -> pd.DataFr
         row = _entry_row(entry)
         regenerated = evaluated.get(entry.name)
         if regenerated and regenerated.get("status") == "ok":
-            row.update({k: regenerated.get(k) for k in ("value", "low", "high", "n", "ece", "status", "evaluated_at", "probe_revision")})
+            row.update({k: regenerated.get(k) for k in ("value", "low", "high", "n", "ece", "partial_length", "partial_low", "partial_high",
+                                                         "status", "evaluated_at", "probe_revision")})
         else:
             m = entry.metric
             row.update(value=m.get("value"), low=m.get("low"), high=m.get("high"), n=m.get("n"),

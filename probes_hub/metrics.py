@@ -138,6 +138,33 @@ def accuracy_metric(correct, **kwargs) -> Metric:
     return Metric("accuracy", float(correct.mean()), *bootstrap_ci(correct, correct, lambda a, _: a.mean(-1), **kwargs), len(correct))
 
 
+def partial_spearman_rows(y: np.ndarray, pred: np.ndarray, control: np.ndarray) -> np.ndarray:
+    """Partial Spearman of each row pair given ``control``: the correlation of the ranks of ``y`` and ``pred``
+    once the ranks of ``control`` are regressed out of both (first-order partial correlation of the rank correlations).
+
+    A prediction that is a monotone function of ``control`` (the length baseline itself) tells nothing beyond it: 0.
+    """
+    r_yp, r_yc, r_pc = spearman_rows(y, pred), spearman_rows(y, control), spearman_rows(pred, control)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        partial = (r_yp - r_yc * r_pc) / np.sqrt((1 - r_yc**2) * (1 - r_pc**2))
+    return np.where(np.abs(r_pc) > 1 - 1e-12, 0.0, partial)
+
+
+def partial_spearman_metric(y, pred, control, *, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> Metric:
+    """Partial Spearman of a prediction with the label given ``control`` (e.g. prompt length), with a bootstrap CI and n.
+
+    What a reading tells about the label beyond what ``control`` already does: 0 when the prediction is
+    length in disguise.
+    """
+    y, pred, control = (np.asarray(v, dtype=float) for v in (y, pred, control))
+    value = float(partial_spearman_rows(y, pred, control))
+    index = np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y)))
+    values = partial_spearman_rows(y[index], pred[index], control[index])
+    values = values[np.isfinite(values)]
+    low, high = np.percentile(values, [2.5, 97.5]) if values.size else (float("nan"), float("nan"))
+    return Metric("partial_spearman", value, float(low), float(high), len(y))
+
+
 def headline_metric(task: str, y, pred) -> Metric:
     """The leaderboard metric for a task: Spearman for graded labels, ROC-AUC for binary ones."""
     return spearman_metric(y, pred) if task == "graded" else auc_metric(y, pred)

@@ -29,7 +29,7 @@ from probes_hub.extract.prompts import PromptFormat, prompt_format
 from probes_hub.hub.naming import probe_folder_name
 from probes_hub.hub.records import DataInfo, LabelInfo, ProbeRecord
 from probes_hub.hub.reports import encode_predictions
-from probes_hub.metrics import Metric, ece_metric, headline_metric, mae_metric
+from probes_hub.metrics import Metric, ece_metric, headline_metric, mae_metric, partial_spearman_metric
 from probes_hub.probes import PROBE_TYPES, Probe, baseline_types
 from probes_hub.progress import progress_bar
 
@@ -48,6 +48,8 @@ class TrainOptions:
     data_dir: str | None = None
     limit: int | None = None
     layers: tuple[int, ...] | None = None
+    token_layer: int | None = None
+    """Layer whose every-token activations attention probes read (default: the layer the linear sweep picks on the fit rows)."""
     max_length: int = 1024
     chat: bool = True
     cv_folds: int = 5
@@ -96,11 +98,13 @@ def resolve_labels(dataset: QuestionSet, patterns: tuple[str, ...]) -> list[str]
 
 
 def evaluate(probe: Probe, features: Features, y: np.ndarray) -> tuple[dict[str, Metric], np.ndarray]:
-    """Test metrics: the headline metric with CI, plus MAE (graded) or ECE before/after calibration (binary)."""
+    """Test metrics: the headline metric with CI, plus MAE and the partial Spearman given prompt length (graded) or ECE
+    before/after calibration (binary)."""
     prediction = probe.predict(features)
     metrics = {"test": headline_metric(probe.task, y, prediction)}
     if probe.task == "graded":
         metrics["test_mae"] = mae_metric(y, prediction)
+        metrics["test_partial_length"] = partial_spearman_metric(y, prediction, features.token_counts)
     else:
         metrics["test_ece_uncalibrated"] = ece_metric(y, probe.predict_uncalibrated(features))
         metrics["test_ece"] = ece_metric(y, prediction)
@@ -132,10 +136,27 @@ def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, 
     for label, role in roles.items():
         if len(role["fit"]) < 2 * options.cv_folds or len(role["test"]) < 2:
             raise ValueError(f"Too few labelled rows for '{label}': fit={len(role['fit'])}, test={len(role['test'])}.")
+    if any(PROBE_TYPES[p].reads_tokens for p in options.probes):
+        layer = options.token_layer if options.token_layer is not None else sweep_layer(dataset, labels[0], roles[labels[0]], features, options)
+        features.tokens = ModelFeatures(lm).features(dataset.frame["question"].tolist(), [], chat=fmt.mode == "chat", max_length=options.max_length,
+                                                     data_hash=dataset.content_hash, use_cache=options.use_cache, progress=options.progress,
+                                                     token_layers=[layer])[0].tokens
     fitted = {probe_type: _fit_many_labels(probe_type, dataset, labels, roles, features, options) for probe_type in activation_probes}
     return {label: _train_label(dataset, label, roles[label], features, options,
                                 {probe_type: probes[label] for probe_type, probes in fitted.items() if label in probes})
             for label in progress_bar(labels, desc="labels", unit="label", disable=not options.progress or len(labels) == 1)}
+
+
+def sweep_layer(dataset: QuestionSet, label: str, roles: dict, features: Features, options: TrainOptions) -> int:
+    """The layer the linear probes' k-fold CV sweep picks for ``label`` on its fit rows (where attention probes read every token)."""
+    from probes_hub.probes.linear import sweep
+
+    rows = roles["fit"]
+    result = sweep(features.activations[rows], dataset.frame[label].to_numpy(dtype=float)[rows], task=dataset.task(label), layers=features.layers,
+                   positions=features.positions, folds=options.cv_folds, seed=options.seed)
+    layer = int(features.layers[result.best[0]])
+    logger.info("Attention probes read layer %d (the linear sweep's CV choice for %s)", layer, label)
+    return layer
 
 
 def _fit_many_labels(probe_type: str, dataset: QuestionSet, labels: list[str], roles: dict, features: Features,

@@ -11,12 +11,17 @@ ABOUT = """
 ## What are difficulty probes?
 
 A *probe* is a small linear model that reads the activations of a language model at the end-of-instruction tokens of
-its chat template, **before it writes a single token**, and predicts either how hard the question is (a human
-difficulty label: MATH level, ARC school grade) or whether a given model will answer it correctly (its success).
+its chat template (or, for attention probes, at every prompt token of one layer), **before it writes a single token**,
+and predicts either how hard the question is (a human difficulty label: MATH level, ARC school grade) or whether a given
+model will answer it correctly (its success).
 
 ## How to read the numbers
 - **Difficulty**: each probe's prediction on its own label scale, with the probe's Spearman correlation on an untouched
-  test split (95% bootstrap CI, n). Around 0.5 means the ranking of questions is informative, not exact.
+  test split (95% bootstrap CI, n). Around 0.5 means the ranking of questions is informative, not exact. Each label shows
+  the probe type (linear, multi-layer or attention) with the best cross-validated score on its training questions, and
+  its *partial* Spearman given the question's length in tokens: what it knows beyond length. When that partial
+  correlation's CI reaches 0, or the probe does not beat the length baseline, the app says the reading is mostly
+  question length.
 - **Success**: the calibrated probability that each model of the chosen pool answers correctly, with the probe's test
   ROC-AUC. The probes are *proxies*: they read the embedded model's activations to predict another model's outcome.
   The app prefers `shared` success probes: one direction for how easy a question is (learned from every model's
@@ -34,7 +39,7 @@ difficulty label: MATH level, ARC school grade) or whether a given model will an
 
 ## Train and upload your own
 ```bash
-python -m probes_hub train --dataset math500 --label level --probe linear
+python -m probes_hub train --dataset math --label level --probe linear multilayer attention
 python -m probes_hub push runs/<probe folder> --registry my-org/difficulty-probes
 ```
 or zip the probe folder (config.json, model.safetensors, README.md, reports/) and use the Upload tab.

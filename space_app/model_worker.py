@@ -84,22 +84,23 @@ class ModelWorker:
         return int(self.info()["hidden_size"])
 
     def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
-                 data_hash: str | None = None, use_cache: bool = False, progress: bool = False):
+                 data_hash: str | None = None, use_cache: bool = False, progress: bool = False, token_layers: list[int] = ()):
         """As :meth:`probes_hub.extract.feature_source.ModelFeatures.features`, computed in the worker."""
         from safetensors.numpy import load
 
-        from probes_hub.extract.features import Features
+        from probes_hub.extract.features import Features, TokenStates
         from probes_hub.hub.records import ModelInfo
 
         self.info()
         request = {"questions": questions, "layers": [int(layer) for layer in layers], "chat": chat, "max_length": max_length,
-                   "data_hash": data_hash, "use_cache": use_cache, "progress": progress}
+                   "data_hash": data_hash, "use_cache": use_cache, "progress": progress, "token_layers": [int(layer) for layer in token_layers]}
         with self._lock:
             _send(self.process.stdin, json.dumps(request).encode())
             reply = self._reply()
             arrays = load(_receive(self.process.stdout) or b"")
+        tokens = {layer: TokenStates(layer, arrays[f"token_values_{layer}"], arrays[f"token_offsets_{layer}"]) for layer in reply.get("token_layers", [])}
         features = Features(questions, arrays["token_counts"], arrays.get("activations"), tuple(reply["layers"]), tuple(reply["positions"]),
-                            ModelInfo.from_dict(reply["model"]))
+                            ModelInfo.from_dict(reply["model"]), tokens)
         return features, [bool(t) for t in arrays["truncated"]]
 
     def close(self) -> None:
@@ -139,7 +140,10 @@ def serve(model: str | None, requests: IO[bytes], replies: IO[bytes]) -> int:
         arrays = {"token_counts": np.asarray(features.token_counts, dtype=np.int64), "truncated": np.asarray(truncated, dtype=np.uint8)}
         if features.activations is not None:
             arrays["activations"] = np.ascontiguousarray(features.activations)
-        _send(replies, json.dumps({"layers": list(features.layers), "positions": list(features.positions), "model": features.model.to_dict()}).encode())
+        for layer, states in features.tokens.items():
+            arrays.update({f"token_values_{layer}": np.ascontiguousarray(states.values), f"token_offsets_{layer}": states.offsets})
+        _send(replies, json.dumps({"layers": list(features.layers), "positions": list(features.positions), "model": features.model.to_dict(),
+                                   "token_layers": list(features.tokens)}).encode())
         _send(replies, save(arrays))
     return 0
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probes_hub.apply import choose_probes
+from probes_hub.apply import choose_probes, token_layers
 from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.extract.features import Features
@@ -40,10 +40,22 @@ class Reading:
     """Share of the probe's training questions less typical than this one (NaN: the probe keeps no summary)."""
     percentile: float = float("nan")
     """Graded probes: share of the probe's dataset questions whose prediction is below this one."""
+    partial_length: dict = field(default_factory=dict)
+    """Graded probes: test partial Spearman given prompt length (value, low, high, n), what the reading tells beyond length."""
+    length_baseline: float = float("nan")
+    """The length baseline's test value on the same label (NaN when not recorded)."""
 
     @property
     def unfamiliar(self) -> bool:
         return self.in_distribution < UNFAMILIAR_BELOW
+
+    @property
+    def mostly_length(self) -> bool:
+        """The reading does not beat prompt length on its test split: its partial Spearman given length has a CI reaching 0,
+        or its test value is no better than the length baseline's."""
+        if self.partial_length and self.partial_length["low"] <= 0:
+            return True
+        return bool(self.metric) and self.metric["value"] <= self.length_baseline
 
 
 @dataclass
@@ -108,7 +120,7 @@ class Predictor:
         with self._lock:
             probes, layers, references = dict(self.probes), list(self.layers), dict(self.references)
         started = time.perf_counter()
-        features, truncated = self.source.features([question], layers, max_length=MAX_QUESTION_TOKENS)
+        features, truncated = self.source.features([question], layers, max_length=MAX_QUESTION_TOKENS, token_layers=token_layers(probes.values()))
         forward_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         difficulty, success, layerwise = [], [], {}
@@ -117,9 +129,11 @@ class Predictor:
             test = record.test_metric
             value = float(probe.predict(features)[0])
             reference = references.get(name)
+            partial = record.metrics.get("test_partial_length")
             reading = Reading(f"{record.data.dataset} {record.label.name}", record.data.dataset, record.label.name, probe.probe_type,
                               value, record.label.range, test.to_dict() if test else {}, float(probe.in_distribution(features)[0]),
-                              float(np.mean(reference < value)) if reference is not None else float("nan"))
+                              float(np.mean(reference < value)) if reference is not None else float("nan"),
+                              partial.to_dict() if partial else {}, record.baselines().get("length", float("nan")))
             (success if probe.task == BINARY else difficulty).append(reading)
             per_layer = probe.layerwise(features) if probe.task == GRADED else None
             if per_layer is not None:

@@ -86,7 +86,11 @@ def difficulty_markdown(prediction: Prediction) -> str:
         trust = f"test {m['name']} {m['value']:.2f} [{m['low']:.2f}, {m['high']:.2f}], n={m['n']}" if m else "no test metric"
         familiar = "" if math.isnan(r.in_distribution) else f" · in-distribution {r.in_distribution:.2f}"
         warning = " · ⚠️ this question is unlike what this probe was trained on" if r.unfamiliar else ""
-        lines.append(f"- **{r.dataset} {r.label}**: {describe(r)} · {trust}{familiar}{warning}")
+        p = r.partial_length
+        beyond = f" · beyond length: partial ρ {p['value']:.2f} [{p['low']:.2f}, {p['high']:.2f}]" if p else ""
+        if r.mostly_length:
+            beyond = " · ⚠️ this reading is mostly question length" + (f" (partial ρ given length {p['value']:.2f} [{p['low']:.2f}, {p['high']:.2f}])" if p else "")
+        lines.append(f"- **{r.dataset} {r.label}** ({r.probe_type}): {describe(r)} · {trust}{beyond}{familiar}{warning}")
     return "\n".join(lines) or "No difficulty probe for this model."
 
 
@@ -152,7 +156,8 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 status_text = (f"Forward pass {prediction.forward_ms:.0f} ms ({prediction.n_tokens} tokens, stopped after layer "
                                f"{max(ctx.predictor.layers) if ctx.predictor.layers else '-'}), probes {prediction.probes_ms:.0f} ms. {notice}")
                 payload = {"difficulty": [{"probe": r.name, "value": r.value, "range": list(r.label_range), "test_metric": r.metric, "description": describe(r),
-                                           "in_distribution": None if math.isnan(r.in_distribution) else r.in_distribution} for r in prediction.difficulty],
+                                           "in_distribution": None if math.isnan(r.in_distribution) else r.in_distribution,
+                                           "beyond_length": r.partial_length or None, "mostly_length": r.mostly_length} for r in prediction.difficulty],
                            "in_distribution": {r.name: r.in_distribution for r in prediction.success if not math.isnan(r.in_distribution)},
                            "success": {r.name: r.value for r in prediction.success},
                            "routing": suggestion.to_json() if suggestion else None,

@@ -131,3 +131,6 @@ def test_cache_hit_skips_the_model_and_adds_new_layers(tiny, monkeypatch, capsys
     more = cached_extract(tiny, fmt, QUESTIONS, [0, 3], fmt.eoi_positions, data_hash="cache-test", progress=False)
     assert calls == [[3]]
     np.testing.assert_array_equal(more[:, 0], first[:, 0])
+    fewer = cached_extract(tiny, fmt, QUESTIONS[:4], [0], fmt.eoi_positions, data_hash="cache-test", progress=False)  # a reused key
+    assert fewer.shape[0] == 4 and calls[-1] == [0]  # never another question set's rows
+    np.testing.assert_allclose(fewer[:, 0], first[:4, 0], atol=1e-5)

@@ -90,8 +90,11 @@ def test_api_predict_returns_difficulty_success_and_routing(app):
         result = client.predict(QUESTION, "math", "utility", 0.3, 0.7, api_name="/predict")
         latencies.append((time.perf_counter() - started) * 1000)
     raw = result[-1]
-    assert {r["probe"] for r in raw["difficulty"]} >= {"math500 level", "arc-challenge grade", "mixed log_output_chars", "outcomes-math500 irt_difficulty"}
+    assert {r["probe"] for r in raw["difficulty"]} >= {"math level", "math500 level", "arc-challenge grade", "mixed log_output_chars",
+                                                        "outcomes-math500 irt_difficulty"}
     assert any(r["description"].startswith("MATH level") for r in raw["difficulty"])
+    math_level = next(r for r in raw["difficulty"] if r["probe"] == "math level")
+    assert math_level["beyond_length"]["n"] == 500 and math_level["mostly_length"] == (math_level["beyond_length"]["low"] <= 0)
     assert any("harder than" in r["description"] for r in raw["difficulty"])
     assert len(raw["success"]) >= 10 and all(0 < p < 1 for p in raw["success"].values())
     routing = raw["routing"]
@@ -101,6 +104,22 @@ def test_api_predict_returns_difficulty_success_and_routing(app):
     (ARTIFACTS / "api_latency.json").write_text(json.dumps({"p50_ms": statistics.median(latencies), "calls": latencies}))
     with pytest.raises(Exception, match="Type a question"):  # gr.Error: the client raises instead of getting empty outputs
         client.predict("   ", "math", "utility", 0.3, 0.7, api_name="/predict")
+
+
+def test_a_reading_that_does_not_beat_length_says_so():
+    from space_app.predictor import Prediction, Reading
+    from space_app.ui import difficulty_markdown
+
+    def reading(partial_low: float, value: float) -> Reading:
+        return Reading("math level", "math", "level", "linear", 3.2, (1.0, 5.0), {"name": "spearman", "value": value, "low": 0.5, "high": 0.6, "n": 500},
+                       partial_length={"value": partial_low + 0.05, "low": partial_low, "high": partial_low + 0.1, "n": 500}, length_baseline=0.41)
+
+    def shown(r: Reading) -> str:
+        return difficulty_markdown(Prediction([r], [], {}, 0.0, 0.0, 10, False, []))
+
+    assert "mostly question length" not in shown(reading(0.30, 0.57)) and "beyond length: partial ρ 0.35" in shown(reading(0.30, 0.57))
+    assert "mostly question length" in shown(reading(-0.02, 0.57))  # the partial Spearman's CI reaches 0
+    assert "mostly question length" in shown(reading(0.30, 0.40))  # no better than the length baseline
 
 
 ARITHMETIC = "What is 7 + 5?"

@@ -1,6 +1,7 @@
 """Metrics: vectorised bootstrap statistics agree with scipy / scikit-learn; CIs bracket the value; n is reported."""
 
 import numpy as np
+import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
@@ -48,3 +49,26 @@ def test_fast_resampled_auc_equals_rank_formula():
     score = np.round(rng.normal(size=150) + y, 1)  # rounding makes ties
     index = rng.integers(0, 150, size=(300, 150))
     np.testing.assert_allclose(auc_resampled(y, score, index), auc_rows(y[index], score[index]), rtol=1e-12)
+
+
+def test_partial_spearman_matches_the_closed_form_and_removes_a_shared_cause():
+    from probes_hub.metrics import partial_spearman_metric, spearman_metric
+
+    rng = np.random.default_rng(0)
+    length = rng.permutation(2000).astype(float)
+    # Prediction and label both follow length and nothing else: the partial correlation given length is ~0.
+    label = length + rng.normal(scale=300, size=2000)
+    prediction = length + rng.normal(scale=300, size=2000)
+    assert spearman_metric(label, prediction).value > 0.7
+    confounded = partial_spearman_metric(label, prediction, length)
+    assert abs(confounded.value) < 0.06 and confounded.low < 0 < confounded.high and confounded.n == 2000
+    # Closed form on ranks: r_xy.z = (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)).
+    x, y, z = rng.normal(size=(3, 500))
+    y = y + x + z
+    r = {pair: spearman_metric(a, b).value for pair, (a, b) in {"xy": (x, y), "xz": (x, z), "yz": (y, z)}.items()}
+    expected = (r["xy"] - r["xz"] * r["yz"]) / np.sqrt((1 - r["xz"] ** 2) * (1 - r["yz"] ** 2))
+    assert partial_spearman_metric(y, x, z).value == pytest.approx(expected, abs=1e-12)
+    # With a control independent of both, the partial equals the plain Spearman up to noise.
+    assert partial_spearman_metric(y, x, rng.normal(size=500)).value == pytest.approx(r["xy"], abs=0.03)
+    # The length baseline itself (a monotone function of the control) says nothing beyond it.
+    assert partial_spearman_metric(y, 2 * z + 1, z).value == 0.0

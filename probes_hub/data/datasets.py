@@ -31,6 +31,7 @@ MMLU_PRO_SUBSET = 2000
 SPLIT_RULES = {
     "gsm8k": "official train / test files",
     "math500": "seeded 60/40 train/test, stratified by level",
+    "math": "train: the MATH train split (math_train, minus rows flagged near a MATH-500 problem); test: all 500 MATH-500 questions",
     "arc-easy": "seeded 60/40 train/test, stratified by school grade",
     "arc-challenge": "seeded 60/40 train/test, stratified by school grade",
     "mmlu-pro": "seeded 60/40 train/test, stratified by category (one split shared by every model's label)",
@@ -138,6 +139,19 @@ def _math500(root: Path) -> QuestionSet:
     return QuestionSet("math500", frame[["id", "question", "split", "level", "subject", "answer", "solution"]], {"level": GRADED}, SPLIT_RULES["math500"])
 
 
+def _math(root: Path) -> QuestionSet:
+    """MATH train problems (all training questions) with MATH-500 (all 500) as the test set.
+
+    Rows that math_train's README flags as near-duplicates of a MATH-500 problem (``near_math500``; templated siblings with
+    another answer) are left out, the stricter of the two splits it offers.
+    """
+    train = pd.DataFrame(read_jsonl(require_file(root / "math_train" / "questions.jsonl")))
+    train = train[train["near_math500"].isna()].assign(split="train")
+    test = _math500(root).frame.assign(split="test")
+    frame = pd.concat([train, test], ignore_index=True)
+    return QuestionSet("math", frame[["id", "question", "split", "level", "subject", "answer", "solution"]], {"level": GRADED}, SPLIT_RULES["math"])
+
+
 def _arc(root: Path, which: str) -> QuestionSet:
     stem = "ARC-Easy-Test" if which == "arc-easy" else "ARC-Challenge-Test"
     grades = pd.read_csv(require_file(root / "arc" / f"{stem}.csv"), usecols=["questionID", "schoolGrade"])
@@ -195,6 +209,7 @@ def _mmlu_pro(root: Path) -> QuestionSet:
 BUILTIN = {
     "gsm8k": _gsm8k,
     "math500": _math500,
+    "math": _math,
     "arc-easy": lambda root: _arc(root, "arc-easy"),
     "arc-challenge": lambda root: _arc(root, "arc-challenge"),
     "mmlu-pro": _mmlu_pro,

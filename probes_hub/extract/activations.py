@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -137,19 +137,55 @@ def extract(
         max_batch_tokens: tokens per forward pass (default 1024 packed, 16384 padded).
         max_batch_size: prompts per padded batch.
     """
+    if not positions or max(positions) >= 0 or min(positions) < -min(len(p) for p in prompt_ids):
+        raise ValueError(f"positions must be negative offsets within every prompt, got {positions}")
+    out = np.zeros((len(prompt_ids), len(layers), len(positions), lm.hidden_size), dtype=np.float32)
+    for batch, rows in _batched_outputs(lm, prompt_ids, layers, positions, shared_prefix=shared_prefix, packed=packed,
+                                        max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size, progress=progress):
+        out[batch] = rows.reshape(len(batch), len(positions), len(layers), -1).transpose(1, 2).numpy()
+    return out
+
+
+def extract_tokens(lm: LoadedModel, prompt_ids: list[list[int]], layer: int, *, shared_prefix: Sequence[int] = (),
+                   packed: bool | None = None, max_batch_tokens: int | None = None, progress: bool = True) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+    """Block ``layer``'s output at every token after the shared prefix, one batch at a time: ``(indices, [T_i, hidden] arrays)``.
+
+    A generator, so a caller can write each batch to disk and hold no more than one batch (what attention
+    probes read: the question's tokens and the template's end-of-instruction tokens).
+    """
+    skipped = shared_prefix_length(prompt_ids, shared_prefix)
+    for batch, rows in _batched_outputs(lm, prompt_ids, [layer], None, shared_prefix=shared_prefix, packed=packed,
+                                        max_batch_tokens=max_batch_tokens, progress=progress):
+        lengths = [len(prompt_ids[i]) - skipped for i in batch]
+        yield batch, [part[:, 0].numpy() for part in torch.split(rows, lengths)]
+
+
+def shared_prefix_length(prompt_ids: list[list[int]], shared_prefix: Sequence[int], positions: list[int] | None = None) -> int:
+    """Length of the shared prefix the forward passes skip (0 when some prompt does not start with it or a position falls in it)."""
+    prefix = list(shared_prefix)
+    deepest = -min(positions) if positions else 1
+    if any(list(p[: len(prefix)]) != prefix or len(p) - len(prefix) < deepest for p in prompt_ids):
+        return 0
+    return len(prefix)
+
+
+def _batched_outputs(lm: LoadedModel, prompt_ids: list[list[int]], layers: list[int], positions: list[int] | None, *,
+                     shared_prefix: Sequence[int], packed: bool | None, max_batch_tokens: int | None = None, max_batch_size: int = 64,
+                     progress: bool = True) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Batches of prompts run to the deepest of ``layers``: ``(indices, rows)``, rows ordered (prompt, position, layer).
+
+    ``positions=None`` keeps every token after the shared prefix. Falls back from packed to padded batches
+    when the model's attention cannot be packed (and ``packed`` was not forced).
+    """
     layers = [int(layer) for layer in layers]
     if not layers or min(layers) < 0 or max(layers) >= lm.n_layers:
         raise ValueError(f"layers must be within [0, {lm.n_layers}), got {layers}")
-    if not positions or max(positions) >= 0 or min(positions) < -min(len(p) for p in prompt_ids):
-        raise ValueError(f"positions must be negative offsets within every prompt, got {positions}")
     auto = packed is None
     packed = lm.device.type == "cpu" if auto else packed
     max_batch_tokens = max_batch_tokens or (PACKED_BATCH_TOKENS if packed else PADDED_BATCH_TOKENS)
-    prefix = list(shared_prefix)
-    if any(list(p[: len(prefix)]) != prefix or len(p) - len(prefix) < -min(positions) for p in prompt_ids):
-        prefix = []
+    prefix = list(shared_prefix)[: shared_prefix_length(prompt_ids, shared_prefix, positions)]
     questions = [p[len(prefix):] for p in prompt_ids]
-    out = np.zeros((len(prompt_ids), len(layers), len(positions), lm.hidden_size), dtype=np.float32)
+    done = 0
     with lm.forward_lock:
         prefix_states = _prefix_states(lm, prefix, max(layers)) if prefix else None
         outputs = _BlockOutputs(lm, layers)
@@ -163,22 +199,23 @@ def extract(
                     run_batch = _padded_batch
                 for batch in batches:
                     rows = run_batch(lm, outputs, [questions[i] for i in batch], positions, prefix_states)
-                    out[batch] = rows.reshape(len(batch), len(positions), len(layers), -1).transpose(1, 2).numpy()
+                    done += 1
+                    yield batch, rows
                     bar.update(len(batch))
         except PackingUnsupported as error:
-            if not auto:
+            if not auto or done:
                 raise ValueError(f"{lm.display_id} cannot be extracted packed ({error}); pass packed=False") from error
             logger.info("Packed extraction unsupported for %s (%s); padding instead", lm.display_id, error)
-            out = None
+            packed = None
         finally:
             outputs.remove()
-    if out is None:
-        return extract(lm, prompt_ids, layers, positions, shared_prefix=shared_prefix, packed=False, max_batch_size=max_batch_size, progress=progress)
-    return out
+    if packed is None:
+        yield from _batched_outputs(lm, prompt_ids, layers, positions, shared_prefix=shared_prefix, packed=False,
+                                    max_batch_size=max_batch_size, progress=progress)
 
 
-def _packed_batch(lm: LoadedModel, outputs: _BlockOutputs, questions: list[list[int]], positions: list[int], prefix_states) -> torch.Tensor:
-    """One forward pass over ``questions`` concatenated; rows ordered (question, position)."""
+def _packed_batch(lm: LoadedModel, outputs: _BlockOutputs, questions: list[list[int]], positions: list[int] | None, prefix_states) -> torch.Tensor:
+    """One forward pass over ``questions`` concatenated; rows ordered (question, position), every token when ``positions`` is None."""
     lengths = torch.tensor([len(q) for q in questions])
     ends = lengths.cumsum(0)
     starts = ends - lengths
@@ -192,14 +229,15 @@ def _packed_batch(lm: LoadedModel, outputs: _BlockOutputs, questions: list[list[
         with packed_attention(lm.model):
             decoder(input_ids=input_ids.to(lm.device), position_ids=position_ids.to(lm.device), use_cache=False, packing=packing)
 
-    rows = outputs.run(forward, (ends[:, None] + torch.tensor(positions)[None, :]).reshape(-1))
+    keep = torch.arange(int(ends[-1])) if positions is None else (ends[:, None] + torch.tensor(positions)[None, :]).reshape(-1)
+    rows = outputs.run(forward, keep)
     if packing.calls == 0:
         raise PackingUnsupported(f"{type(lm.model).__name__} does not call the attention interface")
     return rows
 
 
-def _padded_batch(lm: LoadedModel, outputs: _BlockOutputs, questions: list[list[int]], positions: list[int], prefix_states) -> torch.Tensor:
-    """One forward pass over ``questions`` left-padded to the longest; rows ordered (question, position)."""
+def _padded_batch(lm: LoadedModel, outputs: _BlockOutputs, questions: list[list[int]], positions: list[int] | None, prefix_states) -> torch.Tensor:
+    """One forward pass over ``questions`` left-padded to the longest; rows ordered (question, position), every token when ``positions`` is None."""
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     input_ids, attention_mask = _left_pad(questions, pad_id)
     prefix_length = prefix_states[0][0].shape[2] if prefix_states else 0
@@ -213,6 +251,8 @@ def _padded_batch(lm: LoadedModel, outputs: _BlockOutputs, questions: list[list[
         lm.model.get_decoder()(input_ids=input_ids.to(lm.device), attention_mask=attention_mask.to(lm.device),
                                position_ids=position_ids.to(lm.device), past_key_values=past, use_cache=past is not None)
 
+    if positions is None:
+        return outputs.run(forward, torch.flatten(attention_mask[:, -width:]).nonzero()[:, 0])
     rows = torch.arange(len(questions))[:, None] * width + width + torch.tensor(positions)[None, :]
     return outputs.run(forward, rows.reshape(-1))
 
@@ -285,6 +325,9 @@ def cached_extract(
     key = sha256_text(lm.fingerprint, data_hash, fmt.template_hash, str(max_length), str(list(positions)))[:16]
     path = cache_dir("activations", sha256_text(lm.fingerprint)[:16]) / f"{data_hash}-{fmt.template_hash}-{key}.safetensors"
     cached = _read_layers(path) if use_cache and path.exists() else {}
+    if any(len(array) != len(questions) for array in cached.values()):  # the same key for other questions: never serve them
+        logger.warning("Activation cache %s holds another number of questions than asked for; extracting again", path)
+        cached = {}
     missing = [layer for layer in layers if f"layer_{layer}" not in cached]
     if not missing:
         logger.info("Loaded activations from cache: %s", path)

@@ -27,8 +27,9 @@ class FeatureSource(Protocol):
     hidden_size: int
 
     def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
-                 data_hash: str | None = None, use_cache: bool = False, progress: bool = False) -> tuple[Features, list[bool]]:
-        """Features of ``questions`` at ``layers`` x the EOI positions, and which questions were truncated."""
+                 data_hash: str | None = None, use_cache: bool = False, progress: bool = False,
+                 token_layers: list[int] = ()) -> tuple[Features, list[bool]]:
+        """Features of ``questions`` at ``layers`` x the EOI positions (and every token at ``token_layers``), and which questions were truncated."""
         ...
 
 
@@ -41,10 +42,12 @@ class ModelFeatures:
         self._formats: dict[bool, PromptFormat] = {}
 
     def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
-                 data_hash: str | None = None, use_cache: bool = False, progress: bool = False) -> tuple[Features, list[bool]]:
-        """Template and encode the questions, then extract (through the activation cache when ``use_cache``)."""
+                 data_hash: str | None = None, use_cache: bool = False, progress: bool = False,
+                 token_layers: list[int] = ()) -> tuple[Features, list[bool]]:
+        """Template and encode the questions, then extract (through the activation caches when ``use_cache``)."""
         from probes_hub.extract.activations import cached_extract
         from probes_hub.extract.prompts import encode_prompts, eoi_tokens, prompt_format
+        from probes_hub.extract.tokens import token_states
 
         fmt = self._formats.get(chat) or self._formats.setdefault(chat, prompt_format(self.lm.tokenizer, chat=chat))
         model = ModelInfo(self.lm.fingerprint, self.lm.display_id, self.lm.hidden_size, self.lm.n_layers,
@@ -54,5 +57,7 @@ class ModelFeatures:
         if layers:
             acts = cached_extract(self.lm, fmt, questions, list(layers), fmt.eoi_positions, max_length=max_length, data_hash=data_hash,
                                   use_cache=use_cache, progress=progress, prompt_ids=prompt_ids)
-        features = Features(questions, np.array([len(p) for p in prompt_ids]), acts, tuple(layers), tuple(fmt.eoi_positions), model)
+        tokens = {int(layer): token_states(self.lm, fmt, prompt_ids, int(layer), max_length=max_length, data_hash=data_hash,
+                                           use_cache=use_cache, progress=progress) for layer in token_layers}
+        features = Features(questions, np.array([len(p) for p in prompt_ids]), acts, tuple(layers), tuple(fmt.eoi_positions), model, tokens)
         return features, list(truncated)

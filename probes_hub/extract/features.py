@@ -2,11 +2,51 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from probes_hub.hub.records import ModelInfo
+
+
+@dataclass
+class TokenStates:
+    """One layer's activations at every prompt token after the template's shared prefix, for N questions.
+
+    ``values [sum of T_i, hidden]`` holds the questions one after another (float16 to halve memory and cache
+    size); question ``i`` is ``values[offsets[i]:offsets[i + 1]]``. What attention probes read.
+    """
+
+    layer: int
+    values: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def question(self, index: int) -> np.ndarray:
+        return self.values[self.offsets[index]:self.offsets[index + 1]]
+
+    def take(self, rows: np.ndarray) -> TokenStates:
+        """The questions at ``rows`` (indices), copied into one new array."""
+        parts = [self.question(int(i)) for i in rows]
+        offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+        values = np.concatenate(parts) if parts else self.values[:0]
+        return TokenStates(self.layer, values, offsets)
+
+    def padded(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(X [B, T, hidden] float32, mask [B, T] bool)`` for the questions at ``rows``, right-padded to the longest."""
+        lengths = self.lengths[rows]
+        X = np.zeros((len(rows), int(lengths.max(initial=1)), self.values.shape[1]), dtype=np.float32)
+        mask = np.zeros(X.shape[:2], dtype=bool)
+        for slot, (index, length) in enumerate(zip(rows, lengths)):
+            X[slot, :length] = self.question(int(index))
+            mask[slot, :length] = True
+        return X, mask
 
 
 @dataclass
@@ -16,7 +56,7 @@ class Features:
     ``activations`` has shape ``[N, len(layers), len(positions), hidden]`` and may be ``None`` for
     text-only probes; ``token_counts`` are the templated prompt lengths (the length baseline's input).
     ``model`` names the model and prompt format they came from (None for bare text), which a probe
-    fitted on them records.
+    fitted on them records. ``tokens`` holds, per requested layer, the activations at every prompt token.
     """
 
     questions: list[str]
@@ -25,6 +65,7 @@ class Features:
     layers: tuple[int, ...] = ()
     positions: tuple[int, ...] = ()
     model: ModelInfo | None = None
+    tokens: dict[int, TokenStates] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.questions)
@@ -43,4 +84,13 @@ class Features:
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
         acts = None if self.activations is None else self.activations[rows]
-        return Features([self.questions[i] for i in rows], self.token_counts[rows], acts, self.layers, self.positions, self.model)
+        tokens = {layer: states.take(rows) for layer, states in self.tokens.items()}
+        return Features([self.questions[i] for i in rows], self.token_counts[rows], acts, self.layers, self.positions, self.model, tokens)
+
+    def token_states(self, layer: int) -> TokenStates:
+        """The per-token activations at ``layer``, with a clear error when they were not extracted."""
+        if layer not in self.tokens:
+            have = ", ".join(f"layer {v}" for v in self.tokens) or "none"
+            raise ValueError(f"Need every prompt token's activations at layer {layer}; these features carry {have}. "
+                             "Extract them with token_layers=[...] (the probe's token_layer() tells which).")
+        return self.tokens[layer]

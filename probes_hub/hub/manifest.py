@@ -40,6 +40,11 @@ class ProbeEntry:
     metric: dict
     baselines: dict = field(default_factory=dict)
     created_at: str = ""
+    partial_length: dict = field(default_factory=dict)
+    """Graded probes: the test partial Spearman given prompt length (value, low, high, n): what the reading tells beyond length."""
+    cv_metric: str | None = None
+    cv_score: float | None = None
+    """The selection's score on the training rows (CV or validation split): what the app ranks difficulty probes by, never the test metric."""
 
     @classmethod
     def from_config(cls, folder: str, config: ProbeConfig) -> ProbeEntry:
@@ -48,7 +53,9 @@ class ProbeEntry:
         return cls(name=folder, folder=folder, model=record.model.display_id if record.model else "", fingerprint=record.model.fingerprint if record.model else "",
                    hidden_size=record.model.hidden_size if record.model else 0, dataset=record.data.dataset, label=record.label.name,
                    task=record.label.task, probe_type=config.probe_type, layer=config.selection.layer, position=config.selection.position,
-                   metric=test.to_dict() if test else {}, baselines=record.baselines(), created_at=record.created_at)
+                   metric=test.to_dict() if test else {}, baselines=record.baselines(), created_at=record.created_at,
+                   partial_length=record.metrics["test_partial_length"].to_dict() if "test_partial_length" in record.metrics else {},
+                   cv_metric=config.selection.cv_metric, cv_score=config.selection.cv_score)
 
     @classmethod
     def from_dict(cls, data: dict) -> ProbeEntry:

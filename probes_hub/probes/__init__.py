@@ -6,6 +6,7 @@ Every module in this folder is imported here, so adding a probe type is one new 
 import importlib
 import pkgutil
 
+from .attention import AttentionProbe
 from .base import PROBE_TYPES, Probe, baseline_types, load_probe, probe_matches, read_config
 from .embedding import EmbeddingProbe
 from .length import LengthProbe
@@ -16,5 +17,5 @@ from .tfidf import TfidfProbe
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["PROBE_TYPES", "Probe", "LinearProbe", "SharedDirectionProbe", "LengthProbe", "TfidfProbe", "EmbeddingProbe", "baseline_types", "load_probe",
+__all__ = ["PROBE_TYPES", "Probe", "AttentionProbe", "LinearProbe", "SharedDirectionProbe", "LengthProbe", "TfidfProbe", "EmbeddingProbe", "baseline_types", "load_probe",
            "probe_matches", "read_config"]

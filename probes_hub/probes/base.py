@@ -53,6 +53,8 @@ class Probe:
     """Label tasks this probe type can learn."""
     reads_activations: ClassVar[bool] = False
     """True when the probe reads the model's activations (so extraction must run for it)."""
+    reads_tokens: ClassVar[bool] = False
+    """True when the probe reads every prompt token's activations at one layer (``Features.tokens``), not only the EOI ones."""
     is_baseline: ClassVar[bool] = False
     """True for the text-only references every activation probe is compared with (always trained beside them)."""
     model_bound: ClassVar[bool] = True
@@ -166,6 +168,10 @@ class Probe:
     def layers_needed(self) -> list[int]:
         """Activation layers ``predict`` reads (none for text-only probes)."""
         return [] if self.layer is None else [self.layer]
+
+    def token_layer(self) -> int | None:
+        """The layer whose every-token activations ``predict`` reads (attention probes); None for the others."""
+        return None
 
     def in_distribution(self, features: Features) -> np.ndarray:
         """How typical each question is of the probe's training questions, 0-1; NaN for probes that keep no summary."""

@@ -286,9 +286,13 @@ class LinearProbe(Probe):
         self.selection_ = replace(self.selection_, details={**self.selection_.details, "C": best_c, "cs_searched": list(self.cs), "cv_auc_by_C": scores,
                                                              "classifier": "logistic regression (C chosen by CV ROC-AUC at the selected cell)"})
 
+    def inputs(self, features: Features) -> np.ndarray:
+        """The activations the probe reads, ``[N, d]``: its (layer, position) cell (subclasses combine several)."""
+        return features.at(self.layer, self.position)
+
     def decision_function(self, features: Features) -> np.ndarray:
         self._check_fitted()
-        X = features.at(self.layer, self.position).astype(np.float64)
+        X = self.inputs(features).astype(np.float64)
         check_feature_width(X, self.coef_.shape[0], type(self).__name__)
         return ((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_[0]
 
@@ -308,7 +312,7 @@ class LinearProbe(Probe):
         quantiles = getattr(self, "ood_quantiles_", None)
         if quantiles is None:
             return np.full(len(features), np.nan)
-        distance = self._distance(features.at(self.layer, self.position))
+        distance = self._distance(self.inputs(features))
         return 1.0 - np.interp(distance, quantiles, OOD_LEVELS, left=0.0, right=1.0)
 
     def layerwise(self, features: Features) -> tuple[list[int], np.ndarray] | None:

@@ -1,0 +1,174 @@
+"""Difficulty readings beyond MATH-500: the MATH-trained level probes on MATH-500 and, with no retraining, on other benchmarks.
+
+For every model with ``level`` probes trained on ``math`` (MATH train) in the registry, and the MATH-500-only
+probes as a comparison row:
+- MATH-500 (all 500 for the ``math`` probes, none of which they trained on; the 200 test questions for the
+  MATH-500-only ones): Spearman with the level and with the IRT difficulty from 70 models' outcomes;
+- GSM8K test: Spearman with 1 - the share of its recorded models that answered correctly;
+- MATH level 5 (all level 5, so only a reading finer than the level can rank them): the same, and with the IRT difficulty;
+- ARC-Challenge test: Spearman with the school grade, 1 - success share, and the IRT difficulty.
+Every cell has n and a bootstrap 95% CI, and the partial Spearman given the prompt's token count (with its CI). The activation probes are read through the product's own path
+(``probes_hub.apply``); features are cached, so a second run only reads. Ends with
+``RESULT math500_spearman=... math500_partial=... gsm8k_spearman=... gsm8k_length=... mathl5_spearman=... mathl5_length=...``
+for the level probe the app reads (chosen by training-data CV) and the length baseline.
+
+    python -m eval.bench_difficulty [--quick] [--registry DIR] [--data-dir DIR] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from probes_hub.apply import choose_probes, probe_features
+from probes_hub.cache import sha256_text
+from probes_hub.data.datasets import load_dataset
+from probes_hub.hub.registry import Registry
+from probes_hub.leaderboard import source_for_probe
+from probes_hub.metrics import partial_spearman_metric, spearman_metric
+
+TRAINED_ON = ("math", "math500")
+"""Datasets whose ``level`` probes are compared: MATH train (7,415 questions) and MATH-500's own 300 training questions."""
+QUICK_QUESTIONS = 200
+"""Questions per cross-benchmark set with ``--quick`` (a seeded subset)."""
+
+
+@dataclass
+class Target:
+    """One column of the table: questions of a benchmark and the difficulty they are ranked against (higher: harder)."""
+
+    benchmark: str
+    target: str
+    questions: list[str]
+    values: np.ndarray
+
+    @property
+    def key(self) -> str:
+        """The activation cache key of the questions (targets of one benchmark share their questions, so their features)."""
+        return sha256_text(self.benchmark, *self.questions)[:16]
+
+
+def cross_benchmark_targets(data_dir: str | None, *, quick: bool) -> list[Target]:
+    """GSM8K test, MATH level 5 and ARC-Challenge test with their difficulty targets (seeded subsets with ``quick``)."""
+    targets = []
+    for benchmark, name in (("gsm8k", "outcomes-gsm8k"), ("math-l5", "outcomes-math-l5")):
+        frame = _subset(load_dataset(name, data_dir_override=data_dir).frame, quick)
+        targets.append(Target(benchmark, "1 - success share", frame["question"].tolist(), 1 - frame["success_rate"].to_numpy(dtype=float)))
+        if "irt_difficulty" in frame:
+            targets.append(Target(benchmark, "IRT difficulty", frame["question"].tolist(), frame["irt_difficulty"].to_numpy(dtype=float)))
+    arc = load_dataset("arc-challenge", data_dir_override=data_dir).frame
+    outcomes = load_dataset("outcomes-arc-challenge", data_dir_override=data_dir).frame.drop_duplicates("stem", keep=False)
+    arc = _subset(arc.merge(outcomes[["stem", "success_rate", "irt_difficulty"]], on="stem", how="left"), quick)
+    questions = arc["question"].tolist()
+    targets.append(Target("arc-challenge", "grade", questions, arc["grade"].to_numpy(dtype=float)))
+    targets.append(Target("arc-challenge", "1 - success share", questions, 1 - arc["success_rate"].to_numpy(dtype=float)))
+    targets.append(Target("arc-challenge", "IRT difficulty", questions, arc["irt_difficulty"].to_numpy(dtype=float)))
+    return targets
+
+
+def _subset(frame: pd.DataFrame, quick: bool) -> pd.DataFrame:
+    if not quick or len(frame) <= QUICK_QUESTIONS:
+        return frame.reset_index(drop=True)
+    return frame.sample(QUICK_QUESTIONS, random_state=0).sort_index().reset_index(drop=True)
+
+
+def level_probe_names(registry: Registry, display_id: str) -> dict[str, list[str]]:
+    """Per training dataset, the ``level`` probes of one model (every type)."""
+    return {dataset: [e.name for e in registry.list(dataset=dataset, label="level", model=display_id)] for dataset in TRAINED_ON}
+
+
+def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *, quick: bool) -> list[dict]:
+    """Every cell (probe x benchmark x target) for one model's level probes."""
+    names = [name for group in level_probe_names(registry, display_id).values() for name in group]
+    probes = registry.load_all(names=names).probes
+    source = source_for_probe(next(p for p in probes.values() if p.fingerprint))
+    rows = []
+    math500 = load_dataset("math500", data_dir_override=data_dir)
+    features = probe_features(source, probes, math500.frame["question"].tolist(), data_hash=math500.content_hash, use_cache=True)
+    irt = load_dataset("outcomes-math500", data_dir_override=data_dir).frame.set_index("question")["irt_difficulty"]
+    targets = {"level": math500.frame["level"].to_numpy(dtype=float), "IRT difficulty": irt.reindex(math500.frame["question"]).to_numpy(dtype=float)}
+    for name, probe in probes.items():
+        own = probe.record_.data.dataset == "math500"
+        rows_used = np.flatnonzero((math500.frame["split"] == "test").to_numpy()) if own else np.arange(len(math500.frame))
+        prediction = probe.predict(features.take(rows_used))
+        for target, values in targets.items():
+            rows.append(_cell(name, probe, "math500", target, values[rows_used], prediction, features.token_counts[rows_used]))
+    for target in cross_benchmark_targets(data_dir, quick=quick):
+        known = np.flatnonzero(np.isfinite(target.values))
+        features = probe_features(source, probes, target.questions, data_hash=target.key, use_cache=True).take(known)
+        for name, probe in probes.items():
+            rows.append(_cell(name, probe, target.benchmark, target.target, target.values[known], probe.predict(features), features.token_counts))
+    return rows
+
+
+def _cell(name: str, probe, benchmark: str, target: str, y: np.ndarray, prediction: np.ndarray, token_counts: np.ndarray) -> dict:
+    spearman = spearman_metric(y, prediction)
+    partial = partial_spearman_metric(y, prediction, token_counts)
+    return {"probe": name, "model": probe.record_.model.display_id if probe.record_.model else "", "trained_on": probe.record_.data.dataset,
+            "probe_type": probe.probe_type, "benchmark": benchmark, "target": target, "spearman": spearman.value, "low": spearman.low,
+            "high": spearman.high, "n": spearman.n, "partial": partial.value, "partial_low": partial.low, "partial_high": partial.high}
+
+
+def print_tables(table: pd.DataFrame) -> None:
+    for (benchmark, target), part in table.groupby(["benchmark", "target"], sort=False):
+        print(f"\n== {benchmark}: Spearman with {target} [95% CI] | partial given prompt length [95% CI] (n={sorted(set(part['n']))})")
+        for row in part.itertuples():
+            print(f"  {row.trained_on:8s} {row.probe_type:11s} {row.spearman:+.3f} [{row.low:+.3f}, {row.high:+.3f}] | "
+                  f"{row.partial:+.3f} [{row.partial_low:+.3f}, {row.partial_high:+.3f}]")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.bench_difficulty", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"a seeded {QUICK_QUESTIONS}-question subset of each cross-benchmark set")
+    parser.add_argument("--registry", default=None, help="registry folder (default: the bundled one)")
+    parser.add_argument("--data-dir", default=None, help="data folder (default: $PROBES_HUB_DATA_DIR or ../shared/data)")
+    parser.add_argument("--out", default=None, help="also write every cell as JSON to this file")
+    args = parser.parse_args(argv)
+    registry = Registry(args.registry)
+    models = sorted({e.model for e in registry.list(dataset="math", label="level")})
+    if not models:
+        parser.error("the registry has no level probes trained on 'math'; train them with: probes-hub train --dataset math --label level")
+    rows = [row for model in models for row in evaluate_model(registry, model, args.data_dir, quick=args.quick)]
+    table = pd.DataFrame(rows)
+    print_tables(table)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    print(result_line(registry, table))
+    return 0
+
+
+def result_line(registry: Registry, table: pd.DataFrame) -> str:
+    """The RESULT line for the first model: its CV-chosen ``math`` level probe and the length baseline."""
+    model = table["model"].iloc[0]
+    entries = registry.list(dataset="math", label="level", model=model)
+    chosen = choose_probes(entries, _Identity(next(e.fingerprint for e in entries if e.fingerprint)))[0]
+    cells = table.set_index(["probe", "benchmark", "target"])
+    length = next((e.name for e in entries if e.probe_type == "length"), None)
+    if length is None:
+        raise SystemExit("the registry has no 'length' probe for math level; train it beside the others: "
+                         "probes-hub train --dataset math --label level --probe linear length tfidf")
+
+    def value(name: str, benchmark: str, target: str, column: str = "spearman") -> float:
+        return float(cells.loc[(name, benchmark, target), column])
+
+    return (f"RESULT probe={registry.load_all(names=[chosen]).probes[chosen].probe_type} math500_spearman={value(chosen, 'math500', 'level'):.4f} "
+            f"math500_partial={value(chosen, 'math500', 'level', 'partial'):.4f} "
+            f"gsm8k_spearman={value(chosen, 'gsm8k', '1 - success share'):.4f} gsm8k_length={value(length, 'gsm8k', '1 - success share'):.4f} "
+            f"mathl5_spearman={value(chosen, 'math-l5', '1 - success share'):.4f} mathl5_length={value(length, 'math-l5', '1 - success share'):.4f}")
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """What :func:`choose_probes` compares a probe against: the model's fingerprint."""
+
+    fingerprint: str
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
