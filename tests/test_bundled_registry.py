@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from probes_hub.apply import predict_probes
+from probes_hub.bundled import BUNDLED_LAYERS
 from probes_hub.data.datasets import load_dataset
 from probes_hub.extract.feature_source import ModelFeatures
 from probes_hub.hub.registry import Registry
@@ -63,8 +64,13 @@ def test_bundled_probes_reproduce_their_saved_test_predictions_exactly(smollm2):
 
 
 def _same(predicted: np.ndarray, saved: np.ndarray, probe) -> bool:
-    """Bit-exact for every probe but the sentence-embedding one: the encoder's float32 output moves in the last bits with the
-    padding of the batch a question is encoded in (training encoded all questions together, this test a sample)."""
+    """Bit-exact for every probe but two kinds:
+    - the sentence-embedding one: the encoder's float32 output moves in the last bits with the padding of the batch a question
+      is encoded in (training encoded all questions together, this test a sample);
+    - probes that read the deepest extracted layer (17, the multi-layer probe's window): that block's MLP runs on the kept rows
+      only, and a float32 matmul over another number of rows may round differently in the last bits with 2 threads."""
     if probe.probe_type == "embedding":
         return bool(np.allclose(predicted, saved, rtol=1e-4, atol=1e-4))
+    if max(probe.layers_needed(), default=-1) >= max(BUNDLED_LAYERS):
+        return bool(np.allclose(predicted, saved, rtol=1e-6, atol=1e-6))
     return bool(np.max(np.abs(predicted - saved)) == 0)
