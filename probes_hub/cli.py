@@ -24,9 +24,9 @@ DATA_HELP = f"data folder for built-in datasets (default: ${ENV_DATA_DIR} or ../
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="math500", help=f"built-in dataset ({', '.join(BUILTIN)}) or a .jsonl/.csv/.parquet file")
     parser.add_argument("--data-dir", default=None, help=DATA_HELP)
-    parser.add_argument("--limit", type=int, default=None, help="use a seeded random subset of this many questions (splits kept)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="use a seeded random subset of this many questions (splits kept)")
     parser.add_argument("--question-column", default="question", help="question column of a local file")
-    parser.add_argument("--max-length", type=int, default=1024, help="max prompt tokens; longer questions are cut from the left, EOI tokens kept")
+    parser.add_argument("--max-length", type=positive_int, default=1024, help="max prompt tokens; longer questions are cut from the left, EOI tokens kept")
     parser.add_argument("--raw", action="store_true", help="no chat template: read the last question token instead of EOI tokens")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
 
@@ -49,10 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--probe", nargs="+", default=["linear"], choices=sorted(PROBE_TYPES), metavar="TYPE",
                        help="probe type(s) to save (the baselines, " + ", ".join(baseline_types()) + ", are always evaluated): "
                             + "; ".join(f"{name}: {_first_line(cls.__doc__)}" for name, cls in sorted(PROBE_TYPES.items())))
-    train.add_argument("--layers", default=None, help="layers to sweep, e.g. '0-29' or '8,12,16' (default: all)")
+    train.add_argument("--layers", type=parse_layers, default=None, help="layers to sweep, e.g. '0-29' or '8,12,16' (default: all)")
     train.add_argument("--token-layer", type=int, default=None,
                        help="layer whose every-token activations attention probes read (default: the linear sweep's CV choice on the training rows)")
-    train.add_argument("--cv-folds", type=int, default=5, help="folds for selection on the training split (default 5)")
+    train.add_argument("--cv-folds", type=at_least_two, default=5, help="folds for selection on the training split (default 5)")
     train.add_argument("--seed", type=int, default=0, help="seed for subsets, folds and the calibration hold-out")
     train.add_argument("--out", default="runs", help="folder that receives one probe folder per probe type (default runs/)")
     train.add_argument("--push", default=None, metavar="REGISTRY", help="also add the saved probes to this registry (local folder or Hub repo id)")
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--split", default=None, choices=["train", "test"], help="with --dataset: only this split")
     predict.add_argument("--dataset", default=None, help="built-in dataset name instead of --question/--file")
     predict.add_argument("--data-dir", default=None, help=DATA_HELP)
-    predict.add_argument("--limit", type=int, default=None, help="seeded subset of the dataset (must match training's --limit to reuse its rows)")
+    predict.add_argument("--limit", type=positive_int, default=None, help="seeded subset of the dataset (must match training's --limit to reuse its rows)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
     predict.set_defaults(func=cmd_predict)
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract = sub.add_parser("extract", help="extract and cache activations for a dataset (all layers x EOI positions by default)")
     extract.add_argument("--model", default=None, help=MODEL_HELP)
     _add_data_args(extract)
-    extract.add_argument("--layers", default=None, help="layers, e.g. '0-29' or '8,12,16' (default: all)")
+    extract.add_argument("--layers", type=parse_layers, default=None, help="layers, e.g. '0-29' or '8,12,16' (default: all)")
     extract.set_defaults(func=cmd_extract)
 
     registry_help = "registry: a local folder or a Hugging Face Hub repo id (default: the bundled registry/)"
@@ -127,13 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--dataset", default="gsm8k", help="built-in dataset or a local file")
     label.add_argument("--data-dir", default=None, help=DATA_HELP)
     label.add_argument("--split", default=None, choices=["train", "test"], help="only this split")
-    label.add_argument("--limit", type=int, default=None, help="first N questions (after --split)")
+    label.add_argument("--limit", type=positive_int, default=None, help="first N questions (after --split)")
     label.add_argument("--answer-column", default=None, help="gold answer column (default: final_answer for gsm8k, answer otherwise)")
-    label.add_argument("--k", type=int, default=4, help="samples per question (generate)")
+    label.add_argument("--k", type=positive_int, default=4, help="samples per question (generate)")
     label.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (generate)")
     label.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top-p (generate)")
-    label.add_argument("--max-new-tokens", type=int, default=384, help="generation budget per sample (generate)")
-    label.add_argument("--batch-size", type=int, default=8, help="sequences generated together (generate)")
+    label.add_argument("--max-new-tokens", type=positive_int, default=384, help="generation budget per sample (generate)")
+    label.add_argument("--batch-size", type=positive_int, default=8, help="sequences generated together (generate)")
     label.add_argument("--backend", choices=["transformers", "vllm"], default="transformers", help="generation backend (vllm: GPU only)")
     label.add_argument("--seed", type=int, default=0, help="sampling seed")
     label.add_argument("--out", default=None, help="output folder (default labels/<model>--<dataset>)")
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--registry", default=None, help=registry_help)
     route.add_argument("--data-dir", default=None, help=DATA_HELP)
     route.add_argument("--out", default="runs/routing", help="folder for routing.json and the chart (default runs/routing)")
-    route.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the CIs (default 200)")
+    route.add_argument("--n-boot", type=positive_int, default=200, help="bootstrap resamples for the CIs (default 200)")
     route.set_defaults(func=cmd_route)
 
     suggest = sub.add_parser("suggest", help="suggest the model of a pool to send one question to (reads the pool's success probes)",
@@ -207,21 +207,44 @@ def _filters(args: argparse.Namespace) -> dict:
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:
-    """'0-3,8' -> (0, 1, 2, 3, 8)."""
+    """'0-3,8' -> (0, 1, 2, 3, 8); a usage error (exit 2) for anything else, e.g. '5-2' or 'a'."""
     if not text:
         return None
     layers: list[int] = []
     for part in text.split(","):
-        low, _, high = part.partition("-")
+        low, _, high = part.strip().partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise argparse.ArgumentTypeError(f"{part!r} is not a layer or an ascending range like '0-17'")
+        if high and int(high) < int(low):
+            raise argparse.ArgumentTypeError(f"range {part!r} runs backwards; write '{high}-{low}'")
         layers += list(range(int(low), int(high) + 1)) if high else [int(low)]
     return tuple(sorted(set(layers)))
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a usage error otherwise: '--limit 0' must not silently mean 'all')."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def at_least_two(text: str) -> int:
+    """An integer >= 2 (cross-validation needs two folds)."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
+    return value
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from probes_hub.train import TrainOptions, train
 
     options = TrainOptions(model=args.model, dataset=args.dataset, labels=tuple(args.label), probes=tuple(args.probe), out=args.out,
-                           data_dir=args.data_dir, limit=args.limit, layers=parse_layers(args.layers), token_layer=args.token_layer, max_length=args.max_length,
+                           data_dir=args.data_dir, limit=args.limit, layers=args.layers, token_layer=args.token_layer, max_length=args.max_length,
                            chat=not args.raw, cv_folds=args.cv_folds, seed=args.seed, use_cache=not args.no_cache,
                            question_column=args.question_column, label_columns=tuple(args.label_column))
     started = time.time()
@@ -263,6 +286,11 @@ def _questions_from_args(args: argparse.Namespace) -> tuple[list[str], list[str]
             questions += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not questions:
         raise SystemExit("predict: give --question TEXT, --file PATH or --dataset NAME.")
+    for number, question in enumerate(questions, start=1):
+        if not isinstance(question, str) or not question.strip():
+            where = f"question {number} (counting --question values first, then {args.file} rows)" if args.file else f"--question number {number}"
+            raise SystemExit(f"predict: {where} is {'empty' if isinstance(question, str) else f'not text ({type(question).__name__})'}; "
+                             "give each question as non-empty text.")
     return [str(i) for i in range(len(questions))], questions, None
 
 
@@ -294,7 +322,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.dataset, data_dir_override=args.data_dir, question_column=args.question_column).subset(args.limit)
     lm = load_model(args.model)
-    layers = list(parse_layers(args.layers) or range(lm.n_layers))
+    layers = list(args.layers or range(lm.n_layers))
     fmt = prompt_format(lm.tokenizer, chat=not args.raw)
     started = time.time()
     features = build_features(lm, fmt, dataset, layers, max_length=args.max_length, use_cache=not args.no_cache)
