@@ -77,14 +77,9 @@ def _subset(frame: pd.DataFrame, quick: bool) -> pd.DataFrame:
     return frame.sample(QUICK_QUESTIONS, random_state=0).sort_index().reset_index(drop=True)
 
 
-def level_probe_names(registry: Registry, display_id: str) -> dict[str, list[str]]:
-    """Per training dataset, the ``level`` probes of one model (every type)."""
-    return {dataset: [e.name for e in registry.list(dataset=dataset, label="level", model=display_id)] for dataset in TRAINED_ON}
-
-
 def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *, quick: bool) -> list[dict]:
     """Every cell (probe x benchmark x target) for one model's level probes."""
-    names = [name for group in level_probe_names(registry, display_id).values() for name in group]
+    names = [e.name for dataset in TRAINED_ON for e in registry.list(dataset=dataset, label="level", model=display_id)]
     probes = registry.load_all(names=names).probes
     source = source_for_probe(next(p for p in probes.values() if p.fingerprint))
     rows = []

@@ -9,7 +9,6 @@ training rows picks the epoch (early stopping) and the weight decay. Predicting 
 
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
@@ -146,9 +145,6 @@ class AttentionProbe(Probe):
 
     def layers_needed(self) -> list[int]:
         return []
-
-    def fit_many(self, features: Features, Y: np.ndarray) -> list[AttentionProbe]:
-        return [copy.deepcopy(self).fit(features, Y[:, t]) for t in range(Y.shape[1])]
 
     # -- persistence --------------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
