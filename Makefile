@@ -30,6 +30,7 @@ bench: install
 	$(BIN)/python -m eval.bench_extract --quick
 	$(BIN)/python -m eval.bench_sweep --quick
 	$(BIN)/python -m eval.bench_app --quick
+	$(BIN)/python -m eval.bench_app --load --quick
 
 registry: install
 	$(BIN)/probes-hub build-registry --out registry

@@ -8,6 +8,10 @@ The naive baseline, measured in the same run and process, is what notebook code 
 forward pass with ``output_hidden_states=True`` and the LM head, then the probes; the ratio compares it with
 the app's predictor in the same process (HTTP latency is reported separately). Ends with
 ``RESULT p50_ms=... p95_ms=... errors=0 ...``.
+
+``--load`` measures throughput under load instead: 20 gradio_client clients x 10 predictions each, against the
+throughput of one client calling serially in the same run; concurrent predictions are batched by the app.
+Ends with ``RESULT clients=20 errors=0 throughput_ratio=... p95_ms=...``.
 """
 
 from __future__ import annotations
@@ -33,8 +37,13 @@ QUESTION = ("A bakery sells muffins for $3 each and cookies for $2 each. Maria b
             "How many cookies did she buy? Explain your reasoning and give the final number.")
 
 
-def predict(client) -> list:
-    result = client.predict(QUESTION, "math", "utility", 0.3, 0.7, api_name="/predict")
+def variant(i: int) -> str:
+    """The benchmark question with its numbers changed: every call of the load test asks something new (nothing can be reused)."""
+    return QUESTION.replace("4 muffins", f"{4 + i % 50} muffins").replace("$20", f"${20 + i}")
+
+
+def predict(client, question: str = QUESTION) -> list:
+    result = client.predict(question, "math", "utility", 0.3, 0.7, api_name="/predict")
     if not result[-1] or len(result[-1]["success"]) < 10:
         raise RuntimeError("incomplete prediction")
     return result
@@ -115,11 +124,67 @@ def in_process_ms(calls: int) -> tuple[float, float]:
     return statistics.median(naive), statistics.median(fast)
 
 
+def rest_predict(url: str, question: str) -> None:
+    """One prediction through Gradio's REST API (POST, then read the event stream); raises with the server's message on an error event."""
+    request = urllib.request.Request(f"{url}gradio_api/call/predict", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"data": [question, "math", "utility", 0.3, 0.7]}).encode())
+    event_id = json.loads(urllib.request.urlopen(request, timeout=120).read())["event_id"]
+    body = urllib.request.urlopen(f"{url}gradio_api/call/predict/{event_id}", timeout=120).read().decode()
+    if "event: complete" not in body:
+        raise RuntimeError(f"prediction failed: {body[-300:]}")
+
+
+def load_test(clients: int, calls: int, serial_calls: int) -> int:
+    """Throughput under load: ``clients`` concurrent clients x ``calls`` predictions each (every question different), against the
+    throughput of one client calling serially against the same app in the same run (the baseline). Clients use the REST API
+    directly, so that the benchmark's own CPU use stays small beside the app's on the same cores."""
+    with tempfile.TemporaryDirectory(prefix="bench-app-cache-") as cache:
+        process, client, _, _ = launch(cache)
+        url = client.src.rstrip("/") + "/"
+        try:
+            started = time.perf_counter()
+            for i in range(serial_calls):
+                rest_predict(url, variant(i))
+            serial_rate = serial_calls / (time.perf_counter() - started)
+            latencies, errors = [], 0
+
+            def run(number: int) -> None:
+                nonlocal errors
+                for i in range(calls):
+                    call_started = time.perf_counter()
+                    try:
+                        rest_predict(url, variant(serial_calls + number * calls + i))
+                        latencies.append((time.perf_counter() - call_started) * 1000)
+                    except Exception as error:  # counted, and the first few shown
+                        errors += 1
+                        if errors <= 3:
+                            print(f"error: {type(error).__name__}: {error}")
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=clients) as pool:
+                list(pool.map(run, range(clients)))
+            load_rate = len(latencies) / (time.perf_counter() - started)
+            health = client.predict(api_name="/health")
+        finally:
+            stop(process)
+    p50, p95 = np.percentile(latencies, 50), np.percentile(latencies, 95)
+    print(f"single client, serial: {serial_rate:.2f} predictions/s over {serial_calls} calls")
+    print(f"{clients} clients x {calls} calls: {load_rate:.2f} predictions/s, p50 {p50:.0f} ms, p95 {p95:.0f} ms, {errors} errors; "
+          f"model worker {health['worker']['state']}")
+    print(f"RESULT clients={clients} errors={errors} throughput_ratio={load_rate / serial_rate:.2f} p95_ms={p95:.0f} p50_ms={p50:.0f} "
+          f"serial_per_s={serial_rate:.2f} load_per_s={load_rate:.2f}")
+    return 0 if errors == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 sequential + 20 concurrent calls (the default sizes; under 3 minutes on CPU)")
     parser.add_argument("--calls", type=int, default=20, help="calls per phase")
+    parser.add_argument("--load", action="store_true", help="throughput under load instead: 20 clients x 10 predictions each against one "
+                        "client's serial throughput (with --quick: 10 clients x 5)")
     args = parser.parse_args(argv)
+    if args.load:
+        return load_test(10, 5, 10) if args.quick else load_test(20, 10, 20)
     errors = 0
     with tempfile.TemporaryDirectory(prefix="bench-app-cache-") as cache:
         process, _, _, first_launch_s = launch(cache)

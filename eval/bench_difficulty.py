@@ -84,7 +84,7 @@ def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *,
     source = source_for_probe(next(p for p in probes.values() if p.fingerprint))
     rows = []
     math500 = load_dataset("math500", data_dir_override=data_dir)
-    features = probe_features(source, probes, math500.frame["question"].tolist(), data_hash=math500.content_hash, use_cache=True)
+    features, _ = probe_features(source, probes, math500.frame["question"].tolist(), data_hash=math500.content_hash, use_cache=True)
     irt = load_dataset("outcomes-math500", data_dir_override=data_dir).frame.set_index("question")["irt_difficulty"]
     targets = {"level": math500.frame["level"].to_numpy(dtype=float), "IRT difficulty": irt.reindex(math500.frame["question"]).to_numpy(dtype=float)}
     for name, probe in probes.items():
@@ -95,7 +95,7 @@ def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *,
             rows.append(_cell(name, probe, "math500", target, values[rows_used], prediction, features.token_counts[rows_used]))
     for target in cross_benchmark_targets(data_dir, quick=quick):
         known = np.flatnonzero(np.isfinite(target.values))
-        features = probe_features(source, probes, target.questions, data_hash=target.key, use_cache=True).take(known)
+        features = probe_features(source, probes, target.questions, data_hash=target.key, use_cache=True)[0].take(known)
         for name, probe in probes.items():
             rows.append(_cell(name, probe, target.benchmark, target.target, target.values[known], probe.predict(features), features.token_counts))
     return rows

@@ -67,13 +67,14 @@ def predict_probes(source: FeatureSource, probes: dict[str, Probe], questions: l
 def read_probes(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,
                 use_cache: bool = False) -> dict[str, ProbeReading]:
     """Predictions and in-distribution scores of loaded probes from one shared extraction."""
-    features = probe_features(source, probes, questions, data_hash=data_hash, use_cache=use_cache)
+    features, _ = probe_features(source, probes, questions, data_hash=data_hash, use_cache=use_cache)
     return {name: ProbeReading(probe.predict(features), probe.in_distribution(features)) for name, probe in probes.items()}
 
 
 def probe_features(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,
-                   use_cache: bool = False) -> Features:
-    """The features every one of ``probes`` reads for ``questions``, from one extraction (after checking the probes match the model).
+                   use_cache: bool = False) -> tuple[Features, list[bool]]:
+    """The features every one of ``probes`` reads for ``questions``, from one extraction (after checking the probes match the model),
+    and which questions were cut to the probes' max length.
 
     With ``data_hash`` (a whole dataset), the layers each probe was swept over are extracted, so training's
     activation cache is reused.
@@ -85,9 +86,8 @@ def probe_features(source: FeatureSource, probes: dict[str, Probe], questions: l
         raise ValueError("All probes given to one predict call must share the prompt mode and max length.")
     mode, max_length = next(iter(prompts)) if prompts else ("chat", 1024)
     layers = sorted({layer for p in probes.values() for layer in _layers_needed(p, data_hash is not None)})
-    features, _ = source.features(questions, layers, chat=mode == "chat", max_length=max_length, data_hash=data_hash,
-                                  use_cache=use_cache, progress=len(questions) > 16, token_layers=token_layers(probes.values()))
-    return features
+    return source.features(questions, layers, chat=mode == "chat", max_length=max_length, data_hash=data_hash,
+                           use_cache=use_cache, progress=len(questions) > 16, token_layers=token_layers(probes.values()))
 
 
 def token_layers(probes) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 
 from probes_hub.constants import EMBEDDED_MODEL_ALIAS, ENV_DATA_DIR, ENV_MODEL
 from probes_hub.data.datasets import BUILTIN, SPLIT_RULES, load_dataset
+from probes_hub.hub.validation import check_question
 from probes_hub.paths import DEFAULT_POOL, bundled_pools
 from probes_hub.probes import PROBE_TYPES, baseline_types
 
@@ -149,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     leaderboard.add_argument("--push", default=None, metavar="REPO", help="also upload to this Hub dataset repo (uses HF_TOKEN / HF_ENDPOINT)")
     leaderboard.add_argument("--every", type=float, default=None, metavar="SECONDS", help="keep running and regenerate every SECONDS (for cron-less hosts)")
     leaderboard.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
+    leaderboard.add_argument("--max-failed", type=fraction, default=0.2, metavar="SHARE",
+                             help="refuse (exit 1, nothing replaced) when more than this share of rows fails to re-evaluate (default 0.2)")
     leaderboard.set_defaults(func=cmd_leaderboard)
 
     upgrade = sub.add_parser("upgrade", help="rewrite a local registry's probes in the current folder format (predictions unchanged)",
@@ -232,6 +236,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def fraction(text: str) -> float:
+    """A number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
+    return value
+
+
 def at_least_two(text: str) -> int:
     """An integer >= 2 (cross-validation needs two folds)."""
     value = positive_int(text)
@@ -273,35 +288,52 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _questions_from_args(args: argparse.Namespace) -> tuple[list[str], list[str], object | None]:
-    """(ids, questions, dataset or None) from --question / --file / --dataset."""
+    """(ids, questions, dataset or None) from --question / --file / --dataset; a bad question is refused naming where it is."""
     if args.dataset:
         dataset = load_dataset(args.dataset, data_dir_override=args.data_dir).subset(args.limit)
         return dataset.frame["id"].tolist(), dataset.frame["question"].tolist(), dataset
-    questions = list(args.question)
+    located = [(f"--question number {number}", question) for number, question in enumerate(args.question, start=1)]
     if args.file:
         path = Path(args.file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--file {path}: no such file.")
         if path.suffix in {".jsonl", ".csv", ".parquet"}:
-            questions += load_dataset(str(path)).frame["question"].tolist()
+            rows = load_dataset(str(path)).frame["question"].tolist()
+            located += [(f"{path}, {'line' if path.suffix == '.jsonl' else 'row'} {number}", question) for number, question in enumerate(rows, start=1)]
         else:
-            questions += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not questions:
+            try:
+                lines = path.read_bytes().decode("utf-8").splitlines()
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8.") from error
+            located += [(f"{path}, line {number}", line) for number, line in enumerate(lines, start=1) if line.strip()]
+    if not located:
         raise SystemExit("predict: give --question TEXT, --file PATH or --dataset NAME.")
-    for number, question in enumerate(questions, start=1):
-        if not isinstance(question, str) or not question.strip():
-            where = f"question {number} (counting --question values first, then {args.file} rows)" if args.file else f"--question number {number}"
-            raise SystemExit(f"predict: {where} is {'empty' if isinstance(question, str) else f'not text ({type(question).__name__})'}; "
-                             "give each question as non-empty text.")
+    questions = []
+    for where, question in located:
+        try:
+            questions.append(check_question(question, where=where))
+        except ValueError as error:
+            raise SystemExit(f"predict: {error}") from None
     return [str(i) for i in range(len(questions))], questions, None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from probes_hub.apply import predict_questions
+    from probes_hub.apply import probe_features
     from probes_hub.extract.feature_source import ModelFeatures
     from probes_hub.extract.models import load_model
+    from probes_hub.probes import Probe
 
     ids, questions, dataset = _questions_from_args(args)
     data_hash = dataset.content_hash if dataset is not None else None
-    table = predict_questions(ModelFeatures(load_model(args.model)), args.probe, questions, data_hash=data_hash, use_cache=not args.no_cache)
+    source = ModelFeatures(load_model(args.model))
+    probes = {Path(folder).name: Probe.from_pretrained(folder, hidden_size=source.hidden_size) for folder in args.probe}
+    features, truncated = probe_features(source, probes, questions, data_hash=data_hash, use_cache=not args.no_cache)
+    table = {name: probe.predict(features) for name, probe in probes.items()}
+    cut = [ids[i] for i, was_cut in enumerate(truncated) if was_cut]
+    if cut:
+        limit = next((p.record_.model.prompt.max_length for p in probes.values() if p.record_.model), 1024)
+        print(f"notice: {len(cut)} question(s) were longer than {limit} tokens; their beginning was cut (the end-of-instruction "
+              f"tokens are kept): id {', '.join(cut[:10])}{' ...' if len(cut) > 10 else ''}", file=sys.stderr)
     rows = range(len(ids))
     if args.split and dataset is not None:
         rows = np.flatnonzero((dataset.frame["split"] == args.split).to_numpy())
@@ -346,9 +378,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             base = " ".join(f"{e.baselines[k]:6.3f}" if k in e.baselines else f"{'':6s}" for k in kinds)
             print(f"{e.name:64s} {m.get('name', ''):8s} {m.get('value', float('nan')):6.3f} {ci:>15s} {m.get('n', 0):5d} {base}")
         print(f"{len(entries)} of {len(registry.manifest().entries)} probes in {registry.spec}")
-    if registry.is_local:
-        for name, problem in registry.check().items():
-            print(f"warning: {name}: {problem}", file=sys.stderr)
+        if not entries and _filters(args):
+            print(registry.manifest().suggest(**_filters(args)), file=sys.stderr)
+    problems = {**registry.problems, **(registry.check() if registry.is_local else {})}
+    for name, problem in problems.items():
+        print(f"broken: {name}: {problem}", file=sys.stderr)
     return 0
 
 
@@ -421,7 +455,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from probes_hub.leaderboard import regenerate
 
     while True:
-        table, seconds = regenerate(args.registry, args.out, data_dir=args.data_dir, model=args.model, push=args.push, use_cache=not args.no_cache)
+        table, seconds = regenerate(args.registry, args.out, data_dir=args.data_dir, model=args.model, push=args.push, use_cache=not args.no_cache,
+                                    max_failed=args.max_failed)
         failed = table[table["status"] != "ok"]
         for row in failed.itertuples():
             print(f"failed: {row.name}: {row.error}", file=sys.stderr)
@@ -511,11 +546,35 @@ def _ci(value: float, low: float, high: float) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
+EXIT_RUNTIME, EXIT_USAGE = 1, 2
+"""Exit codes: 2 when the command line or an input it names is wrong (argparse's own code), 1 when the work itself failed."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Exit codes: 0 done; 2 a usage error (bad option or value, a file or name that does not exist,
+    an invalid input file); 1 a runtime failure (the model or the Hub could not be reached, a leaderboard refused)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so that temp folders and files are cleaned up as on Ctrl-C
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, KeyError) as error:
         print(f"error: {error.args[0] if isinstance(error, KeyError) and error.args else error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except (OSError, RuntimeError) as error:  # the Hub's errors are OSErrors: one line, not a traceback
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except Exception as error:
+        if type(error).__module__.split(".")[0] not in {"huggingface_hub", "httpx", "httpx2", "requests", "urllib3"}:
+            raise
+        print(f"error: the Hub could not be reached ({_one_line(error)}). Check HF_ENDPOINT / HF_TOKEN, or use a local path.", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -23,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from probes_hub.constants import EMBEDDED_DISPLAY_ID, LIBRARY_VERSION
-from probes_hub.hub.manifest import ProbeEntry
-from probes_hub.hub.registry import HUB_REPO_ID, Registry
+from probes_hub.hub.manifest import MANIFEST_NAME, ProbeEntry
+from probes_hub.hub.registry import Registry
+from probes_hub.hub.storage import is_hub_id
 from probes_hub.probes import Probe, baseline_types
 
 LEADERBOARD_SCHEMA_VERSION = 1
@@ -122,8 +124,8 @@ def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache
     if any(probes[n].record_.data.content_hash != dataset.content_hash for n in names):
         raise ValueError(f"{dataset.name}: the probes of this group record different data (content hashes differ)")
     folders = [registry.folder(n) for n in names]
-    features = probe_features(source, {n: probes[n] for n in names}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash,
-                              use_cache=use_cache)
+    features, _ = probe_features(source, {n: probes[n] for n in names}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash,
+                                 use_cache=use_cache)
     for name, folder in zip(names, folders):
         probe = probes[name]
         label = probe.record_.label.name
@@ -162,9 +164,13 @@ def add_baseline_columns(table: pd.DataFrame) -> None:
     table["delta_over_best_baseline"] = pd.to_numeric(table["value"], errors="coerce") - table[[f"baseline_{k}" for k in kinds]].max(axis=1)
 
 
-def leaderboard_table(registry: Registry, leaderboard: dict | None) -> pd.DataFrame:
-    """One row per registry probe: the regenerated values where the leaderboard has the probe, else its recorded metric."""
+def leaderboard_table(registry: Registry, leaderboard: dict | None, *, problems: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per registry probe: the regenerated values where the leaderboard has the probe, else its recorded metric.
+
+    Entries in ``problems`` (probes that failed to load, by name) are marked broken, with the reason.
+    """
     evaluated = {row["name"]: row for row in (leaderboard or {}).get("rows", [])}
+    problems = {**registry.problems, **(problems or {})}
     rows = []
     for entry in registry.list():
         row = _entry_row(entry)
@@ -178,6 +184,8 @@ def leaderboard_table(registry: Registry, leaderboard: dict | None) -> pd.DataFr
                        status=(regenerated or {}).get("status") or RECORDED, error=(regenerated or {}).get("error", ""))
             if row["status"] == "failed":
                 row["status"] = "failed to re-evaluate; showing the value recorded at training"
+        if entry.name in problems:
+            row.update(status="broken: not used by the app", error=problems[entry.name])
         rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMN_NAMES)
     scored = table.assign(status=np.where(table["value"].notna(), "ok", "none"))  # every row with a value can serve as a baseline
@@ -198,6 +206,9 @@ def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, r
     out.mkdir(parents=True, exist_ok=True)
     payload = {"schema_version": LEADERBOARD_SCHEMA_VERSION, "refreshed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                "code_version": LIBRARY_VERSION, **metadata, "rows": json.loads(table.to_json(orient="records"))}
+    for stale in out.glob(".leaderboard.*"):  # left by a run killed outright (SIGKILL), which nothing else can remove; writing takes seconds
+        if time.time() - stale.stat().st_mtime > STALE_TEMP_SECONDS:
+            shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".leaderboard.") as tmp:
         tmp = Path(tmp)
         table.to_csv(tmp / "leaderboard.csv", index=False)
@@ -212,12 +223,39 @@ def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, r
     return [out / name for name in [*FILES, *written]]
 
 
+STALE_TEMP_SECONDS = 300
+MAX_FAILED_FRACTION = 0.2
+"""Regeneration refuses to replace the leaderboard when more than this share of its rows failed to re-evaluate."""
+
+
+class LeaderboardRefused(RuntimeError):
+    """Regeneration stopped before writing anything: the inputs are unusable or too many rows failed."""
+
+
 def regenerate(registry: str | None, out: str | Path, *, data_dir: str | None = None, model: str | None = None, push: str | None = None,
-               use_cache: bool = True) -> tuple[pd.DataFrame, float]:
-    """Evaluate and write the leaderboard (and push it to a Hub dataset repo when ``push`` is given); returns (table, seconds)."""
+               use_cache: bool = True, max_failed: float = MAX_FAILED_FRACTION) -> tuple[pd.DataFrame, float]:
+    """Evaluate and write the leaderboard (and push it to a Hub dataset repo when ``push`` is given); returns (table, seconds).
+
+    Raises :class:`LeaderboardRefused`, with the existing leaderboard left as it was, when the data folder or the
+    registry's manifest is unusable or when more than ``max_failed`` of the rows failed.
+    """
+    from probes_hub.data.datasets import data_dir as resolve_data_dir
+
     started = time.time()
+    try:
+        resolve_data_dir(data_dir)
+    except FileNotFoundError as error:
+        raise LeaderboardRefused(f"{error} Nothing was replaced.") from error
     reg = Registry(registry)
+    if not reg.list() or MANIFEST_NAME in reg.problems:
+        why = reg.problems.get(MANIFEST_NAME) or "it lists no probes"
+        raise LeaderboardRefused(f"Registry {reg.spec} is unusable ({why}). Nothing was replaced.")
     table, metadata = evaluate_registry(reg, data_dir=data_dir, model=model, use_cache=use_cache)
+    failed = table[table["status"] != "ok"]
+    if len(failed) > max_failed * len(table):
+        examples = "; ".join(f"{row.name}: {row.error}" for row in failed.head(3).itertuples())
+        raise LeaderboardRefused(f"{len(failed)} of {len(table)} rows failed to re-evaluate (more than {max_failed:.0%}); the leaderboard "
+                                 f"in {out} was not replaced. First failures: {examples}")
     metadata.update(registry=registry or "bundled registry/", registry_generated_at=reg.manifest().generated_at)
     write_leaderboard(table, metadata, out, registry_root=reg.root if reg.is_local else None)
     if push:
@@ -238,18 +276,29 @@ def push_leaderboard(out: str | Path, repo_id: str) -> str:
 
 def is_local_source(source: str | Path) -> bool:
     """A leaderboard source is a local folder unless it looks like a Hub dataset repo id and no such folder exists."""
-    return Path(source).exists() or not HUB_REPO_ID.match(str(source))
+    return not is_hub_id(source)
+
+
+class LeaderboardError(ValueError):
+    """A leaderboard.json that exists but cannot be used (not JSON, or not a leaderboard's shape)."""
 
 
 def read_leaderboard(source: str | Path) -> dict:
-    """A leaderboard.json from a local folder or a Hub dataset repo id."""
+    """A leaderboard.json from a local folder or a Hub dataset repo id; FileNotFoundError when there is none, LeaderboardError when corrupt."""
     if is_local_source(source):
         path = Path(source) / "leaderboard.json"
     else:
         from huggingface_hub import hf_hub_download
 
         path = Path(hf_hub_download(str(source), "leaderboard.json", repo_type="dataset"))
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise LeaderboardError(f"{path.name} is corrupt ({type(error).__name__}: {error})") from error
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) and isinstance(row.get("name"), str) for row in rows):
+        raise LeaderboardError(f"{path.name} is corrupt: expected an object whose 'rows' is a list of rows with a 'name'")
+    return data
 
 
 def leaderboard_version(source: str | Path) -> str | None:

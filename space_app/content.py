@@ -42,7 +42,8 @@ model will answer it correctly (its success).
 python -m probes_hub train --dataset math --label level --probe linear multilayer attention
 python -m probes_hub push runs/<probe folder> --registry my-org/difficulty-probes
 ```
-or zip the probe folder (config.json, model.safetensors, README.md, reports/) and use the Upload tab.
+or zip the probe folder (config.json, model.safetensors) and use the Upload tab. Uploads must be trained on a built-in
+dataset for this app's model; they are re-evaluated here on up to 200 test questions, and only those metrics are stored.
 
 ## Papers
 - Lugoloobi & Russell (2025), *LLMs Encode How Difficult Problems Are* (linear probes on pre-generation activations decode human difficulty labels).

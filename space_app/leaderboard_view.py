@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from probes_hub.hub.registry import Registry
-from probes_hub.leaderboard import COLUMNS, leaderboard_table, leaderboard_version, read_leaderboard
+from probes_hub.leaderboard import COLUMNS, LeaderboardError, leaderboard_table, leaderboard_version, read_leaderboard
 
 SHOWN = [c for c in COLUMNS if c.shown]
 FILTERS = ("model", "dataset", "label", "probe_type")
@@ -14,14 +14,27 @@ FILTERS = ("model", "dataset", "label", "probe_type")
 TITLES = {c.name: c.title for c in COLUMNS}
 
 
-def read_leaderboard_source(source: str | None) -> dict | None:
-    """leaderboard.json from a local folder or a Hub dataset repo; None when there is none yet."""
-    if not source:
-        return None
-    try:
-        return read_leaderboard(source)
-    except Exception:  # no leaderboard yet (or offline): the manifest's metrics are shown alone
-        return None
+class LeaderboardReader:
+    """Reads leaderboard.json for the tab and keeps the last good copy: a corrupt file is reported as corrupt (and the
+    last good copy shown), a missing one as not there yet."""
+
+    def __init__(self):
+        self.last_good: dict | None = None
+
+    def read(self, source: str | None) -> tuple[dict | None, str]:
+        """(leaderboard or None, a notice for the user: empty when the file read fine)."""
+        if not source:
+            return None, ""
+        try:
+            self.last_good = read_leaderboard(source)
+            return self.last_good, ""
+        except FileNotFoundError:
+            return None, ""
+        except LeaderboardError as error:
+            shown = f"showing the last good copy, refreshed {self.last_good.get('refreshed_at')}" if self.last_good else "showing the registry's recorded metrics"
+            return self.last_good, f"⚠️ {error} ({shown})."
+        except Exception as error:  # the Hub unreachable, for one
+            return self.last_good, f"⚠️ Could not read the leaderboard ({type(error).__name__}: {error})."
 
 
 def source_version(source: str | None) -> str | None:
@@ -29,9 +42,9 @@ def source_version(source: str | None) -> str | None:
     return leaderboard_version(source) if source else None
 
 
-def display_table(registry: Registry, leaderboard: dict | None) -> pd.DataFrame:
-    """The shown columns, in specification order, under their display titles; numbers rounded to 3 places."""
-    table = leaderboard_table(registry, leaderboard)[[c.name for c in SHOWN]]
+def display_table(registry: Registry, leaderboard: dict | None, *, problems: dict[str, str] | None = None) -> pd.DataFrame:
+    """The shown columns, in specification order, under their display titles; numbers rounded to 3 places; broken entries marked."""
+    table = leaderboard_table(registry, leaderboard, problems=problems)[[c.name for c in SHOWN]]
     table = table.round({c.name: 3 for c in SHOWN if c.numeric})
     return table.sort_values(["dataset", "label", "value"], ascending=[True, True, False]).rename(columns={c.name: c.title for c in SHOWN})
 

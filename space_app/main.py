@@ -5,8 +5,11 @@
 - ``PROBES_HUB_LEADERBOARD``: leaderboard folder or Hub dataset repo id (default: ``leaderboard/``)
 - ``PROBES_HUB_LEADERBOARD_EVERY``: seconds between background leaderboard refreshes (default: off)
 - ``PROBES_HUB_POOLS``: routing pools offered, comma-separated bundled names or pool files (default ``math,mmlu-pro-25``)
-- ``PROBES_HUB_MODEL_WORKER``: ``1`` (default) loads the model in a worker process while Gradio imports;
-  ``0`` loads it in the app's process (always so on a ZeroGPU Space, whose GPU only the main process gets)
+- ``PROBES_HUB_MODEL_WORKER``: ``1`` (default) loads the model in a supervised worker process while Gradio imports
+  (and, on the first upload, a second one that re-evaluates uploads); ``0`` loads it in the app's process
+  (always so on a ZeroGPU Space, whose GPU only the main process gets)
+- ``PROBES_HUB_QUEUE_SIZE``: requests waiting at most (default 64); beyond it clients are told the app is busy
+- ``PROBES_HUB_MAX_BATCH``: concurrent questions answered by one forward pass at most (default 32; 1 turns batching off)
 
 This module imports only the standard library at the top: :func:`create_app` starts the model worker
 before Gradio, torch or pandas are imported, so that their imports overlap.
@@ -40,11 +43,15 @@ def app_pools() -> list[Pool]:
     return [load_pool(spec.strip()) for spec in (os.environ.get("PROBES_HUB_POOLS") or DEFAULT_POOLS).split(",") if spec.strip()]
 
 
+def uses_worker() -> bool:
+    """Whether the model runs in supervised worker processes (not on a ZeroGPU Space, which lends its GPU to the main process only)."""
+    return os.environ.get("PROBES_HUB_MODEL_WORKER", "1") != "0" and importlib.util.find_spec("spaces") is None
+
+
 def start_model() -> FeatureSource:
     """The configured model: a worker process starting to load now, or (on a Space, or asked for) a model in this process."""
     model = os.environ.get("PROBES_HUB_MODEL") or None
-    on_space = importlib.util.find_spec("spaces") is not None  # ZeroGPU lends its GPU to the main process only
-    if os.environ.get("PROBES_HUB_MODEL_WORKER", "1") != "0" and not on_space:
+    if uses_worker():
         return ModelWorker(model)
     from probes_hub.extract.feature_source import ModelFeatures
     from probes_hub.extract.models import load_model
@@ -63,13 +70,14 @@ def create_app() -> tuple[gr.Blocks, AppContext]:
     from .ui import AppContext, build_demo
 
     registry = Registry(os.environ.get("PROBES_HUB_REGISTRY") or None)
-    predictor = Predictor(source, registry, app_pools())
+    predictor = Predictor(source, registry, app_pools(), max_batch=int(os.environ.get("PROBES_HUB_MAX_BATCH") or 32))
     if importlib.util.find_spec("spaces") is not None:  # on Hugging Face Spaces: run predictions on the Space's GPU
         import spaces
 
-        predictor.predict = spaces.GPU(predictor.predict)
+        predictor.batcher.batch_fn = spaces.GPU(predictor.predict_many)
     leaderboard = os.environ.get("PROBES_HUB_LEADERBOARD") or str(BUNDLED_LEADERBOARD)
-    ctx = AppContext(predictor, registry, leaderboard)
+    model = os.environ.get("PROBES_HUB_MODEL") or None
+    ctx = AppContext(predictor, registry, leaderboard, start_evaluation_source=(lambda: ModelWorker(model)) if uses_worker() else None)
     every = interval_from_env()
     if every:
         local = is_local_source(leaderboard)

@@ -12,12 +12,14 @@ ZeroGPU Space, which needs the model in the main process, keep the model in proc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
 import subprocess
 import sys
 import threading
+import time
 from typing import IO
 
 _HEADER = struct.Struct(">Q")
@@ -44,36 +46,106 @@ def _receive(stream: IO[bytes]) -> bytes | None:
     return payload
 
 
+STOPPED = "The model worker stopped while answering this request; it is being restarted: retry in a few seconds."
+LOAD_FAILED = "load"
+LOAD_FAILED_CODE = 3
+"""The worker's exit code (and error type) when the model itself cannot load: restarting would not help."""
+RESTART_DELAYS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Seconds to wait before restarting a worker that died, by how many times it died in the last RESTART_WINDOW seconds."""
+RESTART_WINDOW = 300.0
+
+
 class ModelWorker:
-    """A model loading (then serving features) in a child process.
+    """A model loading (then serving features) in a supervised child process.
 
     ``display_id`` is known at once; ``fingerprint``, ``hidden_size`` and ``features`` wait until the model is loaded.
+    A monitor thread notices when the process dies (killed, out of memory) and starts a new one, waiting longer
+    after repeated deaths (:data:`RESTART_DELAYS`); the request in flight fails with a clear
+    :class:`ModelWorkerError`, later ones are served by the new process. A model that cannot load is not retried.
     """
 
-    def __init__(self, model: str | None = None):
-        self.process = subprocess.Popen([sys.executable, "-m", "space_app.model_worker", model or ""], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE)
+    def __init__(self, model: str | None = None, *, monitor_every: float = 0.5):
         from probes_hub.extract.models import display_id_for
 
+        self.model = model
         self.display_id = display_id_for(model)
         self._lock = threading.Lock()
         self._info: dict | None = None
+        self._load_error: str | None = None
+        self._deaths: list[float] = []
+        self._closing = False
+        self.restarts = 0
+        self._start()
+        threading.Thread(target=self._monitor, args=(monitor_every,), daemon=True, name="model-worker-monitor").start()
+        threading.Thread(target=self._await_first_load, daemon=True, name="model-worker-load").start()
+
+    def _await_first_load(self) -> None:
+        """Read the worker's announcement as soon as it comes, so that ``status()`` says "ready" without waiting for a request."""
+        with contextlib.suppress(ModelWorkerError):  # a load failure is kept in _load_error and raised where the model is needed
+            self.info()
+
+    def _start(self) -> None:
+        previous = getattr(self, "process", None)
+        if previous is not None:  # a dead process's pipes
+            for stream in (previous.stdin, previous.stdout):
+                with contextlib.suppress(OSError):  # closing flushes what a broken pipe still holds
+                    stream.close()
+        self.process = subprocess.Popen([sys.executable, "-m", "space_app.model_worker", self.model or ""], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE)
+        self._info = None
+        self.started_at = time.time()
+
+    def _monitor(self, every: float) -> None:
+        """Restart the process when it has died (not while closing, nor after a model that cannot load), with backoff."""
+        while not self._closing:
+            time.sleep(every)
+            if self.process.poll() is None or self._closing or self._load_error or self.process.returncode == LOAD_FAILED_CODE:
+                continue
+            now = time.time()
+            self._deaths = [t for t in self._deaths if now - t < RESTART_WINDOW] + [now]
+            delay = RESTART_DELAYS[min(len(self._deaths), len(RESTART_DELAYS)) - 1]
+            print(f"model worker (pid {self.process.pid}) exited with code {self.process.returncode}; restarting in {delay:.0f} s", file=sys.stderr)
+            time.sleep(delay)
+            with self._lock:
+                if not self._closing and self.process.poll() is not None:
+                    self.restarts += 1
+                    self._start()
+                    try:  # load now, so that the health endpoint says "ready" and the next request is served at once
+                        self._ready()
+                    except ModelWorkerError as error:
+                        print(f"model worker restart failed: {error}", file=sys.stderr)
+
+    def status(self) -> dict:
+        """The worker's state for the health endpoint: ``ready``, ``loading``, ``restarting`` or ``failed``, with its pid and restart count."""
+        alive = self.process.poll() is None
+        failed = self._load_error or self.process.returncode == LOAD_FAILED_CODE
+        state = "failed" if failed else ("ready" if self._info else "loading") if alive else "restarting"
+        return {"state": state, "pid": self.process.pid, "restarts": self.restarts, "error": self._load_error,
+                "uptime_s": round(time.time() - self.started_at, 1) if alive else 0.0}
 
     def _reply(self) -> dict:
         payload = _receive(self.process.stdout)
         if payload is None:
-            raise ModelWorkerError(f"The model worker exited (code {self.process.wait()}); its log is above.")
+            raise ModelWorkerError(STOPPED)
         reply = json.loads(payload)
         if "error" in reply:
+            if reply.get("type") == LOAD_FAILED:
+                self._load_error = reply["error"]
             raise (ValueError if reply.get("type") == "ValueError" else ModelWorkerError)(reply["error"])
         return reply
 
-    def info(self) -> dict:
-        """The loaded model's fingerprint and hidden size (blocks until the model is loaded)."""
-        with self._lock:
-            if self._info is None:
-                self._info = self._reply()
+    def _ready(self) -> dict:
+        """The loaded model's facts, waiting for the (re)started process to load it; call with the lock held."""
+        if self._load_error:
+            raise ModelWorkerError(self._load_error)
+        if self._info is None:
+            self._info = self._reply()
         return self._info
+
+    def info(self) -> dict:
+        """The loaded model's fingerprint, hidden size and layer count (blocks until the model is loaded)."""
+        with self._lock:
+            return self._ready()
 
     @property
     def fingerprint(self) -> str:
@@ -83,6 +155,10 @@ class ModelWorker:
     def hidden_size(self) -> int:
         return int(self.info()["hidden_size"])
 
+    @property
+    def n_layers(self) -> int:
+        return int(self.info()["n_layers"])
+
     def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False, token_layers: list[int] = ()):
         """As :meth:`probes_hub.extract.feature_source.ModelFeatures.features`, computed in the worker."""
@@ -91,20 +167,24 @@ class ModelWorker:
         from probes_hub.extract.features import Features, TokenStates
         from probes_hub.hub.records import ModelInfo
 
-        self.info()
         request = {"questions": questions, "layers": [int(layer) for layer in layers], "chat": chat, "max_length": max_length,
                    "data_hash": data_hash, "use_cache": use_cache, "progress": progress, "token_layers": [int(layer) for layer in token_layers]}
         with self._lock:
-            _send(self.process.stdin, json.dumps(request).encode())
-            reply = self._reply()
-            arrays = load(_receive(self.process.stdout) or b"")
+            self._ready()
+            try:
+                _send(self.process.stdin, json.dumps(request).encode())
+                reply = self._reply()
+                arrays = load(_receive(self.process.stdout) or b"")
+            except OSError as error:  # BrokenPipeError: the process died before or while reading the request
+                raise ModelWorkerError(STOPPED) from error
         tokens = {layer: TokenStates(layer, arrays[f"token_values_{layer}"], arrays[f"token_offsets_{layer}"]) for layer in reply.get("token_layers", [])}
         features = Features(questions, arrays["token_counts"], arrays.get("activations"), tuple(reply["layers"]), tuple(reply["positions"]),
                             ModelInfo.from_dict(reply["model"]), tokens)
         return features, [bool(t) for t in arrays["truncated"]]
 
     def close(self) -> None:
-        """End the worker (it also ends by itself when this process exits and its stdin closes)."""
+        """End the worker for good (it also ends by itself when this process exits and its stdin closes)."""
+        self._closing = True
         if self.process.poll() is None:
             self.process.stdin.close()
             try:
@@ -127,9 +207,9 @@ def serve(model: str | None, requests: IO[bytes], replies: IO[bytes]) -> int:
         source = ModelFeatures(load_model(model or None))
     except Exception as error:  # logged here, and reported to the app, which raises it where the model is needed
         traceback.print_exc()
-        _send(replies, json.dumps({"error": f"Could not load the model: {type(error).__name__}: {error}"}).encode())
-        return 1
-    _send(replies, json.dumps({"fingerprint": source.fingerprint, "hidden_size": source.hidden_size}).encode())
+        _send(replies, json.dumps({"error": f"Could not load the model: {type(error).__name__}: {error}", "type": LOAD_FAILED}).encode())
+        return LOAD_FAILED_CODE
+    _send(replies, json.dumps({"fingerprint": source.fingerprint, "hidden_size": source.hidden_size, "n_layers": source.n_layers}).encode())
     while (payload := _receive(requests)) is not None:
         request = json.loads(payload)
         try:

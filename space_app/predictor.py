@@ -19,8 +19,11 @@ from probes_hub.extract.features import Features
 from probes_hub.hub.records import BINARY, GRADED
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.reports import prediction_values
+from probes_hub.hub.validation import check_question
 from probes_hub.routing.evaluate import Pool
 from probes_hub.routing.suggest import PoolRouter, Suggestion, pool_facts
+
+from .batching import MicroBatcher
 
 MAX_QUESTION_TOKENS = 1024
 
@@ -72,12 +75,19 @@ class Prediction:
     notices: list[str] = field(default_factory=list)
     features: Features | None = None
     """The question's features, kept so that routing with other settings needs no second forward pass."""
+    batch_size: int = 1
+    """How many concurrent questions shared this question's forward pass."""
 
 
 class Predictor:
-    """Holds the model, its probes and one router per pool; ``reload()`` picks up probes added to the registry while running."""
+    """Holds the model, its probes and one router per pool; ``reload()`` picks up probes added to the registry while running.
 
-    def __init__(self, source: FeatureSource, registry: Registry, pools: list[Pool] | None = None, *, data_dir: str | None = None):
+    Concurrent ``predict`` calls are batched (:class:`~space_app.batching.MicroBatcher`): one padded forward
+    pass and one vectorized read of every probe answer all the questions that arrived within a few milliseconds.
+    """
+
+    def __init__(self, source: FeatureSource, registry: Registry, pools: list[Pool] | None = None, *, data_dir: str | None = None,
+                 batch_wait_s: float = 0.01, max_batch: int = 32):
         self.source = source
         self.registry = registry
         self.pools = {pool.name: pool for pool in pools or []}
@@ -87,67 +97,105 @@ class Predictor:
         """Loaded on first use: choosing them needs the model's fingerprint, which a model worker may still be computing."""
         self.layers: list[int] = []
         self.problems: dict[str, str] = {}
+        """Probes (and pools) that could not be used, by name, with the reason; the app shows them."""
         self.routers: dict[str, PoolRouter] = {}
         self.references: dict[str, np.ndarray] = {}
         """Graded probes' saved predictions on their whole dataset: where a reading falls among that dataset's questions."""
+        self.batcher = MicroBatcher(self.predict_many, wait_s=batch_wait_s, max_batch=max_batch)
 
     def reload(self) -> None:
         """(Re)load, per (dataset, label), the preferred probe that reads this model (by fingerprint; TF-IDF/length by display id),
         and the routers of the pools whose models all have a success probe.
 
-        The choice is made from the manifest, so only the probes the app reads are loaded.
+        The choice is made from the manifest, so only the probes the app reads are loaded. A chosen probe that fails to
+        load (or reads a layer this model lacks) is skipped with its reason, and the next one for its label is tried.
         """
-        report = self.registry.load_all(names=choose_probes(self.registry.list(), self.source))
-        routers, problems = {}, dict(report.problems)
+        entries = self.registry.list()
+        loaded, broken = {}, dict(self.registry.problems)
+        while True:
+            names = choose_probes([e for e in entries if e.name not in broken], self.source)
+            todo = [name for name in names if name not in loaded]
+            if not todo:
+                break
+            report = self.registry.load_all(names=todo)
+            broken.update(report.problems)
+            for name, probe in report.probes.items():
+                deepest = max([*probe.layers_needed(), *probe.selection_.layers_searched], default=-1)
+                if deepest >= self.source.n_layers:
+                    broken[name] = f"reads layer {deepest}, but {self.source.display_id} has layers 0 to {self.source.n_layers - 1}"
+                else:
+                    loaded[name] = probe
+        probes = {name: loaded[name] for name in names}
+        routers, problems = {}, broken
         for name, pool in self.pools.items():
             try:
-                routers[name] = PoolRouter.from_probes(pool, self._facts[name], report.probes, self.registry)
+                routers[name] = PoolRouter.from_probes(pool, self._facts[name], probes, self.registry)
             except ValueError as error:
                 problems[f"pool {name}"] = str(error)
-        references = {name: prediction_values(self.registry.folder(name)) for name, probe in report.probes.items() if probe.task == GRADED}
+        references = {name: prediction_values(self.registry.folder(name)) for name, probe in probes.items() if probe.task == GRADED}
         with self._lock:
-            self.probes, self.problems, self.routers = report.probes, problems, routers
+            self.probes, self.problems, self.routers = probes, problems, routers
             self.references = {name: values for name, values in references.items() if values is not None}
-            self.layers = sorted({layer for p in report.probes.values() for layer in (*p.layers_needed(), *p.selection_.layers_searched)})
+            self.layers = sorted({layer for p in probes.values() for layer in (*p.layers_needed(), *p.selection_.layers_searched)})
 
     def predict(self, question: str) -> Prediction:
-        """Read every probe for one question; raises ValueError on an empty question."""
-        question = (question or "").strip()
-        if not question:
-            raise ValueError("Type a question first.")
+        """Read every probe for one question (batched with concurrent calls); raises ValueError on a question without visible text."""
+        return self.batcher.submit(check_question(question))
+
+    def predict_many(self, questions: list[str]) -> list[Prediction]:
+        """One forward pass and one read of every probe for all ``questions`` (already checked)."""
         if self.probes is None:
             self.reload()
         with self._lock:
             probes, layers, references = dict(self.probes), list(self.layers), dict(self.references)
         started = time.perf_counter()
-        features, truncated = self.source.features([question], layers, max_length=MAX_QUESTION_TOKENS, token_layers=token_layers(probes.values()))
+        features, truncated = self.source.features(questions, layers, max_length=MAX_QUESTION_TOKENS, token_layers=token_layers(probes.values()))
         forward_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        difficulty, success, layerwise = [], [], {}
+        readings: dict[str, tuple] = {}
+        failed: list[str] = []
         for name, probe in probes.items():
+            try:  # one probe that fails to read must not take the others down
+                readings[name] = (probe.predict(features), probe.in_distribution(features), probe.layerwise(features) if probe.task == GRADED else None)
+            except Exception as error:
+                failed.append(f"{name} ({type(error).__name__}: {error})")
+        probes_ms = (time.perf_counter() - started) * 1000
+        notices = [f"Skipped probe(s) that failed to read this question: {'; '.join(failed)}."] if failed else []
+        if self.problems:
+            shown = "; ".join(f"{name}: {why}" for name, why in list(self.problems.items())[:3])
+            notices.append(f"{len(self.problems)} registry entr{'y' if len(self.problems) == 1 else 'ies'} could not be used "
+                           f"(their labels are read by other probes where there are any): {shown}{' ...' if len(self.problems) > 3 else ''}")
+        return [self._prediction(row, features, truncated[row], probes, readings, references, forward_ms, probes_ms, notices)
+                for row in range(len(questions))]
+
+    def _prediction(self, row: int, features: Features, truncated: bool, probes: dict, readings: dict, references: dict,
+                    forward_ms: float, probes_ms: float, notices: list[str]) -> Prediction:
+        difficulty, success, layerwise = [], [], {}
+        for name, (values, in_distribution, per_layer) in readings.items():
+            probe = probes[name]
             record = probe.record_
             test = record.test_metric
-            value = float(probe.predict(features)[0])
+            value = float(values[row])
             reference = references.get(name)
             partial = record.metrics.get("test_partial_length")
             reading = Reading(f"{record.data.dataset} {record.label.name}", record.data.dataset, record.label.name, probe.probe_type,
-                              value, record.label.range, test.to_dict() if test else {}, float(probe.in_distribution(features)[0]),
+                              value, record.label.range, test.to_dict() if test else {}, float(in_distribution[row]),
                               float(np.mean(reference < value)) if reference is not None else float("nan"),
                               partial.to_dict() if partial else {}, record.baselines().get("length", float("nan")))
             (success if probe.task == BINARY else difficulty).append(reading)
-            per_layer = probe.layerwise(features) if probe.task == GRADED else None
             if per_layer is not None:
-                probe_layers, values = per_layer
-                layerwise[reading.name] = (probe_layers, [float(v) for v in values[0]])
-        notices = [f"The question was longer than {MAX_QUESTION_TOKENS} tokens; its beginning was cut (the end-of-instruction tokens are kept)."] if truncated[0] else []
+                probe_layers, layer_values = per_layer
+                layerwise[reading.name] = (probe_layers, [float(v) for v in layer_values[row]])
+        notices = list(notices)
+        if truncated:
+            notices.insert(0, f"The question was longer than {MAX_QUESTION_TOKENS} tokens; its beginning was cut (the end-of-instruction tokens are kept).")
         if success and sum(r.unfamiliar for r in success) > len(success) / 2:
             notices.append("This question is unlike the questions the success probes were trained on: read the success probabilities and the "
                            "routing suggestion with care.")
-        return Prediction(sorted(difficulty, key=lambda r: r.name), sorted(success, key=lambda r: -r.value), layerwise, forward_ms,
-                          (time.perf_counter() - started) * 1000, int(features.token_counts[0]), truncated[0], notices, features)
+        return Prediction(sorted(difficulty, key=lambda r: r.name), sorted(success, key=lambda r: -r.value), layerwise, forward_ms, probes_ms,
+                          int(features.token_counts[row]), truncated, notices, features.take([row]), len(features.questions))
 
     def route(self, prediction: Prediction, pool: str, *, lam: float | None = None, target: float | None = None) -> Suggestion | None:
         """The suggestion for this question in ``pool`` (see :class:`~probes_hub.routing.suggest.PoolRouter`), or None without a router."""
         router = self.routers.get(pool)
         return router.suggest(prediction.features, lam=lam, target=target) if router and prediction.features is not None else None
-

@@ -25,13 +25,15 @@ def interval_from_env() -> float | None:
 
 def start_scheduler(every_s: float, out: str | Path, *, registry: str | None = None, run_now: bool = True, **kwargs) -> BackgroundScheduler:
     """Start a daemon scheduler that regenerates the leaderboard into ``out`` every ``every_s`` seconds; call ``.shutdown()`` to stop."""
-    from probes_hub.leaderboard import regenerate
+    from probes_hub.leaderboard import LeaderboardRefused, regenerate
 
     def job() -> None:
         try:
             table, seconds = regenerate(registry, out, **kwargs)
             logger.info("leaderboard refreshed: %d rows in %.1f s", len(table), seconds)
-        except Exception:  # keep the schedule alive; the previous leaderboard stays in place
+        except LeaderboardRefused as refused:  # the previous leaderboard stays in place, and the reason is logged
+            logger.warning("leaderboard refresh refused: %s", refused)
+        except Exception:  # a bug: logged with its traceback; the schedule stays alive
             logger.exception("leaderboard refresh failed")
 
     scheduler = BackgroundScheduler(daemon=True)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import altair as alt
 import gradio as gr
@@ -11,25 +15,64 @@ import pandas as pd
 
 from probes_hub.charts import leaderboard_charts
 from probes_hub.constants import UNFAMILIAR_BELOW
+from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.validation import ProbeValidationError
 from probes_hub.routing.suggest import Suggestion
 
 from .content import ABOUT, EXAMPLES
-from .leaderboard_view import FILTERS, TITLES, chart_rows, display_table, filter_table, read_leaderboard_source, refreshed_at, source_version
+from .leaderboard_view import FILTERS, TITLES, LeaderboardReader, chart_rows, display_table, filter_table, refreshed_at, source_version
 from .model_worker import ModelWorkerError
 from .predictor import Prediction, Predictor, Reading
 from .upload import accept_upload
 
+MAX_LAMBDA = 10.0
+PREDICT_CONCURRENCY = 32
+"""Predictions handled at once; the predictor batches them into shared forward passes."""
+DELETE_CACHE = (600, 3600)
+"""Every 10 minutes, delete uploaded files older than an hour from Gradio's cache."""
+
 
 @dataclass
 class AppContext:
-    """What every callback shares: the predictor (model + probes), the registry, and where the leaderboard lives."""
+    """What every callback shares: the predictor (model + probes), the registry, where the leaderboard lives, and the
+    evaluation lane (a second model, started on the first upload, so that re-evaluating uploads never delays predictions)."""
 
     predictor: Predictor
     registry: Registry
     leaderboard_source: str | None
     scheduler: object | None = None
+    start_evaluation_source: Callable[[], FeatureSource] | None = None
+    leaderboard: LeaderboardReader = field(default_factory=LeaderboardReader)
+    _evaluation_source: FeatureSource | None = None
+
+    def evaluation_source(self) -> FeatureSource:
+        if self._evaluation_source is None:
+            self._evaluation_source = self.start_evaluation_source() if self.start_evaluation_source else self.predictor.source
+        return self._evaluation_source
+
+    def health(self) -> dict:
+        """The model worker's state (or ``in process``), the probes read, and the registry entries that could not be used."""
+        status = getattr(self.predictor.source, "status", None)
+        return {"model": self.predictor.source.display_id, "worker": status() if status else {"state": "in process"},
+                "probes": len(self.predictor.probes or {}), "problems": dict(self.predictor.problems)}
+
+
+def plain(text: str) -> str:
+    """Text shown inside Markdown as written: Markdown and HTML characters escaped (names and messages can come from uploads)."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", str(text))
+
+
+def refusal(message: str) -> gr.Error:
+    """The error a callback raises for input it refuses: shown to the user (or raised in API clients), no traceback in the log."""
+    return gr.Error(message, print_exception=False)
+
+
+def finite_number(value: object, name: str, low: float, high: float) -> float:
+    """A slider value from the UI or the API: a real number within [low, high], else a ValueError saying what to send."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}; got {str(value)[:40]!r}.")
+    return float(value)
 
 
 def success_chart(prediction: Prediction, suggestion: Suggestion | None) -> alt.Chart | None:
@@ -90,7 +133,7 @@ def difficulty_markdown(prediction: Prediction) -> str:
         beyond = f" · beyond length: partial ρ {p['value']:.2f} [{p['low']:.2f}, {p['high']:.2f}]" if p else ""
         if r.mostly_length:
             beyond = " · ⚠️ this reading is mostly question length" + (f" (partial ρ given length {p['value']:.2f} [{p['low']:.2f}, {p['high']:.2f}])" if p else "")
-        lines.append(f"- **{r.dataset} {r.label}** ({r.probe_type}): {describe(r)} · {trust}{beyond}{familiar}{warning}")
+        lines.append(f"- **{plain(r.dataset)} {plain(r.label)}** ({plain(r.probe_type)}): {plain(describe(r))} · {trust}{beyond}{familiar}{warning}")
     return "\n".join(lines) or "No difficulty probe for this model."
 
 
@@ -117,7 +160,7 @@ def routing_markdown(suggestion: Suggestion | None, pool: str, pool_dataset: str
 
 def build_demo(ctx: AppContext) -> gr.Blocks:
     """All tabs, wired to ``ctx``; the caller launches (with a queue)."""
-    with gr.Blocks(title="Difficulty probes") as demo:
+    with gr.Blocks(title="Difficulty probes", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(f"# Difficulty probes\nPredict, before **{ctx.predictor.source.display_id}** writes a token, how hard a question is and which model will get it right.")
         with gr.Tab("Predict"):
             with gr.Row():
@@ -147,27 +190,39 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
 
             def on_predict(text: str, pool_name: str, mode_value: str, lam_value: float, target_value: float):
                 try:
+                    if ctx.predictor.pools and pool_name not in ctx.predictor.pools:
+                        raise ValueError(f"Unknown pool {str(pool_name)[:60]!r}; choose one of {', '.join(ctx.predictor.pools) or 'none'}.")
+                    if mode_value not in (UTILITY, CHEAPEST):
+                        raise ValueError(f"Routing rule must be {UTILITY!r} or {CHEAPEST!r}; got {str(mode_value)[:40]!r}.")
+                    lam_value = finite_number(lam_value, "lambda", 0.0, MAX_LAMBDA)
+                    target_value = finite_number(target_value, "target", 0.0, 1.0)
                     prediction = ctx.predictor.predict(text)
                     suggestion = ctx.predictor.route(prediction, pool_name, lam=lam_value if mode_value == UTILITY else None,
                                                      target=target_value if mode_value == CHEAPEST else None)
                 except (ValueError, ModelWorkerError) as error:
-                    raise gr.Error(str(error)) from error
-                notice = " ".join(prediction.notices)
+                    raise refusal(str(error)) from error
+                except Exception as error:  # a bug: logged with its traceback, reported to the user in one line
+                    traceback.print_exc()
+                    raise refusal(f"The prediction failed ({type(error).__name__}); please retry. If it persists, report it.") from error
+                notice = plain(" ".join(prediction.notices))
+                batch = f", batched with {prediction.batch_size - 1} other question(s)" if prediction.batch_size > 1 else ""
                 status_text = (f"Forward pass {prediction.forward_ms:.0f} ms ({prediction.n_tokens} tokens, stopped after layer "
-                               f"{max(ctx.predictor.layers) if ctx.predictor.layers else '-'}), probes {prediction.probes_ms:.0f} ms. {notice}")
-                payload = {"difficulty": [{"probe": r.name, "value": r.value, "range": list(r.label_range), "test_metric": r.metric, "description": describe(r),
+                               f"{max(ctx.predictor.layers) if ctx.predictor.layers else '-'}{batch}), probes {prediction.probes_ms:.0f} ms. {notice}")
+                payload = {"difficulty": [{"probe": r.name, "probe_type": r.probe_type, "value": r.value, "range": list(r.label_range), "test_metric": r.metric, "description": describe(r),
                                            "in_distribution": None if math.isnan(r.in_distribution) else r.in_distribution,
                                            "beyond_length": r.partial_length or None, "mostly_length": r.mostly_length} for r in prediction.difficulty],
                            "in_distribution": {r.name: r.in_distribution for r in prediction.success if not math.isnan(r.in_distribution)},
                            "success": {r.name: r.value for r in prediction.success},
                            "routing": suggestion.to_json() if suggestion else None,
-                           "latency_ms": {"forward": prediction.forward_ms, "probes": prediction.probes_ms}, "truncated": prediction.truncated}
-                return (status_text, difficulty_markdown(prediction), routing_markdown(suggestion, pool_name, ctx.predictor.pools[pool_name].dataset if pool_name in ctx.predictor.pools else None),
+                           "latency_ms": {"forward": prediction.forward_ms, "probes": prediction.probes_ms}, "batch_size": prediction.batch_size,
+                           "truncated": prediction.truncated, "notices": prediction.notices}
+                return (status_text, difficulty_markdown(prediction), routing_markdown(suggestion, pool_name, getattr(ctx.predictor.pools.get(pool_name), "dataset", None)),
                         layer_chart(prediction) if prediction.layerwise else None, success_chart(prediction, suggestion), payload)
 
-            predict_event = dict(fn=on_predict, inputs=[question, pool, mode, lam, target], outputs=[status, difficulty, routing, layers_plot, success_plot, raw])
-            button.click(**predict_event, api_name="predict")
-            question.submit(**predict_event, api_name=False)
+            predict_event = dict(fn=on_predict, inputs=[question, pool, mode, lam, target], outputs=[status, difficulty, routing, layers_plot, success_plot, raw],
+                                 preprocess=False)  # on_predict checks the raw values itself, so that any bad value gets its own clear message
+            button.click(**predict_event, api_name="predict", concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
+            question.submit(**predict_event, api_name=False, concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
             pool.change(lambda name: gr.Slider(value=ctx.predictor.pools[name].default_lambda) if name in ctx.predictor.pools else gr.skip(),
                         inputs=pool, outputs=lam, api_name=False)
 
@@ -183,13 +238,13 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             seen_version = gr.State(None)
 
             def show_leaderboard(search_value="", model_value="all", dataset_value="all", label_value="all", type_value="all"):
-                leaderboard = read_leaderboard_source(ctx.leaderboard_source)
-                full = display_table(ctx.registry, leaderboard)
+                leaderboard, notice = ctx.leaderboard.read(ctx.leaderboard_source)
+                full = display_table(ctx.registry, leaderboard, problems=ctx.predictor.problems)
                 shown = filter_table(full, model=model_value, dataset=dataset_value, label=label_value, probe_type=type_value, search=search_value)
                 charts = leaderboard_charts(chart_rows(shown)) if len(shown) else {}
                 choices = [gr.Dropdown(choices=["all", *sorted(full[column].dropna().unique())]) for column in (TITLES[name] for name in FILTERS)]
-                return (refreshed_at(leaderboard, ctx.registry), shown, charts.get("metric_by_model_dataset"), *choices,
-                        source_version(ctx.leaderboard_source))
+                return (plain(" ".join(filter(None, [notice, refreshed_at(leaderboard, ctx.registry)]))), shown, charts.get("metric_by_model_dataset"),
+                        *choices, source_version(ctx.leaderboard_source))
 
             def refresh_if_changed(version, *filter_values):
                 """Re-read the leaderboard only when its file changed (mtime or Hub etag) since this tab last showed it."""
@@ -205,23 +260,33 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             gr.Timer(5).tick(refresh_if_changed, inputs=[seen_version, *filters], outputs=outputs, api_name=False)
 
         with gr.Tab("Upload"):
-            gr.Markdown("Upload a probe folder as a **.zip**, or its files (config.json, model.safetensors, README.md). It is validated "
-                        "(schema, safetensors only, shapes against the model's hidden size, size limit), re-evaluated on its test split when "
-                        f"the dataset is here, and added to `{ctx.registry.spec}`.")
+            gr.Markdown("Upload a probe folder as a **.zip**, or its files (config.json, model.safetensors). It must be trained on a built-in "
+                        "dataset for this app's model. It is checked completely first (files, schema, values, weights' dtype and shape against the "
+                        "model), then re-evaluated here on a fixed sample of its dataset's test split; only the re-evaluated metrics are stored. "
+                        "An upload never replaces a probe: when its name is taken it is added as the next version (`-v2`, `-v3`, ...). "
+                        f"Probes go to `{plain(ctx.registry.spec)}`.")
             files = gr.File(file_count="multiple", label="Probe files or zip", elem_id="upload-files")
             upload_button = gr.Button("Validate and add", elem_id="upload-button")
             upload_status = gr.Markdown(elem_id="upload-status")
 
             def on_upload(paths):
                 try:
-                    result = accept_upload([p if isinstance(p, str) else p.name for p in (paths or [])], ctx.registry, ctx.predictor.source)
+                    paths = [p if isinstance(p, str) else p.name for p in (paths or [])]
+                    result = accept_upload(paths, ctx.registry, ctx.predictor.source, ctx.evaluation_source())
                 except (ProbeValidationError, ValueError, OSError, ModelWorkerError) as error:
-                    raise gr.Error(f"Rejected: {error}") from error
+                    raise refusal(f"Rejected: {error}") from error
+                except Exception as error:  # a bug: logged, and nothing was added (the add is the last step)
+                    traceback.print_exc()
+                    raise refusal(f"Rejected: the upload could not be checked ({type(error).__name__}); nothing was added.") from error
+                finally:  # the uploaded copies in Gradio's cache are no longer needed (delete_cache sweeps any left behind)
+                    for path in paths if isinstance(paths, list) else []:
+                        Path(path).unlink(missing_ok=True)
                 ctx.predictor.reload()
                 return f"✅ {result.message}"
 
-            upload_button.click(on_upload, inputs=files, outputs=upload_status, api_name="upload")
+            upload_button.click(on_upload, inputs=files, outputs=upload_status, api_name="upload", concurrency_limit=1, concurrency_id="upload")
 
         with gr.Tab("About"):
             gr.Markdown(ABOUT)
+        gr.api(ctx.health, api_name="health")
     return demo

@@ -80,3 +80,11 @@ def toy_probes(tiny, tmp_path_factory):
     options = TrainOptions(dataset=str(data), labels=("difficulty", "solved"), label_columns=("difficulty", "solved"),
                            probes=("linear", "length", "tfidf"), out=str(out), cv_folds=3, progress=False)
     return data, train(options, lm=tiny), out
+
+
+@pytest.fixture(scope="session")
+def smollm2_source(smollm2):
+    """The embedded model as a feature source (what the app and the upload checks read)."""
+    from probes_hub.extract.feature_source import ModelFeatures
+
+    return ModelFeatures(smollm2)

@@ -52,16 +52,25 @@ def launched_app(root: Path, registry: Path, leaderboard: Path, **extra_env: str
         log.close()
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """(url, registry copy, leaderboard folder) of a launched app; stopped after the module."""
-    root = tmp_path_factory.mktemp("app")
+@contextlib.contextmanager
+def app_on_a_registry_copy(root: Path, prepare=None):
+    """The app launched on a fresh copy of the bundled registry under ``root`` (which ``prepare(registry)`` may change first),
+    with an empty leaderboard folder; yields (url, registry, leaderboard)."""
     registry = root / "registry"
     shutil.copytree(BUNDLED_REGISTRY, registry)
+    if prepare:
+        prepare(registry)
     leaderboard = root / "leaderboard"
     leaderboard.mkdir()
     with launched_app(root, registry, leaderboard) as url:
         yield url, registry, leaderboard
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """(url, registry copy, leaderboard folder) of a launched app; stopped after the module."""
+    with app_on_a_registry_copy(tmp_path_factory.mktemp("app")) as launched:
+        yield launched
 
 
 def _wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
@@ -102,7 +111,7 @@ def test_api_predict_returns_difficulty_success_and_routing(app):
     assert raw["in_distribution"].keys() == raw["success"].keys() and all(0 <= v <= 1 for v in raw["in_distribution"].values())
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "api_latency.json").write_text(json.dumps({"p50_ms": statistics.median(latencies), "calls": latencies}))
-    with pytest.raises(Exception, match="Type a question"):  # gr.Error: the client raises instead of getting empty outputs
+    with pytest.raises(Exception, match="type a question"):  # gr.Error: the client raises instead of getting empty outputs
         client.predict("   ", "math", "utility", 0.3, 0.7, api_name="/predict")
 
 
@@ -183,28 +192,34 @@ def test_invalid_uploads_change_nothing(app, toy_probes, tmp_path):
 
 
 def test_valid_upload_appears_without_restart(app, smollm2, tmp_path):
-    """Train a small new SmolLM2 probe on a local file, upload it as a zip, and see it in Predict and in the leaderboard."""
-    import pandas as pd
+    """Train a small new SmolLM2 probe on a built-in dataset the bundled registry lacks (GSM8K solution steps), upload it as a zip,
+    and see it in Predict and in the leaderboard with the metric re-evaluated here (not the one it was uploaded with)."""
     from gradio_client import Client, handle_file
 
     from probes_hub.train import TrainOptions, train
 
     url, registry, _ = app
-    rows = [{"question": f"What is {a} times {b}?", "digits": len(str(a * b))} for a in range(3, 60, 3) for b in (7, 13, 101)]
-    data = tmp_path / "products.jsonl"
-    pd.DataFrame(rows).to_json(data, orient="records", lines=True)
-    results = train(TrainOptions(dataset=str(data), labels=("digits",), label_columns=("digits",), probes=("linear",), layers=(1, 2, 3),
+    results = train(TrainOptions(dataset="gsm8k", labels=("steps",), probes=("linear",), layers=(1, 2, 3), limit=160,
                                  out=str(tmp_path / "runs"), cv_folds=3, progress=False), lm=smollm2)
-    archive = _zip_folder(results["digits"].probes["linear"].path, tmp_path / "digits.zip")
+    folder = results["steps"].probes["linear"].path
+    config = json.loads((folder / "config.json").read_text())
+    config["metrics"]["test"]["value"] = 0.99  # a claimed score: never stored
+    (folder / "config.json").write_text(json.dumps(config))
+    archive = _zip_folder(folder, tmp_path / "steps.zip")
     client = Client(url, verbose=False)
     message = client.predict([handle_file(str(archive))], api_name="/upload")
-    assert "Added" in message and "Re-evaluated on the test split here" in message, message
-    name = results["digits"].probes["linear"].path.name
-    assert (registry / name / "config.json").exists() and name in (registry / "manifest.json").read_text()
-    raw = client.predict("What is 12 times 7?", "math", "utility", 0.3, 0.7, api_name="/predict")[-1]
-    assert any(r["probe"] == "products digits" for r in raw["difficulty"])
+    assert "Added" in message and "Re-evaluated here on" in message, message
+    name = folder.name
+    stored = json.loads((registry / name / "config.json").read_text())
+    assert stored["metrics"]["test"]["value"] != 0.99 and set(stored["metrics"]) == {"test", "test_partial_length"}
+    assert stored["data"]["source"] == "gsm8k" and name in (registry / "manifest.json").read_text()
+    raw = client.predict("Tom has 3 apples and buys 5 more. How many apples does he have?", "math", "utility", 0.3, 0.7, api_name="/predict")[-1]
+    assert any(r["probe"] == "gsm8k steps" for r in raw["difficulty"])
     board = client.predict("", "all", "all", "all", "all", api_name="/leaderboard")
     assert name in json.dumps(board[1])
+    first_bytes = (registry / name / "config.json").read_bytes()
+    again = client.predict([handle_file(str(archive))], api_name="/upload")  # the same name again: added as a new version, never replacing
+    assert f"{name}-v2" in again and (registry / name / "config.json").read_bytes() == first_bytes
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")

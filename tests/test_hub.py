@@ -97,7 +97,8 @@ def test_leaderboard_push_to_results_dataset_and_read_back(hub, toy_probes, tmp_
         subprocess.run(["cp", "-r", str(folder), str(registry / folder.name)], check=True)
     write_index(registry)
     env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf-home"), "PROBES_HUB_NO_PROGRESS": "1"}
-    run = subprocess.run([sys.executable, "-m", "probes_hub", "leaderboard", "--registry", str(registry), "--out", str(tmp_path / "lb"), "--push", "org/results"],
+    run = subprocess.run([sys.executable, "-m", "probes_hub", "leaderboard", "--registry", str(registry), "--out", str(tmp_path / "lb"), "--push", "org/results",
+                          "--max-failed", "1"],  # the tiny test model exists only in the test process: its rows fail here; the push is tested
                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "RESULT rows=6" in run.stdout and TOKEN not in run.stdout + run.stderr

@@ -65,7 +65,8 @@ def test_killed_regeneration_leaves_a_complete_leaderboard(toy_registry, tmp_pat
     (out / "leaderboard.json").write_text(json.dumps({"schema_version": 1, "refreshed_at": "before", "rows": []}))
     env = {**os.environ, "PROBES_HUB_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1"}
     for delay in (0.3, 0.9, 1.7):
-        process = subprocess.Popen([sys.executable, "-m", "probes_hub", "leaderboard", "--registry", str(toy_registry), "--out", str(out), "--every", "0"],
+        process = subprocess.Popen([sys.executable, "-m", "probes_hub", "leaderboard", "--registry", str(toy_registry), "--out", str(out), "--every", "0",
+                                    "--max-failed", "1"],  # the tiny test model exists only in the test process: rows fail here
                                    cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         while json.loads((out / "leaderboard.json").read_text())["refreshed_at"] == "before" and time.time() < deadline:
@@ -94,3 +95,23 @@ def test_scheduler_regenerates_repeatedly(toy_registry, tiny_model_loader, tmp_p
     finally:
         scheduler.shutdown(wait=True)
     assert len(stamps) >= 2 and stamps[1] > stamps[0]
+
+
+def test_regeneration_refuses_without_data_or_with_too_many_failures_and_replaces_nothing(toy_registry, tiny_model_loader, tmp_path, capsys):
+    """Missing data folder, a corrupt manifest, or more failed rows than allowed: exit 1 with the reason, the old leaderboard byte-identical."""
+    from probes_hub.cli import main
+
+    out = tmp_path / "lb"
+    out.mkdir()
+    (out / "leaderboard.json").write_text(json.dumps({"schema_version": 1, "refreshed_at": "before", "rows": []}))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["leaderboard", "--registry", str(toy_registry), "--out", str(out), "--data-dir", str(tmp_path / "no-data")]) == 1
+    assert "Data directory not found" in capsys.readouterr().err
+    (toy_registry / "tiny-llama--toy--difficulty--tfidf" / "model.safetensors").write_bytes(b"garbage")
+    (toy_registry / "tiny-llama--toy--difficulty--length" / "model.safetensors").write_bytes(b"garbage")
+    assert main(["leaderboard", "--registry", str(toy_registry), "--out", str(out), "--max-failed", "0.2"]) == 1
+    assert "2 of 6 rows failed to re-evaluate (more than 20%)" in capsys.readouterr().err
+    (toy_registry / "manifest.json").write_text("{ truncated")
+    assert main(["leaderboard", "--registry", str(toy_registry), "--out", str(out)]) == 1
+    assert "unreadable manifest" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, no temp folder left

@@ -52,3 +52,32 @@ def test_worker_that_cannot_load_its_model_says_why(tmp_path):
             worker.info()
     finally:
         worker.close()
+
+
+def test_a_killed_worker_fails_only_the_request_in_flight_and_serves_again_within_30_s(tiny_folder):
+    import os
+    import signal
+    import time
+
+    worker = ModelWorker(str(tiny_folder), monitor_every=0.1)
+    try:
+        worker.features(QUESTIONS, [1])
+        assert worker.status()["state"] == "ready"
+        first_pid = worker.process.pid
+        os.kill(first_pid, signal.SIGKILL)
+        worker.process.wait()
+        with pytest.raises(ModelWorkerError, match="restart"):  # the request that meets the dead process gets a clear message
+            worker.features(QUESTIONS, [1])
+        killed_at = time.monotonic()
+        while True:
+            try:
+                features, _ = worker.features(QUESTIONS, [1])
+                break
+            except ModelWorkerError:
+                assert time.monotonic() - killed_at < 30, worker.status()
+                time.sleep(0.2)
+        assert features.activations.shape[0] == len(QUESTIONS)
+        status = worker.status()
+        assert status["state"] == "ready" and status["restarts"] == 1 and status["pid"] != first_pid
+    finally:
+        worker.close()

@@ -67,7 +67,7 @@ def test_registry_loads_by_filters_and_from_pretrained_loads_one_folder(registry
         Registry(registry).load(label="difficulty")
     folder = Registry(registry).folder(Registry(registry).entry(label="difficulty", probe_type="linear").name)
     np.testing.assert_array_equal(Probe.from_pretrained(registry, subfolder=folder.name).coef_, probe.coef_)
-    with pytest.raises(FileNotFoundError, match="neither an existing probe folder nor a Hub repo id"):
+    with pytest.raises(FileNotFoundError, match="Probe folder .* does not exist"):
         Probe.from_pretrained(str(tmp_path / "no such folder"))
 
 
@@ -77,6 +77,9 @@ def test_typo_registry_is_an_error_not_an_empty_listing(tmp_path, capsys, monkey
     assert main(["list", "--registry", "runs/typo"]) == 2
     captured = capsys.readouterr()
     assert "runs/typo" in captured.err and "0 of 0" not in captured.out
+    (tmp_path / "runs").mkdir()  # with a local runs/ folder, runs/typo is a missing path, not a Hub repo
+    assert main(["list", "--registry", "runs/typo"]) == 2
+    assert "Registry folder 'runs/typo' does not exist" in capsys.readouterr().err
 
 
 def test_broken_entries_are_reported_and_the_rest_loads(registry, capsys):
@@ -88,8 +91,8 @@ def test_broken_entries_are_reported_and_the_rest_loads(registry, capsys):
     assert len(report.probes) == 4
     assert main(["list", "--registry", str(registry)]) == 0
     captured = capsys.readouterr()
-    assert "6 of 6 probes" in captured.out and "warning: tiny-llama--toy--difficulty--tfidf" in captured.err
-    assert "warning: tiny-llama--toy--solved--length" in captured.err
+    assert "6 of 6 probes" in captured.out and "broken: tiny-llama--toy--difficulty--tfidf" in captured.err
+    assert "broken: tiny-llama--toy--solved--length" in captured.err
 
 
 def test_push_adds_keeps_others_and_invalid_push_changes_nothing(registry, toy_probes, tmp_path):
@@ -122,7 +125,7 @@ def test_pull_from_local_registry_is_byte_identical(registry, tmp_path, capsys):
 
 
 def test_unknown_registry_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither an existing folder nor a Hub repo id"):
+    with pytest.raises(FileNotFoundError, match="Registry folder .* does not exist"):
         Registry(str(tmp_path / "no" / "such" / "place"))
 
 

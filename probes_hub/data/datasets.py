@@ -102,8 +102,23 @@ def stratified_split(strata: pd.Series, *, seed: int = SPLIT_SEED, train_fractio
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    """The JSON objects of a .jsonl file, one per non-blank line; errors name the file and line."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}, line {number}: invalid JSON ({error.msg} at column {error.colno}).") from error
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}, line {number}: expected a JSON object per line, found {type(row).__name__}.")
+                rows.append(row)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start} of the line that failed); save it as UTF-8.") from error
+    return rows
 
 
 def require_file(path: Path) -> Path:
@@ -264,10 +279,15 @@ def training_dataset(data: DataInfo, labels: list[str], *, data_dir_override: st
 
 
 def _local_file(path: Path, question_column: str, label_columns: list[str] | None, id_column: str | None) -> QuestionSet:
-    readers = {".jsonl": lambda p: pd.read_json(p, lines=True), ".csv": pd.read_csv, ".parquet": pd.read_parquet}
+    readers = {".jsonl": lambda p: pd.DataFrame(read_jsonl(p)), ".csv": lambda p: pd.read_csv(p, encoding="utf-8"), ".parquet": pd.read_parquet}
     if path.suffix not in readers:
         raise ValueError(f"Unsupported file type '{path.suffix}' for {path}; use .jsonl, .csv or .parquet.")
-    frame = readers[path.suffix](path)
+    try:
+        frame = readers[path.suffix](path)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8.") from error
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as error:
+        raise ValueError(f"{path} could not be read as {path.suffix[1:]}: {str(error).splitlines()[0]}") from error
     missing = [c for c in [question_column, *(label_columns or []), *([id_column] if id_column else [])] if c not in frame]
     if missing:
         raise ValueError(f"{path} has no column(s) {missing}; columns are {list(frame.columns)}.")

@@ -25,6 +25,7 @@ import torch
 from safetensors.numpy import load_file, save
 
 from probes_hub.cache import atomic_write_bytes, atomic_write_text, cache_dir, sha256_text
+from probes_hub.extract.features import TokenStates
 from probes_hub.extract.models import LoadedModel
 from probes_hub.extract.packing import Packing, PackingUnsupported, pack_groups, packed_attention
 from probes_hub.extract.prompts import PromptFormat, encode_prompts
@@ -158,6 +159,28 @@ def extract_tokens(lm: LoadedModel, prompt_ids: list[list[int]], layer: int, *, 
                                         max_batch_tokens=max_batch_tokens, progress=progress):
         lengths = [len(prompt_ids[i]) - skipped for i in batch]
         yield batch, [part[:, 0].numpy() for part in torch.split(rows, lengths)]
+
+
+def extract_with_tokens(lm: LoadedModel, prompt_ids: list[list[int]], layers: list[int], positions: list[int], token_layers: list[int], *,
+                        shared_prefix: Sequence[int] = (), progress: bool = True) -> tuple[np.ndarray, dict[int, TokenStates]]:
+    """:func:`extract`'s EOI activations and :func:`extract_tokens`' every-token states from one forward pass per batch.
+
+    What serving needs for a few questions at a time (the attention probe reads every token, the others the EOI
+    tokens): two passes would cost nearly twice as much. Datasets go through the caches instead.
+    """
+    every = sorted({*map(int, layers), *map(int, token_layers)})
+    prefix = list(shared_prefix) if shared_prefix_length(prompt_ids, shared_prefix, positions) else []
+    lengths = np.array([len(p) - len(prefix) for p in prompt_ids], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    acts = np.zeros((len(prompt_ids), len(layers), len(positions), lm.hidden_size), dtype=np.float32)
+    values = {layer: np.zeros((int(offsets[-1]), lm.hidden_size), dtype=np.float16) for layer in token_layers}  # as the token cache keeps them
+    eoi, columns = torch.tensor(positions), [every.index(int(layer)) for layer in layers]
+    for batch, rows in _batched_outputs(lm, prompt_ids, every, None, shared_prefix=prefix, packed=None, progress=progress):
+        for index, part in zip(batch, torch.split(rows, [int(lengths[i]) for i in batch])):  # part: [tokens, len(every), hidden]
+            acts[index] = part[len(part) + eoi][:, columns].transpose(0, 1).numpy()
+            for layer in token_layers:
+                values[layer][offsets[index]:offsets[index + 1]] = part[:, every.index(int(layer))].numpy()
+    return acts, {int(layer): TokenStates(int(layer), values[layer], offsets) for layer in token_layers}
 
 
 def shared_prefix_length(prompt_ids: list[list[int]], shared_prefix: Sequence[int], positions: list[int] | None = None) -> int:

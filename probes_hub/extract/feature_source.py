@@ -25,6 +25,7 @@ class FeatureSource(Protocol):
     fingerprint: str
     display_id: str
     hidden_size: int
+    n_layers: int
 
     def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False,
@@ -38,14 +39,14 @@ class ModelFeatures:
 
     def __init__(self, lm: LoadedModel):
         self.lm = lm
-        self.fingerprint, self.display_id, self.hidden_size = lm.fingerprint, lm.display_id, lm.hidden_size
+        self.fingerprint, self.display_id, self.hidden_size, self.n_layers = lm.fingerprint, lm.display_id, lm.hidden_size, lm.n_layers
         self._formats: dict[bool, PromptFormat] = {}
 
     def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False,
                  token_layers: list[int] = ()) -> tuple[Features, list[bool]]:
         """Template and encode the questions, then extract (through the activation caches when ``use_cache``)."""
-        from probes_hub.extract.activations import cached_extract
+        from probes_hub.extract.activations import cached_extract, extract_with_tokens
         from probes_hub.extract.prompts import encode_prompts, eoi_tokens, prompt_format
         from probes_hub.extract.tokens import token_states
 
@@ -54,6 +55,10 @@ class ModelFeatures:
                           PromptInfo(fmt.mode, fmt.template_hash, tuple(eoi_tokens(fmt, self.lm.tokenizer)), tuple(fmt.eoi_positions), max_length))
         prompt_ids, truncated = encode_prompts(questions, fmt, self.lm.tokenizer, max_length=max_length)
         acts = None
+        if layers and token_layers and not (use_cache and data_hash):  # serving: one forward pass for both
+            acts, tokens = extract_with_tokens(self.lm, prompt_ids, list(layers), fmt.eoi_positions, list(token_layers),
+                                               shared_prefix=fmt.prefix_ids, progress=progress)
+            return Features(questions, np.array([len(p) for p in prompt_ids]), acts, tuple(layers), tuple(fmt.eoi_positions), model, tokens), list(truncated)
         if layers:
             acts = cached_extract(self.lm, fmt, questions, list(layers), fmt.eoi_positions, max_length=max_length, data_hash=data_hash,
                                   use_cache=use_cache, progress=progress, prompt_ids=prompt_ids)

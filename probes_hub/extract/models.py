@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from probes_hub.cache import cache_dir, file_sha256, sha256_text
 from probes_hub.constants import EMBEDDED_DISPLAY_ID, EMBEDDED_GGUF, EMBEDDED_MODEL_ALIAS, EMBEDDED_PACKAGE, ENV_MODEL
+from probes_hub.hub.storage import is_hub_id
 
 if TYPE_CHECKING:  # torch is imported where a model is loaded, so display_id_for stays cheap
     import torch
@@ -129,6 +130,8 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: tor
         folder, source = _converted_gguf_folder(gguf), f"gguf:{file_sha256(gguf)}"
     elif Path(spec).is_dir():
         folder, source = Path(spec), f"local:{_folder_digest(Path(spec))}"
+    elif not is_hub_id(spec):
+        raise FileNotFoundError(f"Model {spec!r}: no such folder or .gguf file here (a Hub model is given as 'org/name').")
     else:
         folder, source = None, None
 

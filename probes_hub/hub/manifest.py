@@ -63,6 +63,9 @@ class ProbeEntry:
         missing = [f for f in ("name", "folder", "model", "dataset", "label", "task", "probe_type") if f not in known]
         if missing:
             raise ProbeValidationError(f"manifest entry {data.get('name', '?')!r} lacks field(s) {missing}.")
+        folder = known["folder"]
+        if not isinstance(folder, str) or not folder or folder.startswith(".") or "/" in folder or "\\" in folder:
+            raise ProbeValidationError(f"manifest entry {data.get('name', '?')!r} names folder {str(folder)[:100]!r}; it must be one plain folder name.")
         return cls(**{"fingerprint": "", "hidden_size": 0, "layer": None, "position": None, "metric": {}, **known})
 
     def matches(self, *, model: str | None = None, dataset: str | None = None, label: str | None = None, probe_type: str | None = None) -> bool:
@@ -87,12 +90,25 @@ class Manifest:
     def from_dict(cls, data: dict, *, where: str = "manifest.json") -> Manifest:
         if not isinstance(data, dict) or data.get("schema_version") != MANIFEST_SCHEMA_VERSION or not isinstance(data.get("probes"), list):
             raise ProbeValidationError(f"{where}: not a schema-version-{MANIFEST_SCHEMA_VERSION} manifest with a 'probes' list.")
-        entries = [ProbeEntry.from_dict(item) for item in data["probes"]]
+        try:
+            entries = [ProbeEntry.from_dict(item) for item in data["probes"]]
+        except (TypeError, AttributeError, ValueError) as error:
+            raise ProbeValidationError(f"{where}: an entry has the wrong shape ({error}).") from error
         return cls({e.name: e for e in entries}, data.get("generated_at", ""), str(data.get("about", "")))
 
     def to_dict(self) -> dict:
         return {"schema_version": MANIFEST_SCHEMA_VERSION, "generated_at": self.generated_at, "about": self.about,
                 "probes": [self.entries[name].to_dict() for name in sorted(self.entries)]}
+
+    def suggest(self, **filters) -> str:
+        """For filters that match nothing: which given values are unknown, with the close known ones (a typo's likely fix)."""
+        hints = []
+        for key, value in filters.items():
+            known = sorted({str(getattr(e, key)) for e in self.entries.values()} | ({e.model.split("/")[-1] for e in self.entries.values()} if key == "model" else set()))
+            if value is not None and value not in known:
+                close = difflib.get_close_matches(str(value), known, n=3, cutoff=0.5)
+                hints.append(f"no {key} {value!r}" + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else f" (known: {', '.join(known[:8])})"))
+        return "; ".join(hints) or "each filter value exists, but no probe has all of them together."
 
     def select(self, **filters) -> list[ProbeEntry]:
         """Entries matching the filters (see :meth:`ProbeEntry.matches`), sorted by name."""

@@ -28,6 +28,13 @@ from probes_hub.paths import BUNDLED_REGISTRY
 HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+def is_hub_id(spec: str | Path) -> bool:
+    """The one rule for "a local path or a Hub repo id": an ``owner/name`` that is not a path here, and whose ``owner``
+    is not a folder here either (``runs/typo`` with a ``runs/`` folder is a missing local path, not a repo)."""
+    path = Path(spec)
+    return bool(HUB_REPO_ID.match(str(spec))) and not path.exists() and not path.parent.is_dir()
+
+
 class RegistryStore:
     """The files of a probe registry, a local folder or a Hub repo id (``org/name``): manifest, folders, pull and push.
 
@@ -44,12 +51,14 @@ class RegistryStore:
         self.token = token
         self.create = create
         path = Path(self.spec)
-        self.is_local = path.is_dir() or not HUB_REPO_ID.match(self.spec) or (create and path.parent.is_dir() and not path.exists())
+        self.is_local = not is_hub_id(self.spec)
         if self.is_local and not path.is_dir():
             if not create or path.exists():
-                raise FileNotFoundError(f"Registry {self.spec!r} is neither an existing folder nor a Hub repo id like 'org/name'.")
+                raise FileNotFoundError(f"Registry folder {self.spec!r} does not exist (a Hub registry is given as 'org/name').")
             path.mkdir(parents=True)
         self._manifest: Manifest | None = None
+        self.problems: dict[str, str] = {}
+        """What reading the index met: a corrupt manifest, folders that fail validation (by name, with the reason)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r}{'' if self.revision is None else f', revision={self.revision!r}'})"
@@ -64,11 +73,17 @@ class RegistryStore:
     def manifest(self, *, refresh: bool = False) -> Manifest:
         """The registry's manifest (local: its manifest.json, or a scan of its folders when there is none)."""
         if self._manifest is None or refresh:
-            if self.is_local:
-                path = self.root / MANIFEST_NAME
-                self._manifest = _read_manifest(path) if path.exists() else scan_folders(self.root)[0]
-            else:
+            self.problems = {}
+            if not self.is_local:
                 self._manifest = self._hub_manifest()
+            elif (self.root / MANIFEST_NAME).exists():
+                try:
+                    self._manifest = _read_manifest(self.root / MANIFEST_NAME)
+                except ProbeValidationError as error:  # one corrupt file must not take the registry down: list the folders instead
+                    self._manifest, self.problems = scan_folders(self.root)
+                    self.problems[MANIFEST_NAME] = f"{error} Listed the probe folders instead; 'python -m probes_hub index' rewrites it."
+            else:
+                self._manifest, self.problems = scan_folders(self.root)
         return self._manifest
 
     def list(self, **filters) -> list[ProbeEntry]:
@@ -128,14 +143,18 @@ class RegistryStore:
         return pulled
 
     # -- writing -----------------------------------------------------------------------------------
-    def push(self, folders: list[str | Path], *, commit_message: str | None = None) -> list[str]:
-        """Add or replace probe folders; the manifest and card are updated with them (one Hub commit).
+    def push(self, folders: list[str | Path], *, commit_message: str | None = None, replace: bool = True) -> list[str]:
+        """Add (or, with ``replace``, also replace) probe folders; the manifest and card are updated with them (one Hub commit).
 
-        Every folder is validated first, so an invalid one changes nothing.
+        Every folder is validated first, so an invalid one changes nothing; with ``replace=False`` a name the
+        registry already holds is refused before anything is written.
         """
         folders = [Path(f) for f in folders]
         configs = {f.name: validate_probe_dir(f) for f in folders}
         manifest = self.manifest(refresh=True)
+        taken = sorted(set(configs) & set(manifest.entries))
+        if taken and not replace:
+            raise ProbeValidationError(f"{self.spec} already holds {', '.join(taken)}; it is not replaced (choose another name).")
         entries = {**manifest.entries, **{name: ProbeEntry.from_config(name, config) for name, config in configs.items()}}
         updated = Manifest(entries, _now(), manifest.about)
         message = commit_message or f"Add probe(s): {', '.join(sorted(configs))}"
@@ -216,8 +235,8 @@ def _manifest_bytes(manifest: Manifest) -> bytes:
 def _read_manifest(path: Path, *, where: str | None = None) -> Manifest:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ProbeValidationError(f"{where or path}: unreadable manifest ({error}).") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ProbeValidationError(f"{where or path}: unreadable manifest ({type(error).__name__}: {error}).") from error
     return Manifest.from_dict(data, where=where or str(path))
 
 

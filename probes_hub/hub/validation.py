@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,14 @@ REQUIRED_SUBFIELDS = {
 }
 
 
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+/@-]{0,99}$")
+"""Dataset and label names: plain identifiers (they are shown to users and become folder names)."""
+MAX_JSON_DEPTH = 16
+"""Deepest nesting a config may have; probes_hub writes at most 4 levels."""
+FLOAT_DTYPES = ("float32", "float64")
+"""The dtypes probes_hub writes for real-valued arrays; a probe type declares any other array's dtype (``array_dtypes``)."""
+
+
 class ProbeValidationError(ValueError):
     """A probe folder, config or array failed validation; the message says what and how to fix it."""
 
@@ -80,11 +90,30 @@ def validate_probe_dir(path: str | Path) -> ProbeConfig:
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (path / name).is_file():
             raise ProbeValidationError(f"{path}: missing {name}; a probe folder needs {CONFIG_NAME} and {WEIGHTS_NAME}.")
+    return validate_config(read_json(path / CONFIG_NAME), where=str(path / CONFIG_NAME))
+
+
+def read_json(path: Path) -> object:
+    """Parse a JSON file, naming the file, line and column of a syntax error and refusing nesting deeper than MAX_JSON_DEPTH."""
     try:
-        config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ProbeValidationError(f"{path / CONFIG_NAME} is not valid JSON: {error}") from error
-    return validate_config(config, where=str(path / CONFIG_NAME))
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ProbeValidationError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8 JSON.") from error
+    except json.JSONDecodeError as error:
+        raise ProbeValidationError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}.") from error
+    except RecursionError as error:
+        raise ProbeValidationError(f"{path}: JSON nested too deeply (the limit is {MAX_JSON_DEPTH} levels).") from error
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ProbeValidationError(f"{path}: JSON nested {_depth(value)} levels deep; the limit is {MAX_JSON_DEPTH}.")
+    return value
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
 
 
 def validate_config(config: object, *, where: str = CONFIG_NAME) -> ProbeConfig:
@@ -148,8 +177,12 @@ def _check_meaning(config: dict, where: str) -> None:
     if label["task"] not in TASKS:
         raise ProbeValidationError(f"{where}: label.task must be one of {list(TASKS)}, found {label['task']!r}.")
     bounds = label["range"]
-    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(v) for v in bounds) and bounds[0] <= bounds[1]):
-        raise ProbeValidationError(f"{where}: label.range must be [low, high] with finite numbers low <= high, found {bounds!r}.")
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(v) for v in bounds) and bounds[0] < bounds[1]):
+        raise ProbeValidationError(f"{where}: label.range must be [low, high], two finite numbers with low < high, found {bounds!r}.")
+    for key, value in (("label.name", label["name"]), ("data.dataset", config["data"]["dataset"])):
+        if not isinstance(value, str) or not NAME_PATTERN.match(value):
+            raise ProbeValidationError(f"{where}: {key} must be a plain name (letters, digits and _.:+/@-, at most 100 characters), "
+                                       f"found {str(value)[:120]!r}.")
     model = config["model"]
     if model is not None:
         for key in ("hidden_size", "n_layers"):
@@ -161,16 +194,33 @@ def _check_meaning(config: dict, where: str) -> None:
         value = config["data"][key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ProbeValidationError(f"{where}: data.{key} must be a non-negative integer, found {value!r}.")
+    limit = config["data"].get("limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ProbeValidationError(f"{where}: data.limit must be a positive integer or null, found {limit!r}.")
     for key in ("layer", "position"):
         value = config["selection"].get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise ProbeValidationError(f"{where}: selection.{key} must be an integer or absent, found {value!r}.")
+    if model is not None:
+        _check_layers_and_positions(config["selection"], model, where)
     calibration = config["calibration"]
     if calibration is not None and not all(_is_number(calibration.get(k)) for k in ("a", "b")):
         raise ProbeValidationError(f"{where}: calibration.a and calibration.b must be finite numbers, found {calibration!r}.")
     for key, metric in config["metrics"].items():
         if not isinstance(metric, dict) or set(metric) != {"name", "value", "low", "high", "n"}:
             raise ProbeValidationError(f"{where}: metrics.{key} must have exactly name, value, low, high and n, found {metric!r}.")
+
+
+def _check_layers_and_positions(selection: dict, model: dict, where: str) -> None:
+    """Layers the probe reads must exist in its model; its position must be one of the model's end-of-instruction positions."""
+    layers = [selection.get("layer"), *(selection.get("layers_searched") or [])]
+    bad = [layer for layer in layers if layer is not None and (not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < model["n_layers"])]
+    if bad:
+        raise ProbeValidationError(f"{where}: selection names layer(s) {bad[:5]}, but {model['display_id']} has layers 0 to {model['n_layers'] - 1}.")
+    positions = model["prompt"].get("eoi_positions")
+    position = selection.get("position")
+    if position is not None and isinstance(positions, list) and position not in positions:
+        raise ProbeValidationError(f"{where}: selection.position {position} is not one of the model's end-of-instruction positions {positions}.")
 
 
 def _is_number(value: object) -> bool:
@@ -192,8 +242,9 @@ def check_hidden_size(config: ProbeConfig, hidden_size: int, *, where: str = "pr
         )
 
 
-def check_arrays(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]], *, where: str) -> None:
-    """Each expected array must be present, finite and of the expected shape; no extra arrays."""
+def check_arrays(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]], *, where: str, dtypes: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Each expected array must be present, finite, of the expected shape and dtype (``dtypes`` by name, else float32/float64);
+    no extra arrays; scales (``*scale_``) strictly positive, since predictions divide by them."""
     extra = sorted(set(arrays) - set(expected))
     missing = sorted(set(expected) - set(arrays))
     if extra or missing:
@@ -201,8 +252,26 @@ def check_arrays(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, .
     for name, shape in expected.items():
         if tuple(arrays[name].shape) != tuple(shape):
             raise ProbeValidationError(f"{where}: array '{name}' has shape {tuple(arrays[name].shape)}, expected {tuple(shape)}.")
+        allowed = (dtypes or {}).get(name, FLOAT_DTYPES)
+        if str(arrays[name].dtype) not in allowed:
+            raise ProbeValidationError(f"{where}: array '{name}' has dtype {arrays[name].dtype}, expected {' or '.join(allowed)}.")
         if not np.all(np.isfinite(arrays[name])):
             raise ProbeValidationError(f"{where}: array '{name}' holds NaN or infinite values.")
+        if name.endswith("scale_") and not np.all(arrays[name] > 0):
+            raise ProbeValidationError(f"{where}: array '{name}' holds zero or negative scales; predictions would divide by them.")
+
+
+INVISIBLE = {"Zs", "Zl", "Zp", "Cc", "Cf"}
+"""Unicode categories that show nothing: spaces, controls and format characters (zero-width spaces and joiners)."""
+
+
+def check_question(question: object, *, where: str = "The question") -> str:
+    """The question stripped of surrounding whitespace; refuse non-text and text with nothing visible (e.g. only zero-width characters)."""
+    if not isinstance(question, str):
+        raise ValueError(f"{where} is not text ({type(question).__name__}); give each question as a string.")
+    if all(unicodedata.category(ch) in INVISIBLE for ch in question):
+        raise ValueError(f"{where} is empty{' (it holds only invisible characters)' if question else ''}: type a question first.")
+    return question.strip()
 
 
 def check_labels(y: np.ndarray, task: str) -> np.ndarray:

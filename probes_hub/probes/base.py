@@ -26,7 +26,7 @@ from probes_hub.cache import atomic_write_bytes, atomic_write_json, replace_fold
 from probes_hub.constants import CARD_NAME, CONFIG_NAME, LIBRARY_VERSION, REPORTS_DIR, WEIGHTS_NAME
 from probes_hub.extract.features import Features
 from probes_hub.hub.records import BINARY, GRADED, Calibration, DataInfo, LabelInfo, ProbeConfig, ProbeRecord, Selection
-from probes_hub.hub.storage import HUB_REPO_ID
+from probes_hub.hub.storage import is_hub_id
 from probes_hub.hub.validation import ProbeValidationError, check_arrays, check_hidden_size, check_labels, validate_probe_dir
 
 PROBE_TYPES: dict[str, type[Probe]] = {}
@@ -61,6 +61,8 @@ class Probe:
     """True when the probe's input depends on the model (activations or its tokenizer): it applies to that model only."""
     preference: ClassVar[int] = 50
     """Where several probe types answer the same label, the app and ``probes_hub.predict`` read the lowest."""
+    array_dtypes: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Dtypes of the arrays that are not real-valued (float32/float64), by name: checked on load and save."""
     joint_fit: ClassVar[bool] = False
     """True when ``fit_many`` learns all of a dataset's labels together, each known on its own rows (NaN elsewhere),
     and the probes are calibrated together (:func:`probes_hub.probes.shared.calibrate_jointly`)."""
@@ -215,7 +217,7 @@ class Probe:
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
         try:
             arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
-            check_arrays(arrays, self._expected_shapes(config, arrays), where=f"{type(self).__name__} being saved to {target}")
+            check_arrays(arrays, self._expected_shapes(config, arrays), where=f"{type(self).__name__} being saved to {target}", dtypes=self.array_dtypes)
             atomic_write_json(tmp / CONFIG_NAME, config.to_dict())
             save_file(arrays, str(tmp / WEIGHTS_NAME))
             (tmp / CARD_NAME).write_text(probe_card(config), encoding="utf-8")
@@ -265,6 +267,7 @@ class Probe:
             raise ProbeValidationError(f"{where}: a {config.probe_type} probe must name the model it reads ('model' is null).")
         if hidden_size is not None:
             check_hidden_size(config, hidden_size, where=where)
+        _check_params(probe_cls, config.params, where)
         try:
             probe = probe_cls(**config.params)
         except TypeError as error:
@@ -276,7 +279,7 @@ class Probe:
         except Exception as error:  # safetensors raises its own error types for corrupt headers
             raise ProbeValidationError(f"{where}: {WEIGHTS_NAME} is not a readable safetensors file ({error}).") from error
         arrays = probe._upgrade_arrays(arrays, config)
-        check_arrays(arrays, probe._expected_shapes(config, arrays), where=where)
+        check_arrays(arrays, probe._expected_shapes(config, arrays), where=where, dtypes=probe.array_dtypes)
         probe.record_, probe.selection_, probe.calibration_ = config.record, config.selection, config.calibration
         probe._load_arrays(arrays, config)
         return probe
@@ -328,8 +331,8 @@ def _resolve_probe_folder(spec: str | Path, *, subfolder: str | None, revision: 
     local = Path(spec)
     if local.exists():
         return local / subfolder if subfolder else local
-    if not HUB_REPO_ID.match(str(spec)):
-        raise FileNotFoundError(f"{str(spec)!r} is neither an existing probe folder nor a Hub repo id like 'org/name'.")
+    if not is_hub_id(spec):
+        raise FileNotFoundError(f"Probe folder {str(spec)!r} does not exist (a probe on the Hub is given as 'org/name').")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -343,6 +346,19 @@ def _resolve_probe_folder(spec: str | Path, *, subfolder: str | None, revision: 
     except RepositoryNotFoundError as error:
         raise FileNotFoundError(f"{str(spec)!r} is not an existing folder, and the Hub has no repo of that id ({error}).") from error
     return root / subfolder if subfolder else root
+
+
+def _check_params(probe_cls: type[Probe], params: dict, where: str) -> None:
+    """Each stored constructor argument must have the type of its default (a number where a number belongs, a list for a grid)."""
+    defaults = inspect.signature(probe_cls.__init__).parameters
+    for name, value in params.items():
+        default = defaults[name].default if name in defaults else inspect.Parameter.empty
+        if default is inspect.Parameter.empty or default is None:
+            continue
+        kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,), tuple: (list,), list: (list,)}.get(type(default), (type(default),))
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ProbeValidationError(f"{where}: params.{name} should be {' or '.join(k.__name__ for k in kinds)} like its default "
+                                       f"{_plain(default)!r}, found {str(value)[:60]!r}.")
 
 
 def _plain(value):

@@ -16,6 +16,8 @@ from .linear import DEFAULT_ALPHAS, DEFAULT_CS, fit_text_model
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
+MAX_TERMS = 200_000
+"""Largest vocabulary a stored TF-IDF probe may hold (training keeps max_features=20,000): bounds the memory a loaded probe takes."""
 TERM_SEPARATOR = "\n"
 """Joins the vocabulary's terms into one UTF-8 byte array (terms are words and word n-grams: never a newline)."""
 
@@ -32,6 +34,7 @@ class TfidfProbe(Probe):
     is_baseline = True
     model_bound = False
     array_names = ("coef_", "intercept_", "idf_", "vocabulary_")
+    array_dtypes = {"idf_codes_": ("uint16", "uint32"), "vocabulary_": ("uint8",)}
     """In memory; on disk ``idf_`` is stored as its distinct values plus one small index per term (exact, a quarter the size)."""
 
     def __init__(self, *, task: str = GRADED, max_features: int = 20000, ngram_max: int = 2, min_df: int = 2,
@@ -109,6 +112,8 @@ class TfidfProbe(Probe):
             return array.shape[0] if array is not None and array.ndim == 1 else -1
 
         n_terms = length("idf_codes_")
+        if n_terms > MAX_TERMS:
+            raise ProbeValidationError(f"tfidf probe holds {n_terms:,} terms; the limit is {MAX_TERMS:,} (train with a smaller max_features).")
         return {"coef_": (n_terms,), "intercept_": (1,), "idf_levels_": (length("idf_levels_"),), "idf_codes_": (n_terms,),
                 "vocabulary_": (length("vocabulary_"),)}
 
