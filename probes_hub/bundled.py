@@ -67,28 +67,62 @@ RECIPE = (
 )
 
 
-def build_bundled_registry(out: str | Path, *, model: str | None = None, data_dir: str | None = None,
-                           use_cache: bool = True, progress: bool = True) -> tuple[Manifest, dict[str, float]]:
-    """Train every step of :data:`RECIPE` on the embedded model (or ``model``) and write a complete registry to ``out``."""
+EXTRA_MODEL_RECIPE = (
+    RecipeStep("math", ("level",), probes=("linear", "length"), note="MATH level from the 7,415 MATH training problems, tested on MATH-500"),
+    RecipeStep("math500", ("level",), probes=("linear", "length"), note="MATH level from MATH-500's own 300 training questions"),
+    RecipeStep("arc-challenge", ("grade",), probes=("linear", "length"), note="school grade 3-9"),
+    RecipeStep("outcomes-math500", (IRT_LABEL,), probes=("linear", "length"), note="2PL IRT item difficulty on MATH-500"),
+    RecipeStep("mmlu-pro", ("correct:*",), limit=MMLU_PRO_SUBSET, probes=("shared", "length"),
+               note="success of each of the 29 models, on the same 2,000-question subset as the default model"),
+)
+"""What another source model gets in the bundled registry (``build-registry --model NAME --add``): the leaderboard's tasks on the
+default model's rows (MMLU-Pro: the same 2,000-question subset); the text-only baselines (TF-IDF, embedding) are the default model's, since they do not depend on the model."""
+
+
+def build_bundled_registry(out: str | Path, *, model: str | None = None, data_dir: str | None = None, use_cache: bool = True,
+                           progress: bool = True, add: bool = False) -> tuple[Manifest, dict[str, float]]:
+    """Train every step of :data:`RECIPE` on the embedded model (or ``model``) and write a complete registry to ``out``.
+
+    ``add=True`` trains :data:`EXTRA_MODEL_RECIPE` on ``model`` instead and adds those probes to the registry at ``out`` (the
+    other models' probes stay); each probe folder is swapped in atomically, then the manifest is rewritten.
+    """
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     timings: dict[str, float] = {}
     lm = load_model(model)
     timings["load_model"] = time.time() - started
+    recipe = EXTRA_MODEL_RECIPE if add else RECIPE
     building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building."))
     try:
-        for number, step in enumerate(RECIPE, start=1):
+        for number, step in enumerate(recipe, start=1):
             t0 = time.time()
             train(TrainOptions(dataset=step.dataset, labels=step.labels, probes=step.probes, out=str(building), data_dir=data_dir,
-                               limit=step.limit, layers=BUNDLED_LAYERS, use_cache=use_cache, progress=progress), lm=lm)
+                               limit=step.limit, layers=tuple(layer for layer in BUNDLED_LAYERS if layer < lm.n_layers), use_cache=use_cache,
+                               progress=progress), lm=lm)
             timings[f"{number}. {step.dataset}"] = time.time() - t0
         timings["total"] = time.time() - started
-        manifest = write_index(building, about=_about(lm.display_id, lm.fingerprint, timings))
-        replace_folder(building, out)
+        if add:
+            from probes_hub.hub.registry import Registry
+
+            registry = Registry(out)
+            registry.push(sorted(p for p in building.iterdir() if p.is_dir()), commit_message=f"Add {lm.display_id}'s probes")
+            manifest = write_index(out, about=_about_added(registry.manifest().about, lm.display_id, lm.fingerprint, timings))
+        else:
+            manifest = write_index(building, about=_about(lm.display_id, lm.fingerprint, timings))
+            replace_folder(building, out)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return manifest, timings
+
+
+def _about_added(about: str, display_id: str, fingerprint: str, timings: dict[str, float]) -> str:
+    """The registry's description with a paragraph on another source model's probes (replacing an earlier one for the same model)."""
+    marker = f"\n\nProbes on **{display_id}**"
+    steps = "\n".join(f"- `{s.dataset}` {', '.join(s.labels)}: {s.note}." for s in EXTRA_MODEL_RECIPE)
+    took = ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
+    return (f"{about.split(marker)[0]}{marker} (`{fingerprint}`), added with `python -m probes_hub build-registry --model ALIAS --add`:\n\n"
+            f"{steps}\n\nBuild: {took} (CPU).")
 
 
 def _about(display_id: str, fingerprint: str, timings: dict[str, float]) -> str:

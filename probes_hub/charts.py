@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from probes_hub.cache import atomic_write_text
 from probes_hub.constants import REPORTS_DIR, SWEEP_REPORT
+from probes_hub.matrix import model_task_cells
 
 
 def routing_chart(curves: dict[str, list], singles: pd.DataFrame, extra_points: pd.DataFrame | None = None, *, title: str) -> alt.Chart:
@@ -53,6 +55,9 @@ def leaderboard_charts(table: pd.DataFrame, registry_root: str | None = None) ->
         color=alt.condition("datum.delta_over_best_baseline > 0", alt.value("#4c78a8"), alt.value("#e45756")),
         tooltip=["name", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("baseline_length:Q", format=".3f"), alt.Tooltip("baseline_tfidf:Q", format=".3f")])
     charts = {"metric_by_model_dataset": metric, "baseline_comparison": baselines.properties(width=420)}
+    cells = model_task_cells(table)
+    if len(cells):
+        charts.update(model_task_matrix=matrix_chart(cells), task_ci=task_ci_chart(cells), scaling=scaling_chart(cells))
     if registry_root:
         curves = _layer_curves(linear, Path(registry_root))
         if len(curves):
@@ -72,3 +77,41 @@ def _layer_curves(linear: pd.DataFrame, root: Path) -> pd.DataFrame:
             sweep = sweep[sweep["position"] == row.position].assign(target=f"{row.dataset} / {row.label}")
             frames.append(sweep[["target", "layer", "test_score", "cv_score"]])
     return pd.concat(frames) if frames else pd.DataFrame()
+
+
+def matrix_chart(cells: pd.DataFrame) -> alt.Chart:
+    """The model x task matrix as a heatmap: each cell's score written in it, its CI and n on hover, the best per column outlined."""
+    order = list(dict.fromkeys(cells["source"]))
+    frame = cells.assign(label=[f"{v:.3f}" for v in cells["value"]], ci=[f"[{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else "recorded, no CI"
+                                                                         for lo, hi in zip(cells["low"], cells["high"])])
+    base = alt.Chart(frame).encode(x=alt.X("task:N", title=None, axis=alt.Axis(labelAngle=-20, orient="top")),
+                                   y=alt.Y("source:N", sort=order, title=None))
+    tooltip = ["source", "task", alt.Tooltip("value:Q", format=".3f"), "ci", alt.Tooltip("n:Q", format=".0f"), "labels", "probe_type"]
+    heat = base.mark_rect().encode(color=alt.Color("value:Q", scale=alt.Scale(scheme="blues"), title="test metric"), tooltip=tooltip)
+    best = base.transform_filter("datum.best").mark_rect(fill=None, stroke="#e6550d", strokeWidth=3)
+    text = base.mark_text(fontSize=13).encode(text="label:N", color=alt.condition("datum.value > 0.6", alt.value("white"), alt.value("black")),
+                                              tooltip=tooltip)
+    return alt.layer(heat, best, text).properties(width=alt.Step(120), height=alt.Step(34),
+                                                  title="Test Spearman / ROC-AUC by source model and task (orange: best per task; rows by mean rank)")
+
+
+def task_ci_chart(cells: pd.DataFrame) -> alt.Chart:
+    """Each task's scores with their 95% CIs, one small panel per task (fits one screen whatever the number of probes)."""
+    order = list(dict.fromkeys(cells["source"]))
+    base = alt.Chart(cells).encode(y=alt.Y("source:N", sort=order, title=None), color=alt.Color("kind:N", title=None))
+    points = base.mark_point(filled=True, size=60).encode(x=alt.X("value:Q", scale=alt.Scale(zero=False), title="test metric"),
+                                                          tooltip=["source", "task", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("n:Q", format=".0f")])
+    return alt.layer(base.mark_rule().encode(x="low:Q", x2="high:Q"), points).properties(width=220, height=alt.Step(16)).facet(
+        facet=alt.Facet("task:N", title=None), columns=3).resolve_scale(x="independent")
+
+
+def scaling_chart(cells: pd.DataFrame) -> alt.Chart:
+    """Test metric against the source's parameter count, per task: the LLMs (and the sentence encoder as a text-only reference)."""
+    frame = cells[cells["parameters"].notna()]
+    base = alt.Chart(frame).encode(x=alt.X("parameters:Q", scale=alt.Scale(type="log"), title="parameters (log scale)"),
+                                   y=alt.Y("value:Q", scale=alt.Scale(zero=False), title="test metric"), color=alt.Color("task:N"))
+    lines = base.transform_filter("datum.kind == 'model'").mark_line(point=True)
+    points = base.mark_point(filled=True, size=70).encode(shape=alt.Shape("kind:N", title=None),
+                                                         tooltip=["source", "task", alt.Tooltip("value:Q", format=".3f"),
+                                                                  alt.Tooltip("parameters:Q", format=",.0f")])
+    return alt.layer(lines, points).properties(width=420, height=300, title="Scaling: test metric vs parameters, per task")

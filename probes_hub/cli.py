@@ -29,7 +29,8 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=positive_int, default=None, help="use a seeded random subset of this many questions (splits kept)")
     parser.add_argument("--question-column", default="question", help="question column of a local file")
     parser.add_argument("--max-length", type=positive_int, default=1024, help="max prompt tokens; longer questions are cut from the left, EOI tokens kept")
-    parser.add_argument("--raw", action="store_true", help="no chat template: read the last question token instead of EOI tokens")
+    parser.add_argument("--raw", action="store_true", help="no chat template: prompt 'Question:\\n...\\nAnswer:' and read the suffix's tokens "
+                        "(the default for base models such as gemma3-270m)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
 
 
@@ -110,13 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--registry", default=None, help="local registry folder (default: the bundled registry/)")
     index.set_defaults(func=cmd_index)
 
-    build = sub.add_parser("build-registry", help="rebuild the bundled default registry from the data folder (seeded, CPU ~20 min)",
-                           description="Trains MATH-500 level, ARC-Challenge grade and the 29 MMLU-Pro success labels (linear + length + "
-                                       "tfidf each) on the embedded model and writes a complete registry, swapped in only when done.")
+    build = sub.add_parser("build-registry", help="rebuild the bundled default registry from the data folder (seeded, CPU ~50 min), "
+                                                  "or add another source model's probes to it (--add)",
+                           description="Trains the bundled recipe (MATH level, ARC-Challenge grade, IRT difficulty, success of the routing "
+                                       "pools' models, with baselines) on the embedded model and writes a complete registry, swapped in only "
+                                       "when done. With --model NAME --add: trains the leaderboard's tasks on another model (e.g. gemma3-270m "
+                                       "after `make models`, or any Hub id on a machine with network) and adds its probes to the registry.")
     build.add_argument("--out", default="registry", help="registry folder to (re)create (default registry/)")
     build.add_argument("--model", default=None, help=MODEL_HELP)
     build.add_argument("--data-dir", default=None, help=DATA_HELP)
     build.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
+    build.add_argument("--add", action="store_true", help="add --model's probes (the leaderboard's tasks) to the registry at --out instead of rebuilding it")
     build.set_defaults(func=cmd_build_registry)
 
     label = sub.add_parser("label", help="make success labels for a model: sample-and-check (generate) or option log-likelihood (loglik)",
@@ -151,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     leaderboard.add_argument("--push", default=None, metavar="REPO", help="also upload to this Hub dataset repo (uses HF_TOKEN / HF_ENDPOINT)")
     leaderboard.add_argument("--every", type=float, default=None, metavar="SECONDS", help="keep running and regenerate every SECONDS (for cron-less hosts)")
     leaderboard.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
+    leaderboard.add_argument("--readme", default=None, metavar="FILE", help="also put the model x task matrix into FILE between its "
+                             "<!-- leaderboard-matrix:start --> and <!-- leaderboard-matrix:end --> lines (make leaderboard: README.md)")
     leaderboard.add_argument("--max-failed", type=fraction, default=0.2, metavar="SHARE",
                              help="refuse (exit 1, nothing replaced) when more than this share of rows fails to re-evaluate (default 0.2)")
     leaderboard.set_defaults(func=cmd_leaderboard)
@@ -260,7 +267,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     options = TrainOptions(model=args.model, dataset=args.dataset, labels=tuple(args.label), probes=tuple(args.probe), out=args.out,
                            data_dir=args.data_dir, limit=args.limit, layers=args.layers, token_layer=args.token_layer, max_length=args.max_length,
-                           chat=not args.raw, cv_folds=args.cv_folds, seed=args.seed, use_cache=not args.no_cache,
+                           chat=False if args.raw else None, cv_folds=args.cv_folds, seed=args.seed, use_cache=not args.no_cache,
                            question_column=args.question_column, label_columns=tuple(args.label_column))
     started = time.time()
     results = train(options)
@@ -355,7 +362,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, data_dir_override=args.data_dir, question_column=args.question_column).subset(args.limit)
     lm = load_model(args.model)
     layers = list(args.layers or range(lm.n_layers))
-    fmt = prompt_format(lm.tokenizer, chat=not args.raw)
+    fmt = prompt_format(lm.tokenizer, chat=False if args.raw else lm.chat)
     started = time.time()
     features = build_features(lm, fmt, dataset, layers, max_length=args.max_length, use_cache=not args.no_cache)
     print(f"activations {tuple(features.activations.shape)} for {dataset.name} ({len(dataset.frame)} questions) in {time.time() - started:.1f} s")
@@ -416,7 +423,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_build_registry(args: argparse.Namespace) -> int:
     from probes_hub.bundled import build_bundled_registry
 
-    manifest, timings = build_bundled_registry(args.out, model=args.model, data_dir=args.data_dir, use_cache=not args.no_cache)
+    manifest, timings = build_bundled_registry(args.out, model=args.model, data_dir=args.data_dir, use_cache=not args.no_cache, add=args.add)
     print(f"built {len(manifest.entries)} probes into {args.out}; " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     return 0
 
@@ -452,15 +459,19 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from probes_hub.leaderboard import regenerate
+    from probes_hub.leaderboard import SKIPPED, regenerate, update_readme
 
     while True:
         table, seconds = regenerate(args.registry, args.out, data_dir=args.data_dir, model=args.model, push=args.push, use_cache=not args.no_cache,
                                     max_failed=args.max_failed)
-        failed = table[table["status"] != "ok"]
+        failed, skipped = table[table["status"] == "failed"], table[table["status"] == SKIPPED]
         for row in failed.itertuples():
             print(f"failed: {row.name}: {row.error}", file=sys.stderr)
-        print(f"RESULT rows={len(table)} failed={len(failed)} seconds={seconds:.1f}", flush=True)
+        if args.readme:
+            update_readme(args.readme, (Path(args.out) / "matrix.md").read_text(encoding="utf-8").rstrip())
+        if len(skipped):
+            print(f"skipped {len(skipped)} row(s): {skipped['error'].iloc[0]}", file=sys.stderr)
+        print(f"RESULT rows={len(table)} failed={len(failed)} skipped={len(skipped)} seconds={seconds:.1f}", flush=True)
         if args.every is None:
             return 0
         time.sleep(args.every)

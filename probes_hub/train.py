@@ -51,7 +51,8 @@ class TrainOptions:
     token_layer: int | None = None
     """Layer whose every-token activations attention probes read (default: the layer the linear sweep picks on the fit rows)."""
     max_length: int = 1024
-    chat: bool = True
+    chat: bool | None = None
+    """Chat template (True) or the raw question/answer prompt (False); None: the model's own default (``LoadedModel.chat``)."""
     cv_folds: int = 5
     seed: int = 0
     use_cache: bool = True
@@ -127,7 +128,7 @@ def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, 
         if not any(dataset.task(label) in PROBE_TYPES[probe_type].tasks for label in labels):
             raise ValueError(f"'{probe_type}' probes learn {' or '.join(PROBE_TYPES[probe_type].tasks)} labels; none of {labels} is one.")
     lm = lm or load_model(options.model)
-    fmt = prompt_format(lm.tokenizer, chat=options.chat)
+    fmt = prompt_format(lm.tokenizer, chat=lm.chat if options.chat is None else options.chat)
     layers = list(options.layers) if options.layers else list(range(lm.n_layers))
     activation_probes = [p for p in options.probes if PROBE_TYPES[p].reads_activations]
     features = build_features(lm, fmt, dataset, layers if activation_probes else [],

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from probes_hub.charts import matrix_chart, scaling_chart, task_ci_chart
 from probes_hub.hub.registry import Registry
 from probes_hub.leaderboard import COLUMNS, LeaderboardError, leaderboard_table, leaderboard_version, read_leaderboard
+from probes_hub.matrix import model_task_cells
 
 SHOWN = [c for c in COLUMNS if c.shown]
 FILTERS = ("model", "dataset", "label", "probe_type")
@@ -42,9 +44,20 @@ def source_version(source: str | None) -> str | None:
     return leaderboard_version(source) if source else None
 
 
-def display_table(registry: Registry, leaderboard: dict | None, *, problems: dict[str, str] | None = None) -> pd.DataFrame:
-    """The shown columns, in specification order, under their display titles; numbers rounded to 3 places; broken entries marked."""
-    table = leaderboard_table(registry, leaderboard, problems=problems)[[c.name for c in SHOWN]]
+def library_table(registry: Registry, leaderboard: dict | None, *, problems: dict[str, str] | None = None) -> pd.DataFrame:
+    """The library's leaderboard table (every column; broken entries marked): what the overview charts read."""
+    return leaderboard_table(registry, leaderboard, problems=problems)
+
+
+def overview_charts(table: pd.DataFrame) -> dict:
+    """The model x task matrix, the per-task CI panels and the scaling chart, over every model and task (the filters act on the table only)."""
+    cells = model_task_cells(table)
+    return {"matrix": matrix_chart(cells), "task_ci": task_ci_chart(cells), "scaling": scaling_chart(cells)} if len(cells) else {}
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The shown columns of the library table, in specification order, under their display titles; numbers rounded to 3 places."""
+    table = table[[c.name for c in SHOWN]]
     table = table.round({c.name: 3 for c in SHOWN if c.numeric})
     return table.sort_values(["dataset", "label", "value"], ascending=[True, True, False]).rename(columns={c.name: c.title for c in SHOWN})
 

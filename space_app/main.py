@@ -48,9 +48,9 @@ def uses_worker() -> bool:
     return os.environ.get("PROBES_HUB_MODEL_WORKER", "1") != "0" and importlib.util.find_spec("spaces") is None
 
 
-def start_model() -> FeatureSource:
-    """The configured model: a worker process starting to load now, or (on a Space, or asked for) a model in this process."""
-    model = os.environ.get("PROBES_HUB_MODEL") or None
+def start_model(model: str | None = None) -> FeatureSource:
+    """``model`` (default: the configured one): a worker process starting to load now, or (on a Space, or asked for) a model in this process."""
+    model = model or os.environ.get("PROBES_HUB_MODEL") or None
     if uses_worker():
         return ModelWorker(model)
     from probes_hub.extract.feature_source import ModelFeatures
@@ -62,6 +62,8 @@ def start_model() -> FeatureSource:
 def create_app() -> tuple[gr.Blocks, AppContext]:
     """The Blocks app and its shared context, configured from the environment."""
     source = start_model()
+    from probes_hub.extract.models import resolve_model_spec
+    from probes_hub.extract.packaged import installed_aliases
     from probes_hub.hub.registry import Registry
     from probes_hub.leaderboard import is_local_source
 
@@ -70,14 +72,22 @@ def create_app() -> tuple[gr.Blocks, AppContext]:
     from .ui import AppContext, build_demo
 
     registry = Registry(os.environ.get("PROBES_HUB_REGISTRY") or None)
-    predictor = Predictor(source, registry, app_pools(), max_batch=int(os.environ.get("PROBES_HUB_MAX_BATCH") or 32))
-    if importlib.util.find_spec("spaces") is not None:  # on Hugging Face Spaces: run predictions on the Space's GPU
-        import spaces
+    pools = app_pools()
+    max_batch = int(os.environ.get("PROBES_HUB_MAX_BATCH") or 32)
 
-        predictor.batcher.batch_fn = spaces.GPU(predictor.predict_many)
+    def make_predictor(source: FeatureSource) -> Predictor:
+        predictor = Predictor(source, registry, pools, max_batch=max_batch)
+        if importlib.util.find_spec("spaces") is not None:  # on Hugging Face Spaces: run predictions on the Space's GPU
+            import spaces
+
+            predictor.batcher.batch_fn = spaces.GPU(predictor.predict_many)
+        return predictor
+
     leaderboard = os.environ.get("PROBES_HUB_LEADERBOARD") or str(BUNDLED_LEADERBOARD)
-    model = os.environ.get("PROBES_HUB_MODEL") or None
-    ctx = AppContext(predictor, registry, leaderboard, start_evaluation_source=(lambda: ModelWorker(model)) if uses_worker() else None)
+    model = resolve_model_spec(None)
+    models = list(dict.fromkeys([model, *installed_aliases()]))
+    ctx = AppContext(make_predictor(source), registry, leaderboard, model=model, models=models,
+                     start_source=start_model, make_predictor=make_predictor, separate_evaluation=uses_worker())
     every = interval_from_env()
     if every:
         local = is_local_source(leaderboard)

@@ -159,7 +159,7 @@ class ModelWorker:
     def n_layers(self) -> int:
         return int(self.info()["n_layers"])
 
-    def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
+    def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = 1024,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False, token_layers: list[int] = ()):
         """As :meth:`probes_hub.extract.feature_source.ModelFeatures.features`, computed in the worker."""
         from safetensors.numpy import load

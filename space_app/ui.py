@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,12 +17,24 @@ import pandas as pd
 from probes_hub.charts import leaderboard_charts
 from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.extract.feature_source import FeatureSource
+from probes_hub.extract.models import display_id_for
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.validation import ProbeValidationError
 from probes_hub.routing.suggest import Suggestion
 
 from .content import ABOUT, EXAMPLES
-from .leaderboard_view import FILTERS, TITLES, LeaderboardReader, chart_rows, display_table, filter_table, refreshed_at, source_version
+from .leaderboard_view import (
+    FILTERS,
+    TITLES,
+    LeaderboardReader,
+    chart_rows,
+    display_table,
+    filter_table,
+    library_table,
+    overview_charts,
+    refreshed_at,
+    source_version,
+)
 from .model_worker import ModelWorkerError
 from .predictor import Prediction, Predictor, Reading
 from .upload import accept_upload
@@ -42,19 +55,42 @@ class AppContext:
     registry: Registry
     leaderboard_source: str | None
     scheduler: object | None = None
-    start_evaluation_source: Callable[[], FeatureSource] | None = None
+    model: str = ""
+    """The active source model's spec (an alias such as ``smollm2``)."""
+    models: list[str] = field(default_factory=list)
+    """The source models the Predict tab offers: the configured one and the installed packaged ones."""
+    start_source: Callable[[str], FeatureSource] | None = None
+    make_predictor: Callable[[FeatureSource], Predictor] | None = None
+    separate_evaluation: bool = False
+    """Re-evaluate uploads on a second model worker (the evaluation lane) rather than the predictor's own source."""
     leaderboard: LeaderboardReader = field(default_factory=LeaderboardReader)
     _evaluation_source: FeatureSource | None = None
+    _switch_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def evaluation_source(self) -> FeatureSource:
         if self._evaluation_source is None:
-            self._evaluation_source = self.start_evaluation_source() if self.start_evaluation_source else self.predictor.source
+            self._evaluation_source = self.start_source(self.model) if self.separate_evaluation and self.start_source else self.predictor.source
         return self._evaluation_source
+
+    def use_model(self, model: str) -> None:
+        """Make ``model`` the active source model: one loaded at a time (the previous one's worker is closed, bounding memory)."""
+        if model not in self.models:
+            raise ValueError(f"Unknown source model {str(model)[:60]!r}; choose one of {', '.join(self.models)}.")
+        with self._switch_lock:
+            if model == self.model:
+                return
+            previous = [self.predictor.source, self._evaluation_source]
+            self.predictor = self.make_predictor(self.start_source(model))
+            self.model, self._evaluation_source = model, None
+            for source in previous:
+                if source is not None and hasattr(source, "close") and source is not self.predictor.source:
+                    source.close()
 
     def health(self) -> dict:
         """The model worker's state (or ``in process``), the probes read, and the registry entries that could not be used."""
         status = getattr(self.predictor.source, "status", None)
-        return {"model": self.predictor.source.display_id, "worker": status() if status else {"state": "in process"},
+        return {"model": self.predictor.source.display_id, "source_model": self.model, "models": self.models,
+                "worker": status() if status else {"state": "in process"},
                 "probes": len(self.predictor.probes or {}), "problems": dict(self.predictor.problems)}
 
 
@@ -168,6 +204,9 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                     question = gr.Textbox(label="Question", lines=4, placeholder="Type a question...", elem_id="question")
                     gr.Examples(EXAMPLES, inputs=question)
                 with gr.Column(scale=2):
+                    source_model = gr.Dropdown([(display_id_for(m), m) for m in ctx.models], value=ctx.model, elem_id="source-model",
+                                               label="Source model (the LLM whose activations the probes read; switching loads it)",
+                                               interactive=len(ctx.models) > 1)
                     pools = list(ctx.predictor.pools)
                     pool = gr.Dropdown(pools, value=pools[0] if pools else None, label="Route within pool", elem_id="pool")
                     mode = gr.Radio(ROUTING_RULES, value=UTILITY, label="Routing rule")
@@ -189,15 +228,16 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 raw = gr.JSON(elem_id="raw")
 
             def on_predict(text: str, pool_name: str, mode_value: str, lam_value: float, target_value: float):
+                predictor = ctx.predictor  # the active source model's, for the whole call even if another user switches meanwhile
                 try:
-                    if ctx.predictor.pools and pool_name not in ctx.predictor.pools:
-                        raise ValueError(f"Unknown pool {str(pool_name)[:60]!r}; choose one of {', '.join(ctx.predictor.pools) or 'none'}.")
+                    if predictor.pools and pool_name not in predictor.pools:
+                        raise ValueError(f"Unknown pool {str(pool_name)[:60]!r}; choose one of {', '.join(predictor.pools) or 'none'}.")
                     if mode_value not in (UTILITY, CHEAPEST):
                         raise ValueError(f"Routing rule must be {UTILITY!r} or {CHEAPEST!r}; got {str(mode_value)[:40]!r}.")
                     lam_value = finite_number(lam_value, "lambda", 0.0, MAX_LAMBDA)
                     target_value = finite_number(target_value, "target", 0.0, 1.0)
-                    prediction = ctx.predictor.predict(text)
-                    suggestion = ctx.predictor.route(prediction, pool_name, lam=lam_value if mode_value == UTILITY else None,
+                    prediction = predictor.predict(text)
+                    suggestion = predictor.route(prediction, pool_name, lam=lam_value if mode_value == UTILITY else None,
                                                      target=target_value if mode_value == CHEAPEST else None)
                 except (ValueError, ModelWorkerError) as error:
                     raise refusal(str(error)) from error
@@ -207,7 +247,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 notice = plain(" ".join(prediction.notices))
                 batch = f", batched with {prediction.batch_size - 1} other question(s)" if prediction.batch_size > 1 else ""
                 status_text = (f"Forward pass {prediction.forward_ms:.0f} ms ({prediction.n_tokens} tokens, stopped after layer "
-                               f"{max(ctx.predictor.layers) if ctx.predictor.layers else '-'}{batch}), probes {prediction.probes_ms:.0f} ms. {notice}")
+                               f"{max(predictor.layers) if predictor.layers else '-'}{batch}), probes {prediction.probes_ms:.0f} ms. {notice}")
                 payload = {"difficulty": [{"probe": r.name, "probe_type": r.probe_type, "value": r.value, "range": list(r.label_range), "test_metric": r.metric, "description": describe(r),
                                            "in_distribution": None if math.isnan(r.in_distribution) else r.in_distribution,
                                            "beyond_length": r.partial_length or None, "mostly_length": r.mostly_length} for r in prediction.difficulty],
@@ -216,18 +256,33 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                            "routing": suggestion.to_json() if suggestion else None,
                            "latency_ms": {"forward": prediction.forward_ms, "probes": prediction.probes_ms}, "batch_size": prediction.batch_size,
                            "truncated": prediction.truncated, "notices": prediction.notices}
-                return (status_text, difficulty_markdown(prediction), routing_markdown(suggestion, pool_name, getattr(ctx.predictor.pools.get(pool_name), "dataset", None)),
+                return (status_text, difficulty_markdown(prediction), routing_markdown(suggestion, pool_name, getattr(predictor.pools.get(pool_name), "dataset", None)),
                         layer_chart(prediction) if prediction.layerwise else None, success_chart(prediction, suggestion), payload)
 
             predict_event = dict(fn=on_predict, inputs=[question, pool, mode, lam, target], outputs=[status, difficulty, routing, layers_plot, success_plot, raw],
                                  preprocess=False)  # on_predict checks the raw values itself, so that any bad value gets its own clear message
             button.click(**predict_event, api_name="predict", concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
             question.submit(**predict_event, api_name=False, concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
+            def on_model(model: str) -> str:
+                try:
+                    ctx.use_model(model)
+                except (ValueError, ModelWorkerError, OSError) as error:
+                    raise refusal(str(error)) from error
+                return f"Source model: **{plain(ctx.predictor.source.display_id)}** (its probes load with the next prediction)."
+
+            source_model.change(on_model, inputs=source_model, outputs=status, api_name="use_model", concurrency_limit=1, concurrency_id="model",
+                                preprocess=False)  # on_model checks the name itself
             pool.change(lambda name: gr.Slider(value=ctx.predictor.pools[name].default_lambda) if name in ctx.predictor.pools else gr.skip(),
                         inputs=pool, outputs=lam, api_name=False)
 
         with gr.Tab("Leaderboard") as leaderboard_tab:
             refreshed = gr.Markdown(elem_id="refreshed")
+            matrix_plot = gr.Plot(label="Which model's internal state knows each task best", elem_id="matrix-plot")
+            with gr.Accordion("Per-task scores with 95% CIs, and scaling with model size", open=False):
+                with gr.Row():
+                    task_ci_plot = gr.Plot(label="Per task (95% CI)", elem_id="task-ci-plot")
+                    scaling_plot = gr.Plot(label="Scaling", elem_id="scaling-plot")
+            gr.Markdown("### Every probe")
             with gr.Row():
                 search = gr.Textbox(label="Search probe name", scale=2)
                 f_model, f_dataset, f_label, f_type = (gr.Dropdown(["all"], value="all", label=name, allow_custom_value=True)
@@ -239,12 +294,15 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
 
             def show_leaderboard(search_value="", model_value="all", dataset_value="all", label_value="all", type_value="all"):
                 leaderboard, notice = ctx.leaderboard.read(ctx.leaderboard_source)
-                full = display_table(ctx.registry, leaderboard, problems=ctx.predictor.problems)
+                library = library_table(ctx.registry, leaderboard, problems=ctx.predictor.problems)
+                full = display_table(library)
                 shown = filter_table(full, model=model_value, dataset=dataset_value, label=label_value, probe_type=type_value, search=search_value)
                 charts = leaderboard_charts(chart_rows(shown)) if len(shown) else {}
                 choices = [gr.Dropdown(choices=["all", *sorted(full[column].dropna().unique())]) for column in (TITLES[name] for name in FILTERS)]
-                return (plain(" ".join(filter(None, [notice, refreshed_at(leaderboard, ctx.registry)]))), shown, charts.get("metric_by_model_dataset"),
-                        *choices, source_version(ctx.leaderboard_source))
+                overview = overview_charts(library)
+                return (plain(" ".join(filter(None, [notice, refreshed_at(leaderboard, ctx.registry)]))), overview.get("matrix"),
+                        overview.get("task_ci"), overview.get("scaling"), shown, charts.get("metric_by_model_dataset"), *choices,
+                        source_version(ctx.leaderboard_source))
 
             def refresh_if_changed(version, *filter_values):
                 """Re-read the leaderboard only when its file changed (mtime or Hub etag) since this tab last showed it."""
@@ -253,7 +311,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 return show_leaderboard(*filter_values)
 
             filters = [search, f_model, f_dataset, f_label, f_type]
-            outputs = [refreshed, table, chart, f_model, f_dataset, f_label, f_type, seen_version]
+            outputs = [refreshed, matrix_plot, task_ci_plot, scaling_plot, table, chart, f_model, f_dataset, f_label, f_type, seen_version]
             for control in filters:
                 control.change(show_leaderboard, inputs=filters, outputs=outputs, api_name=False)
             leaderboard_tab.select(show_leaderboard, inputs=filters, outputs=outputs, api_name="leaderboard")

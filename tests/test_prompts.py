@@ -50,12 +50,13 @@ def test_max_length_too_small_is_a_clear_error():
         encode_prompts(["one two"], fmt, tiny_tokenizer(), max_length=8)
 
 
-def test_raw_prompts_read_the_last_token():
+def test_raw_prompts_end_with_the_answer_cue_whose_tokens_are_read():
     tokenizer = tiny_tokenizer()
     fmt = prompt_format(tokenizer, chat=False)
-    assert fmt.mode == "raw" and fmt.suffix_ids == () and fmt.eoi_positions == [-1]
+    assert fmt.mode == "raw" and fmt.suffix_ids == tuple(tokenizer("\nAnswer:", add_special_tokens=False)["input_ids"])
+    assert fmt.eoi_positions == list(range(-len(fmt.suffix_ids), 0)) and fmt.suffix_ids
     (ids,), _ = encode_prompts(["what is one plus two"], fmt, tokenizer)
-    assert tokenizer.convert_ids_to_tokens(ids)[-1] == "two"
+    assert tuple(ids[-len(fmt.suffix_ids):]) == fmt.suffix_ids and tokenizer.convert_ids_to_tokens(ids)[-len(fmt.suffix_ids) - 1] == "two"
 
 
 def test_tokenizer_without_template_needs_raw_mode():

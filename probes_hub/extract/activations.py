@@ -9,8 +9,8 @@ covers only the question and EOI tokens.
 Two ways to batch prompts:
 - packed (CPU default): prompts concatenated into rows of up to ``max_batch_tokens`` tokens, attention
   run per prompt (:mod:`probes_hub.extract.packing`); long matmuls, no padding, bit-identical to the naive pass.
-- padded (GPU default): prompts sorted by length and left-padded, with explicit position ids so padding
-  does not shift rotary positions; negative positions then index the same tokens in every row.
+- padded (GPU default): prompts sorted by length and right-padded, with explicit position ids so padding
+  does not shift rotary positions; each prompt's EOI tokens are read at its own end.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save
+from safetensors import safe_open
+from safetensors.numpy import save
 
 from probes_hub.cache import atomic_write_bytes, atomic_write_text, cache_dir, sha256_text
 from probes_hub.extract.features import TokenStates
@@ -260,11 +261,16 @@ def _packed_batch(lm: LoadedModel, outputs: _BlockOutputs, questions: list[list[
 
 
 def _padded_batch(lm: LoadedModel, outputs: _BlockOutputs, questions: list[list[int]], positions: list[int] | None, prefix_states) -> torch.Tensor:
-    """One forward pass over ``questions`` left-padded to the longest; rows ordered (question, position), every token when ``positions`` is None."""
+    """One forward pass over ``questions`` right-padded to the longest; rows ordered (question, position), every token when ``positions`` is None.
+
+    Right padding keeps each prompt contiguous after the shared prefix, at its natural positions: under causal attention its
+    tokens never see the padding, so its activations do not depend on the other prompts of the batch (left padding put
+    the pads between the prefix and the question, which sliding-window attention, e.g. Gemma-3's, does not mask exactly).
+    """
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    input_ids, attention_mask = _left_pad(questions, pad_id)
+    input_ids, attention_mask = _right_pad(questions, pad_id)
     prefix_length = prefix_states[0][0].shape[2] if prefix_states else 0
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0) + prefix_length
+    position_ids = torch.arange(input_ids.shape[1]).expand_as(input_ids) + prefix_length
     past = _repeat_cache(prefix_states, len(questions)) if prefix_states else None
     if prefix_states:
         attention_mask = torch.cat([torch.ones(len(questions), prefix_length, dtype=attention_mask.dtype), attention_mask], dim=1)
@@ -276,7 +282,8 @@ def _padded_batch(lm: LoadedModel, outputs: _BlockOutputs, questions: list[list[
 
     if positions is None:
         return outputs.run(forward, torch.flatten(attention_mask[:, -width:]).nonzero()[:, 0])
-    rows = torch.arange(len(questions))[:, None] * width + width + torch.tensor(positions)[None, :]
+    lengths = torch.tensor([len(q) for q in questions])
+    rows = torch.arange(len(questions))[:, None] * width + lengths[:, None] + torch.tensor(positions)[None, :]
     return outputs.run(forward, rows.reshape(-1))
 
 
@@ -315,13 +322,13 @@ def _raise_stop(_module, _inputs, _output):
     raise _StopForward
 
 
-def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
-        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq) :] = 1
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
     return ids, mask
 
 
@@ -347,7 +354,10 @@ def cached_extract(
     data_hash = data_hash or sha256_text(*questions)[:16]
     key = sha256_text(lm.fingerprint, data_hash, fmt.template_hash, str(max_length), str(list(positions)))[:16]
     path = cache_dir("activations", sha256_text(lm.fingerprint)[:16]) / f"{data_hash}-{fmt.template_hash}-{key}.safetensors"
-    cached = _read_layers(path) if use_cache and path.exists() else {}
+    wanted = [f"layer_{layer}" for layer in layers]
+    cached = _read_layers(path, wanted) if use_cache and path.exists() else {}  # just the layers asked for, when the file has them all
+    if use_cache and path.exists() and set(cached) != set(wanted):
+        cached = _read_layers(path)  # some are missing: read every layer, so that the rewritten file keeps them
     if any(len(array) != len(questions) for array in cached.values()):  # the same key for other questions: never serve them
         logger.warning("Activation cache %s holds another number of questions than asked for; extracting again", path)
         cached = {}
@@ -371,10 +381,12 @@ def cached_extract(
     return np.stack([cached[f"layer_{layer}"] for layer in layers], axis=1)
 
 
-def _read_layers(path) -> dict[str, np.ndarray]:
-    """All per-layer arrays of a cache file; an unreadable file counts as empty (it is rewritten)."""
+def _read_layers(path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The per-layer arrays of a cache file (``keys`` only, those it has; all by default); an unreadable file counts as empty
+    (it is rewritten)."""
     try:
-        return load_file(str(path))
+        with safe_open(str(path), framework="numpy") as handle:
+            return {key: handle.get_tensor(key) for key in (keys if keys is not None else handle.keys()) if key in handle.keys()}
     except Exception as error:  # a torn or foreign file: extract again rather than fail
         logger.warning("Ignoring unreadable activation cache %s (%s)", path, error)
         return {}

@@ -27,10 +27,12 @@ class FeatureSource(Protocol):
     hidden_size: int
     n_layers: int
 
-    def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
+    def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = 1024,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False,
                  token_layers: list[int] = ()) -> tuple[Features, list[bool]]:
-        """Features of ``questions`` at ``layers`` x the EOI positions (and every token at ``token_layers``), and which questions were truncated."""
+        """Features of ``questions`` at ``layers`` x the EOI positions (and every token at ``token_layers``), and which questions were truncated.
+
+        ``chat``: the chat template (True) or the raw question/answer prompt (False); None: the model's own default."""
         ...
 
 
@@ -42,7 +44,7 @@ class ModelFeatures:
         self.fingerprint, self.display_id, self.hidden_size, self.n_layers = lm.fingerprint, lm.display_id, lm.hidden_size, lm.n_layers
         self._formats: dict[bool, PromptFormat] = {}
 
-    def features(self, questions: list[str], layers: list[int], *, chat: bool = True, max_length: int = 1024,
+    def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = 1024,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False,
                  token_layers: list[int] = ()) -> tuple[Features, list[bool]]:
         """Template and encode the questions, then extract (through the activation caches when ``use_cache``)."""
@@ -50,6 +52,7 @@ class ModelFeatures:
         from probes_hub.extract.prompts import encode_prompts, eoi_tokens, prompt_format
         from probes_hub.extract.tokens import token_states
 
+        chat = self.lm.chat if chat is None else chat
         fmt = self._formats.get(chat) or self._formats.setdefault(chat, prompt_format(self.lm.tokenizer, chat=chat))
         model = ModelInfo(self.lm.fingerprint, self.lm.display_id, self.lm.hidden_size, self.lm.n_layers,
                           PromptInfo(fmt.mode, fmt.template_hash, tuple(eoi_tokens(fmt, self.lm.tokenizer)), tuple(fmt.eoi_positions), max_length))

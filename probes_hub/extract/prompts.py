@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from probes_hub.cache import sha256_text
 
+RAW_PREFIX, RAW_SUFFIX = "Question:\n", "\nAnswer:"
+"""Raw prompts (base models, no chat template): ``Question:\n<question>\nAnswer:``; the suffix's tokens are the EOI positions,
+the model's state just before it would answer, as the chat template's suffix is for chat models."""
 _SENTINELS = ("\u2063PROBESHUBQUESTIONA\u2063", "\u2063PROBESHUBQUESTIONB\u2063")
 
 
@@ -21,13 +24,13 @@ class PromptFormat:
 
     prefix_ids: tuple[int, ...]
     suffix_ids: tuple[int, ...]
-    mode: str  # "chat" or "raw"
+    mode: str  # "chat" (the tokenizer's chat template) or "raw" (RAW_PREFIX + question + RAW_SUFFIX)
     template_hash: str
 
     @property
     def eoi_positions(self) -> list[int]:
-        """Positions of the EOI tokens (``-len(suffix) .. -1``); raw prompts use the last token."""
-        return list(range(-len(self.suffix_ids), 0)) if self.suffix_ids else [-1]
+        """Positions of the EOI tokens: ``-len(suffix) .. -1``."""
+        return list(range(-len(self.suffix_ids), 0))
 
 
 def prompt_format(tokenizer, *, chat: bool = True, system_prompt: str | None = None) -> PromptFormat:
@@ -40,9 +43,11 @@ def prompt_format(tokenizer, *, chat: bool = True, system_prompt: str | None = N
         ValueError: ``chat=True`` but the tokenizer has no chat template, or the template is content-dependent.
     """
     if not chat:
-        bos = tokenizer.bos_token_id
-        prefix = (bos,) if bos is not None and getattr(tokenizer, "add_bos_token", False) else ()
-        return PromptFormat(prefix, (), "raw", sha256_text("raw", str(prefix))[:16])
+        bos = tokenizer.bos_token_id  # base models expect it (Gemma's GGUF tokenizer does not add it by itself)
+        prefix = (bos,) if bos is not None else ()
+        prefix += tuple(tokenizer(RAW_PREFIX, add_special_tokens=False)["input_ids"])
+        suffix = tuple(tokenizer(RAW_SUFFIX, add_special_tokens=False)["input_ids"])
+        return PromptFormat(prefix, suffix, "raw", sha256_text("raw", str(prefix), str(suffix))[:16])
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("This tokenizer has no chat template; use raw prompts (--raw) or a chat model.")
     pieces = []
@@ -66,8 +71,6 @@ def prompt_format(tokenizer, *, chat: bool = True, system_prompt: str | None = N
 
 def eoi_tokens(fmt: PromptFormat, tokenizer) -> list[str]:
     """Readable names of the tokens at :attr:`PromptFormat.eoi_positions` (for configs and reports)."""
-    if not fmt.suffix_ids:
-        return ["<last question token>"]
     return [tokenizer.convert_ids_to_tokens(int(i)) for i in fmt.suffix_ids]
 
 

@@ -54,13 +54,32 @@ def encode(texts: list[str], *, batch_size: int = 64) -> np.ndarray:
     if missing:
         if len(_MEMO) + len(missing) > MEMO_SIZE:
             _MEMO.clear()
-        _MEMO.update(zip(missing, _encode(missing, batch_size)))
+        _MEMO.update(zip(missing, _cached_encode(missing, batch_size)))
     return np.stack([_MEMO[t] for t in texts]) if texts else np.zeros((0, EMBEDDING_SIZE))
 
 
 MEMO_SIZE = 200_000
 """Texts kept in the in-process memo (about 600 MB at most); it is emptied when full."""
 _MEMO: dict[str, np.ndarray] = {}
+
+
+def _cached_encode(texts: list[str], batch_size: int) -> np.ndarray:
+    """:func:`_encode` through an on-disk cache keyed by the encoder and the texts (a leaderboard refresh re-reads, never re-encodes)."""
+    from safetensors.numpy import load_file, save
+
+    from probes_hub.cache import atomic_write_bytes, cache_dir, sha256_text
+
+    path = cache_dir("embeddings") / f"{sha256_text(ENCODER_ID, str(MAX_TOKENS), *texts)[:24]}.safetensors"
+    if path.exists():
+        try:
+            cached = load_file(str(path))["embeddings"]
+            if cached.shape == (len(texts), EMBEDDING_SIZE):
+                return cached
+        except Exception:  # a torn file: encode again and rewrite it
+            pass
+    vectors = _encode(texts, batch_size)
+    atomic_write_bytes(path, save({"embeddings": vectors}))
+    return vectors
 
 
 def _encode(texts: list[str], batch_size: int) -> np.ndarray:
