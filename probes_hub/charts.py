@@ -10,7 +10,6 @@ import pandas as pd
 
 from probes_hub.cache import atomic_write_text
 from probes_hub.constants import REPORTS_DIR, SWEEP_REPORT
-from probes_hub.matrix import model_task_cells
 
 
 def routing_chart(curves: dict[str, list], singles: pd.DataFrame, extra_points: pd.DataFrame | None = None, *, title: str) -> alt.Chart:
@@ -55,9 +54,6 @@ def leaderboard_charts(table: pd.DataFrame, registry_root: str | None = None) ->
         color=alt.condition("datum.delta_over_best_baseline > 0", alt.value("#4c78a8"), alt.value("#e45756")),
         tooltip=["name", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("baseline_length:Q", format=".3f"), alt.Tooltip("baseline_tfidf:Q", format=".3f")])
     charts = {"metric_by_model_dataset": metric, "baseline_comparison": baselines.properties(width=420)}
-    cells = model_task_cells(table)
-    if len(cells):
-        charts.update(model_task_matrix=matrix_chart(cells), task_ci=task_ci_chart(cells), scaling=scaling_chart(cells))
     if registry_root:
         curves = _layer_curves(linear, Path(registry_root))
         if len(curves):
@@ -77,6 +73,13 @@ def _layer_curves(linear: pd.DataFrame, root: Path) -> pd.DataFrame:
             sweep = sweep[sweep["position"] == row.position].assign(target=f"{row.dataset} / {row.label}")
             frames.append(sweep[["target", "layer", "test_score", "cv_score"]])
     return pd.concat(frames) if frames else pd.DataFrame()
+
+
+def overview_charts(cells: pd.DataFrame) -> dict[str, alt.Chart]:
+    """The model x task view's charts from :func:`probes_hub.matrix.model_task_cells`: heatmap, per-task CIs, scaling (none without cells)."""
+    if cells.empty:
+        return {}
+    return {"model_task_matrix": matrix_chart(cells), "task_ci": task_ci_chart(cells), "scaling": scaling_chart(cells)}
 
 
 def matrix_chart(cells: pd.DataFrame) -> alt.Chart:

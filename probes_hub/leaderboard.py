@@ -210,7 +210,7 @@ def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, r
 
     Everything is written into a temp folder first, then moved in with ``os.replace``; leaderboard.json goes last.
     """
-    from probes_hub.charts import leaderboard_charts
+    from probes_hub.charts import leaderboard_charts, overview_charts
 
     out = Path(out)  # matrix.csv / matrix.md: the model x task view (see probes_hub.matrix)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +227,7 @@ def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, r
         matrix_table(cells).to_csv(tmp / "matrix.csv", index=False)
         (tmp / "matrix.md").write_text(matrix_markdown(cells) + "\n", encoding="utf-8")
         written = ["matrix.csv", "matrix.md"]
-        for name, chart in leaderboard_charts(table, registry_root).items():
+        for name, chart in {**leaderboard_charts(table, registry_root), **overview_charts(cells)}.items():
             (tmp / f"{name}.vl.json").write_text(chart.to_json(), encoding="utf-8")
             (tmp / f"{name}.html").write_text(chart.to_html(), encoding="utf-8")
             written += [f"{name}.vl.json", f"{name}.html"]

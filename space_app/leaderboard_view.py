@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from probes_hub.charts import matrix_chart, scaling_chart, task_ci_chart
 from probes_hub.hub.registry import Registry
-from probes_hub.leaderboard import COLUMNS, LeaderboardError, leaderboard_table, leaderboard_version, read_leaderboard
-from probes_hub.matrix import model_task_cells
+from probes_hub.leaderboard import COLUMNS, LeaderboardError, leaderboard_version, read_leaderboard
 
 SHOWN = [c for c in COLUMNS if c.shown]
 FILTERS = ("model", "dataset", "label", "probe_type")
@@ -42,17 +40,6 @@ class LeaderboardReader:
 def source_version(source: str | None) -> str | None:
     """Changes whenever the leaderboard file does (mtime or Hub etag); the tab re-reads only then."""
     return leaderboard_version(source) if source else None
-
-
-def library_table(registry: Registry, leaderboard: dict | None, *, problems: dict[str, str] | None = None) -> pd.DataFrame:
-    """The library's leaderboard table (every column; broken entries marked): what the overview charts read."""
-    return leaderboard_table(registry, leaderboard, problems=problems)
-
-
-def overview_charts(table: pd.DataFrame) -> dict:
-    """The model x task matrix, the per-task CI panels and the scaling chart, over every model and task (the filters act on the table only)."""
-    cells = model_task_cells(table)
-    return {"matrix": matrix_chart(cells), "task_ci": task_ci_chart(cells), "scaling": scaling_chart(cells)} if len(cells) else {}
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:

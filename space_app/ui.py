@@ -14,12 +14,14 @@ import altair as alt
 import gradio as gr
 import pandas as pd
 
-from probes_hub.charts import leaderboard_charts
+from probes_hub.charts import leaderboard_charts, overview_charts
 from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.extract.models import display_id_for
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.validation import ProbeValidationError
+from probes_hub.leaderboard import leaderboard_table
+from probes_hub.matrix import model_task_cells
 from probes_hub.routing.suggest import Suggestion
 
 from .content import ABOUT, EXAMPLES
@@ -30,8 +32,6 @@ from .leaderboard_view import (
     chart_rows,
     display_table,
     filter_table,
-    library_table,
-    overview_charts,
     refreshed_at,
     source_version,
 )
@@ -294,13 +294,13 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
 
             def show_leaderboard(search_value="", model_value="all", dataset_value="all", label_value="all", type_value="all"):
                 leaderboard, notice = ctx.leaderboard.read(ctx.leaderboard_source)
-                library = library_table(ctx.registry, leaderboard, problems=ctx.predictor.problems)
+                library = leaderboard_table(ctx.registry, leaderboard, problems=ctx.predictor.problems)
                 full = display_table(library)
                 shown = filter_table(full, model=model_value, dataset=dataset_value, label=label_value, probe_type=type_value, search=search_value)
                 charts = leaderboard_charts(chart_rows(shown)) if len(shown) else {}
                 choices = [gr.Dropdown(choices=["all", *sorted(full[column].dropna().unique())]) for column in (TITLES[name] for name in FILTERS)]
-                overview = overview_charts(library)
-                return (plain(" ".join(filter(None, [notice, refreshed_at(leaderboard, ctx.registry)]))), overview.get("matrix"),
+                overview = overview_charts(model_task_cells(library))  # every model and task: the filters act on the table only
+                return (plain(" ".join(filter(None, [notice, refreshed_at(leaderboard, ctx.registry)]))), overview.get("model_task_matrix"),
                         overview.get("task_ci"), overview.get("scaling"), shown, charts.get("metric_by_model_dataset"), *choices,
                         source_version(ctx.leaderboard_source))
 
