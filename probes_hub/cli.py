@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from probes_hub.analysis.commands import add_analyze_parser
 from probes_hub.constants import EMBEDDED_MODEL_ALIAS, ENV_DATA_DIR, ENV_MODEL
 from probes_hub.data.datasets import BUILTIN, SPLIT_RULES, load_dataset
 from probes_hub.hub.validation import check_question
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="seed for subsets, folds and the calibration hold-out")
     train.add_argument("--out", default="runs", help="folder that receives one probe folder per probe type (default runs/)")
     train.add_argument("--push", default=None, metavar="REGISTRY", help="also add the saved probes to this registry (local folder or Hub repo id)")
+    _add_engine_args(train)
     train.set_defaults(func=cmd_train)
 
     predict = sub.add_parser("predict", help="apply saved probe folder(s) to questions",
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--model", default=None, help=MODEL_HELP)
     _add_data_args(extract)
     extract.add_argument("--layers", type=parse_layers, default=None, help="layers, e.g. '0-29' or '8,12,16' (default: all)")
+    _add_engine_args(extract)
     extract.set_defaults(func=cmd_extract)
 
     registry_help = "registry: a local folder or a Hugging Face Hub repo id (default: the bundled registry/)"
@@ -122,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--data-dir", default=None, help=DATA_HELP)
     build.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
     build.add_argument("--add", action="store_true", help="add --model's probes (the leaderboard's tasks) to the registry at --out instead of rebuilding it")
+    _add_engine_args(build)
     build.set_defaults(func=cmd_build_registry)
 
     label = sub.add_parser("label", help="make success labels for a model: sample-and-check (generate) or option log-likelihood (loglik)",
@@ -144,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--backend", choices=["transformers", "vllm"], default="transformers", help="generation backend (vllm: GPU only)")
     label.add_argument("--seed", type=int, default=0, help="sampling seed")
     label.add_argument("--out", default=None, help="output folder (default labels/<model>--<dataset>)")
+    _add_engine_args(label)
     label.set_defaults(func=cmd_label)
 
     leaderboard = sub.add_parser("leaderboard", help="re-evaluate every probe of a registry on its test split and write the leaderboard",
@@ -160,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "<!-- leaderboard-matrix:start --> and <!-- leaderboard-matrix:end --> lines (make leaderboard: README.md)")
     leaderboard.add_argument("--max-failed", type=fraction, default=0.2, metavar="SHARE",
                              help="refuse (exit 1, nothing replaced) when more than this share of rows fails to re-evaluate (default 0.2)")
+    _add_engine_args(leaderboard)
     leaderboard.set_defaults(func=cmd_leaderboard)
 
     upgrade = sub.add_parser("upgrade", help="rewrite a local registry's probes in the current folder format (predictions unchanged)",
@@ -199,7 +205,38 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--data-dir", default=None, help=DATA_HELP + " (for each model's mean cost and accuracy)")
     suggest.add_argument("--json", action="store_true", help="print one JSON object")
     suggest.set_defaults(func=cmd_suggest)
+
+    add_analyze_parser(sub, model_help=MODEL_HELP, data_help=DATA_HELP, positive_int=positive_int)
     return parser
+
+
+def _add_engine_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="where the heavy part runs: this process (default) or Ray actors, one model each (needs the scale extra: "
+                             "pip install \"probes-hub[scale]\"); see docs/cluster.md")
+    parser.add_argument("--ray-address", default=None, help="Ray cluster to join (e.g. auto, ray://head:10001; default: start a local one)")
+    parser.add_argument("--ray-actors", type=positive_int, default=None, help="model actors (default: one per GPU, else one per CPU)")
+
+
+def _engine(args: argparse.Namespace):
+    """A context in which extraction runs on the chosen engine (a Ray session held for the whole command)."""
+    import contextlib
+
+    if getattr(args, "engine", "local") != "ray":
+        return contextlib.nullcontext()
+    from probes_hub.extract.engine import extraction_engine
+    from probes_hub.scale.ray_engine import RayExtractor, ray_session
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(ray_session(_ray_options(args)))
+    stack.enter_context(extraction_engine(RayExtractor(_ray_options(args))))
+    return stack
+
+
+def _ray_options(args: argparse.Namespace):
+    from probes_hub.scale.ray_engine import RayOptions
+
+    return RayOptions(address=args.ray_address, actors=args.ray_actors)
 
 
 def _add_filter_args(parser: argparse.ArgumentParser) -> None:
@@ -270,7 +307,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                            chat=False if args.raw else None, cv_folds=args.cv_folds, seed=args.seed, use_cache=not args.no_cache,
                            question_column=args.question_column, label_columns=tuple(args.label_column))
     started = time.time()
-    results = train(options)
+    with _engine(args):
+        results = train(options)
     for label, result in results.items():
         print(f"== {label}")
         for name, trained in {**result.probes, **result.baselines}.items():
@@ -364,7 +402,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     layers = list(args.layers or range(lm.n_layers))
     fmt = prompt_format(lm.tokenizer, chat=False if args.raw else lm.chat)
     started = time.time()
-    features = build_features(lm, fmt, dataset, layers, max_length=args.max_length, use_cache=not args.no_cache)
+    with _engine(args):
+        features = build_features(lm, fmt, dataset, layers, max_length=args.max_length, use_cache=not args.no_cache)
     print(f"activations {tuple(features.activations.shape)} for {dataset.name} ({len(dataset.frame)} questions) in {time.time() - started:.1f} s")
     return 0
 
@@ -423,7 +462,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_build_registry(args: argparse.Namespace) -> int:
     from probes_hub.bundled import build_bundled_registry
 
-    manifest, timings = build_bundled_registry(args.out, model=args.model, data_dir=args.data_dir, use_cache=not args.no_cache, add=args.add)
+    with _engine(args):
+        manifest, timings = build_bundled_registry(args.out, model=args.model, data_dir=args.data_dir, use_cache=not args.no_cache, add=args.add)
     print(f"built {len(manifest.entries)} probes into {args.out}; " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     return 0
 
@@ -434,6 +474,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     from probes_hub.hub.naming import slug
     from probes_hub.metrics import accuracy_metric
 
+    if args.method == "loglik" and args.engine == "ray":
+        raise ValueError("--engine ray runs --method generate (log-likelihood scoring is one cheap forward pass per option).")
     dataset = load_dataset(args.dataset, data_dir_override=args.data_dir)
     frame = dataset.frame
     if args.split:
@@ -451,7 +493,12 @@ def cmd_label(args: argparse.Namespace) -> int:
         answer_column = args.answer_column or ("final_answer" if dataset.name == "gsm8k" else "answer")
         options = GenerationOptions(k=args.k, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                                     batch_size=args.batch_size, seed=args.seed)
-        table = label_by_generation(lm, dataset, out, options, answer_column=answer_column, backend=args.backend)
+        if args.engine == "ray":
+            from probes_hub.scale.ray_engine import label_on_ray
+
+            table = label_on_ray(lm, dataset, out, options, answer_column=answer_column, backend=args.backend, options=_ray_options(args))
+        else:
+            table = label_by_generation(lm, dataset, out, options, answer_column=answer_column, backend=args.backend)
         print(f"{len(table)} questions, k={args.k}: mean success_rate {table['success_rate'].mean():.3f}, pass@k {table['pass_at_k'].mean():.3f}, "
               f"majority vote {table['majority_vote_is_correct'].mean():.3f}, mean output tokens {table['mean_output_tokens'].mean():.0f}")
     print(f"wrote {out} in {time.time() - started:.0f} s")
@@ -462,8 +509,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from probes_hub.leaderboard import SKIPPED, regenerate, update_readme
 
     while True:
-        table, seconds = regenerate(args.registry, args.out, data_dir=args.data_dir, model=args.model, push=args.push, use_cache=not args.no_cache,
-                                    max_failed=args.max_failed)
+        with _engine(args):
+            table, seconds = regenerate(args.registry, args.out, data_dir=args.data_dir, model=args.model, push=args.push, use_cache=not args.no_cache,
+                                        max_failed=args.max_failed)
         failed, skipped = table[table["status"] == "failed"], table[table["status"] == SKIPPED]
         for row in failed.itertuples():
             print(f"failed: {row.name}: {row.error}", file=sys.stderr)

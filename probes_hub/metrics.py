@@ -132,10 +132,15 @@ def mae_metric(y, pred, **kwargs) -> Metric:
     return Metric("mae", float(np.abs(y - pred).mean()), *bootstrap_ci(y, pred, lambda a, b: np.abs(a - b).mean(-1), **kwargs), len(y))
 
 
+def mean_metric(values, name: str = "mean", **kwargs) -> Metric:
+    """The mean of per-question values (answer lengths, reading shifts) with a bootstrap CI."""
+    values = np.asarray(values, float)
+    return Metric(name, float(values.mean()), *bootstrap_ci(values, values, lambda a, _: a.mean(-1), **kwargs), len(values))
+
+
 def accuracy_metric(correct, **kwargs) -> Metric:
     """Share of correct answers with a bootstrap CI."""
-    correct = np.asarray(correct, float)
-    return Metric("accuracy", float(correct.mean()), *bootstrap_ci(correct, correct, lambda a, _: a.mean(-1), **kwargs), len(correct))
+    return mean_metric(correct, "accuracy", **kwargs)
 
 
 def partial_spearman_rows(y: np.ndarray, pred: np.ndarray, control: np.ndarray) -> np.ndarray:

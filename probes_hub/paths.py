@@ -15,6 +15,8 @@ PROJECT_ROOT = PACKAGE_ROOT.parent
 
 BUNDLED_REGISTRY = PROJECT_ROOT / "registry"
 BUNDLED_LEADERBOARD = PROJECT_ROOT / "leaderboard"
+BUNDLED_ANALYSIS = PROJECT_ROOT / "analysis"
+"""Precomputed ``analyze`` outputs for the bundled probes: ``analysis/<probe>/<heads|steer|transfer>/``."""
 DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 POOLS_DIR = PACKAGE_ROOT / "routing" / "pools"
 DEFAULT_POOL = POOLS_DIR / "mmlu-pro-25.json"

@@ -1,4 +1,4 @@
-"""The Gradio Blocks app: Predict, Leaderboard, Upload and About tabs over one shared model and registry."""
+"""The Gradio Blocks app: Predict, Leaderboard, Inside the model, Upload and About tabs over one shared model and registry."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from probes_hub.matrix import model_task_cells
 from probes_hub.routing.suggest import Suggestion
 
 from .content import ABOUT, EXAMPLES
+from .inside_tab import build_inside_tab
 from .leaderboard_view import (
     FILTERS,
     TITLES,
@@ -316,6 +317,8 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 control.change(show_leaderboard, inputs=filters, outputs=outputs, api_name=False)
             leaderboard_tab.select(show_leaderboard, inputs=filters, outputs=outputs, api_name="leaderboard")
             gr.Timer(5).tick(refresh_if_changed, inputs=[seen_version, *filters], outputs=outputs, api_name=False)
+
+        build_inside_tab(ctx, refusal)
 
         with gr.Tab("Upload"):
             gr.Markdown("Upload a probe folder as a **.zip**, or its files (config.json, model.safetensors). It must be trained on a built-in "

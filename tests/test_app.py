@@ -262,6 +262,12 @@ def test_browser_predict_leaderboard_and_bad_upload(app, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "leaderboard_first_screen.png"))
         page.set_viewport_size({"width": 1400, "height": 1800})
 
+        page.get_by_role("tab", name="Inside the model").click()
+        page.locator("#inside-heads").get_by_text("agreed with exact ablation").wait_for(timeout=60000)
+        for plot in ("#inside-heads-plot", "#inside-steer-plot", "#inside-transfer-plot"):
+            page.locator(f"{plot} .vega-embed").first.wait_for(timeout=60000)
+        page.screenshot(path=str(ARTIFACTS / "inside_the_model.png"), full_page=True)
+
         page.get_by_role("tab", name="Upload").click()
         page.locator("#upload-files input[type=file]").set_input_files(str(bad))
         page.locator("#upload-button").click()
@@ -321,3 +327,23 @@ def test_predict_can_switch_the_source_model(app):
     finally:
         client.predict("smollm2", api_name="/use_model")
     assert client.predict(api_name="/health")["source_model"] == "smollm2"
+
+
+def test_inside_the_model_shows_committed_analyses_and_runs_attribution_live(app):
+    from gradio_client import Client
+
+    url, _, _ = app
+    client = Client(url, verbose=False)
+    probe = "smollm2-135m-instruct--math500--level--linear"
+    heads, heads_plot, agreement_plot, top_heads, steer, steer_plot, examples, transfer, transfer_plot, transfer_table, live_probe = client.predict(
+        probe, api_name="/inside")
+    assert "agreed with exact ablation" in heads and "n=" in heads
+    assert heads_plot and agreement_plot and steer_plot and transfer_plot
+    assert len(top_heads["data"]) == 10 and "per alpha" in steer and len(examples["data"]) >= 1
+    assert "trained on all" in transfer and len(transfer_table["data"]) == 6  # levels 1-5 and "all"
+    note, live_plot, live_table = client.predict(probe, 4, api_name="/attribution")
+    assert "Attribution patching" in note and "4 seeded test questions" in note and live_plot and len(live_table["data"]) == 10
+    with pytest.raises(Exception, match="linear probes"):
+        client.predict("no-such-probe", 4, api_name="/attribution")
+    with pytest.raises(Exception, match="from 4 to 64"):
+        client.predict(probe, 1000, api_name="/attribution")

@@ -88,27 +88,41 @@ def label_by_generation(lm: LoadedModel, dataset: QuestionSet, out: str | Path, 
     side = out / "completions.jsonl"
     done = _read_completions(side)
     frame = dataset.frame[~dataset.frame["id"].astype(str).isin(done)]
-    generate = _vllm_generate if backend == "vllm" else _transformers_generate
-    if backend not in ("transformers", "vllm"):
-        raise ValueError(f"Unknown backend {backend!r}; use 'transformers' or 'vllm'.")
     with progress_bar(total=len(frame), desc="Labelling by generation", disable=not progress) as bar, open(side, "a", encoding="utf-8") as handle:
-        per_batch = max(1, options.batch_size // options.k)
-        for start in range(0, len(frame), per_batch):
-            chunk = frame.iloc[start:start + per_batch]
-            completions = generate(lm, chunk["question"].tolist(), options)
-            for (_, row), samples in zip(chunk.iterrows(), completions):
-                records = []
-                for i, (text, n_tokens) in enumerate(samples):
-                    answer = extract_answer(text)
-                    records.append({"id": str(row["id"]), "sample": i, "text": text, "answer": answer,
-                                    "correct": answers_match(answer, str(row[answer_column])), "output_tokens": n_tokens})
+        step = questions_per_call(options)
+        for start in range(0, len(frame), step):
+            chunk = frame.iloc[start:start + step]
+            for records in completion_records(lm, chunk, options, answer_column=answer_column, backend=backend):
                 handle.write("".join(json.dumps(r) + "\n" for r in records))
                 handle.flush()
-                done[str(row["id"])] = records
+                done[records[0]["id"]] = records
             bar.update(len(chunk))
     table = summarize_completions(done, ids=dataset.frame["id"].astype(str).tolist())
     atomic_write_text(out / "labels.csv", table.to_csv(index=False))
     return table
+
+
+def questions_per_call(options: GenerationOptions) -> int:
+    """Questions per ``generate`` call (each brings ``k`` sequences): the unit a sharded job must keep to give the same samples."""
+    return max(1, options.batch_size // options.k)
+
+
+def completion_records(lm: LoadedModel, chunk: pd.DataFrame, options: GenerationOptions, *, answer_column: str,
+                       backend: str = "transformers") -> list[list[dict]]:
+    """One ``generate`` call for ``chunk``'s questions: per question, its ``k`` completions with extracted and checked answers."""
+    if backend not in ("transformers", "vllm"):
+        raise ValueError(f"Unknown backend {backend!r}; use 'transformers' or 'vllm'.")
+    generate = _vllm_generate if backend == "vllm" else transformers_generate
+    completions = generate(lm, chunk["question"].tolist(), options)
+    results = []
+    for (_, row), samples in zip(chunk.iterrows(), completions):
+        records = []
+        for i, (text, n_tokens) in enumerate(samples):
+            answer = extract_answer(text)
+            records.append({"id": str(row["id"]), "sample": i, "text": text, "answer": answer,
+                            "correct": answers_match(answer, str(row[answer_column])), "output_tokens": n_tokens})
+        results.append(records)
+    return results
 
 
 def summarize_completions(completions: dict[str, list[dict]], ids: list[str]) -> pd.DataFrame:
@@ -143,16 +157,16 @@ def _chat_prompts(lm: LoadedModel, questions: list[str]) -> list[str]:
 
 
 @torch.inference_mode()
-def _transformers_generate(lm: LoadedModel, questions: list[str], options: GenerationOptions) -> list[list[tuple[str, int]]]:
-    """k sampled completions per question with batched, left-padded ``generate``; (text, generated token count)."""
+def transformers_generate(lm: LoadedModel, questions: list[str], options: GenerationOptions) -> list[list[tuple[str, int]]]:
+    """k sampled completions per question (greedy when ``temperature`` is 0) with batched, left-padded ``generate``; (text, generated token count)."""
     tokenizer = lm.tokenizer
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     batch = tokenizer(_chat_prompts(lm, questions), return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
     torch.manual_seed(options.seed)
-    output = lm.model.generate(**batch, do_sample=True, temperature=options.temperature, top_p=options.top_p, max_new_tokens=options.max_new_tokens,
-                               num_return_sequences=options.k, pad_token_id=tokenizer.pad_token_id)
+    sampling = {"do_sample": True, "temperature": options.temperature, "top_p": options.top_p} if options.temperature > 0 else {"do_sample": False}
+    output = lm.model.generate(**batch, **sampling, max_new_tokens=options.max_new_tokens, num_return_sequences=options.k, pad_token_id=tokenizer.pad_token_id)
     generated = output[:, batch["input_ids"].shape[1]:]
     stops = {tokenizer.eos_token_id, tokenizer.pad_token_id}
     results = []

@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.numpy import save
 
 from probes_hub.cache import atomic_write_bytes, atomic_write_text, cache_dir, sha256_text
+from probes_hub.extract.engine import current_extractor
 from probes_hub.extract.features import TokenStates
 from probes_hub.extract.models import LoadedModel
 from probes_hub.extract.packing import Packing, PackingUnsupported, pack_groups, packed_attention
@@ -369,7 +370,7 @@ def cached_extract(
         return np.stack([cached[f"layer_{layer}"] for layer in layers], axis=1)
     if prompt_ids is None:
         prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer, max_length=max_length)
-    fresh = extract(lm, prompt_ids, missing, positions, shared_prefix=fmt.prefix_ids, progress=progress)
+    fresh = (current_extractor() or extract)(lm, prompt_ids, missing, positions, shared_prefix=fmt.prefix_ids, progress=progress)
     cached.update({f"layer_{layer}": np.ascontiguousarray(fresh[:, i]) for i, layer in enumerate(missing)})
     if use_cache:
         atomic_write_bytes(path, save(cached))

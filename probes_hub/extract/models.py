@@ -38,6 +38,8 @@ class LoadedModel:
     dtype: torch.dtype
     chat: bool = True
     """How its prompts are built by default: its chat template (chat models), or the raw question/answer format (base models)."""
+    spec: str | None = None
+    """What :func:`load_model` was given (after defaults), so that another process can load the same model (None: built in memory)."""
     prefix_states: dict = field(default_factory=dict, repr=False, compare=False)
     """Keys and values of shared prompt prefixes, per block (filled by extraction, reused across calls)."""
     forward_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
@@ -140,7 +142,7 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: tor
     model.to(device_t).eval()
     dtype_name = str(dtype).replace("torch.", "")
     chat = PACKAGED_MODELS[spec].chat if spec in PACKAGED_MODELS else bool(getattr(tokenizer, "chat_template", None))
-    return LoadedModel(model, tokenizer, f"{source}:{dtype_name}", display_id, device_t, dtype, chat=chat)
+    return LoadedModel(model, tokenizer, f"{source}:{dtype_name}", display_id, device_t, dtype, chat=chat, spec=spec)
 
 
 def _folder_digest(folder: Path) -> str:

@@ -1,0 +1,94 @@
+"""A trained linear probe with its model, data and test questions: what every analysis reads.
+
+The test questions are the probe's own held-out split (the same rows its recorded metric used), optionally a
+seeded subset of them for a quick look; nothing here is fitted on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from probes_hub.analysis import DEFAULT_PROBE
+from probes_hub.data.datasets import QuestionSet, row_roles, training_dataset
+from probes_hub.extract.models import LoadedModel
+from probes_hub.extract.prompts import PromptFormat, encode_prompts, prompt_format
+from probes_hub.probes.linear import LinearProbe
+
+
+@dataclass
+class ProbeTarget:
+    """A single-cell linear probe, the model it reads, and its test questions templated as the probe saw them."""
+
+    name: str
+    probe: LinearProbe
+    lm: LoadedModel
+    fmt: PromptFormat
+    dataset: QuestionSet
+    test_rows: np.ndarray
+    """Indices into ``dataset.frame`` of the (possibly subsetted) test questions."""
+    prompt_ids: list[list[int]]
+    y: np.ndarray
+
+    @property
+    def layer(self) -> int:
+        return int(self.probe.layer)
+
+    @property
+    def position(self) -> int:
+        return int(self.probe.position)
+
+    @property
+    def direction(self) -> np.ndarray:
+        """The reading's gradient in raw activation space, ``coef / scale``: a unit step along it moves the reading by its norm."""
+        return np.asarray(self.probe.coef_, dtype=np.float64) / np.asarray(self.probe.scale_, dtype=np.float64)
+
+    def read(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The probe's reading of block-``layer`` outputs ``[B, hidden]`` at its position (differentiable; float64 as the probe)."""
+        mean, scale, coef = (torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (self.probe.mean_, self.probe.scale_, self.probe.coef_))
+        return ((hidden.double() - mean) / scale) @ coef + float(self.probe.intercept_[0])
+
+
+def resolve_probe(spec: str, registry: str | None = None) -> tuple[str, LinearProbe]:
+    """A probe folder path, or the name of a probe in ``registry`` (default: the bundled one), loaded and validated.
+
+    Raises:
+        ValueError: the probe is not a single-cell linear probe (the analyses follow one direction at one layer).
+    """
+    from probes_hub.hub.registry import Registry
+    from probes_hub.probes import Probe
+
+    probe = Probe.from_pretrained(spec) if Path(spec).is_dir() else Registry(registry).load(spec)
+    name = Path(spec).name
+    if type(probe) is not LinearProbe:
+        raise ValueError(f"{name} is a {probe.probe_type!r} probe; these analyses need a 'linear' probe (one direction at one layer and position).")
+    return name, probe
+
+
+def load_target(spec: str = DEFAULT_PROBE, *, model: str | None = None, registry: str | None = None, data_dir: str | None = None,
+                limit: int | None = None, seed: int = 0, lm: LoadedModel | None = None) -> ProbeTarget:
+    """Load a probe, its model (``model`` or the one it records) and its test questions (``limit``: a seeded subset of them)."""
+    from probes_hub.leaderboard import source_for_probe
+    from probes_hub.probes import probe_matches
+
+    name, probe = resolve_probe(spec, registry)
+    if lm is None:
+        lm = source_for_probe(probe, model).lm
+    elif not probe_matches(probe, lm):
+        raise ValueError(f"{name} was trained on {probe.fingerprint}, not on {lm.fingerprint}.")
+    record = probe.record_
+    dataset = training_dataset(record.data, [record.label.name], data_dir_override=data_dir)
+    test = row_roles(dataset, record.label.name, seed=record.data.seed)["test"]
+    if limit is not None and limit < len(test):
+        test = np.sort(np.random.default_rng(seed).choice(test, size=limit, replace=False))
+    prompt = record.model.prompt
+    fmt = prompt_format(lm.tokenizer, chat=prompt.mode == "chat")
+    if fmt.template_hash != prompt.template_hash:
+        raise ValueError(f"{name} was read through prompt template {prompt.template_hash}; this tokenizer gives {fmt.template_hash}.")
+    questions = dataset.frame["question"].to_numpy()[test].tolist()
+    prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer, max_length=prompt.max_length)
+    y = dataset.frame[record.label.name].to_numpy(dtype=float)[test]
+    return ProbeTarget(name, probe, lm, fmt, dataset, test, prompt_ids, y)
