@@ -66,3 +66,14 @@ def test_truncated_questions_get_a_notice(capsys):
     probe = BUNDLED_REGISTRY / "smollm2-135m-instruct--math500--level--tfidf"
     assert main(["predict", "--probe", str(probe), "--question", "What is 1 + 1? " * 400, "--question", "What is 2 + 2?"]) == 0
     assert "notice: 1 question(s) were longer than 1024 tokens" in capsys.readouterr().err
+
+
+def test_engine_ray_without_the_extra_names_what_to_install(monkeypatch):
+    """The scale extra is optional: without Ray, --engine ray fails with the install command (Ray hidden from import here)."""
+    import sys
+
+    from probes_hub.scale.ray_engine import require_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(RuntimeError, match=r'pip install "probes-hub\[scale\]"'):
+        require_ray()
