@@ -26,7 +26,7 @@ test: lint
 demo: install
 	$(BIN)/python app.py
 
-bench: install
+bench: scale
 	$(BIN)/python -m eval.bench_extract --quick
 	$(BIN)/python -m eval.bench_sweep --quick
 	$(BIN)/python -m eval.bench_app --quick
