@@ -21,7 +21,6 @@ from probes_hub.analysis import ABLATIONS
 from probes_hub.analysis.runner import (
     PromptBatch,
     n_heads,
-    prompt_batches,
     record_block_inputs,
     record_head_outputs,
     replace_head,
@@ -86,7 +85,7 @@ class HeadsReport:
 def head_attribution(target: ProbeTarget, *, ablation: str = "zero", batches: list[PromptBatch] | None = None, progress: bool = True) -> np.ndarray:
     """Attribution-patching estimate of each question's change of reading when each head is ablated: ``[N, layer + 1, heads]``."""
     lm, layers = target.lm, list(range(target.layer + 1))
-    batches = batches or _batches(target)
+    batches = batches or target.batches()
     means = head_means(target, batches) if ablation == "mean" else None
     estimate = np.zeros((len(target.prompt_ids), len(layers), n_heads(lm)))
     embed = lm.model.get_input_embeddings()
@@ -128,7 +127,7 @@ def ablation_readings(target: ProbeTarget, *, ablation: str = "zero", batches: l
                       progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(clean [N], ablated [N, layer + 1, heads])``: the probe's test readings, clean and with each head ablated in turn."""
     lm, layers, heads = target.lm, list(range(target.layer + 1)), n_heads(target.lm)
-    batches = batches or _batches(target)
+    batches = batches or target.batches()
     means = head_means(target, batches) if ablation == "mean" else None
     clean = np.zeros(len(target.prompt_ids))
     ablated = np.zeros((len(target.prompt_ids), len(layers), heads))
@@ -153,7 +152,7 @@ def analyze_heads(target: ProbeTarget, *, ablation: str = "zero", n_boot: int = 
     """Exact ablation and attribution patching of every head in blocks ``<= layer``, with Spearman deltas and their agreement."""
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation must be one of {', '.join(ABLATIONS)}, got {ablation!r}")
-    batches = _batches(target)
+    batches = target.batches()
     started = time.time()
     clean, ablated = ablation_readings(target, ablation=ablation, batches=batches, progress=progress)
     seconds_exact = time.time() - started
@@ -163,6 +162,7 @@ def analyze_heads(target: ProbeTarget, *, ablation: str = "zero", n_boot: int = 
     y, n = target.y, len(target.y)
     index = np.random.default_rng(BOOTSTRAP_SEED).integers(0, n, size=(n_boot, n))
     clean_boot = spearman_rows(y[index], clean[index])
+    clean_spearman = float(spearman_rows(y, clean))
     effects = []
     for layer in range(ablated.shape[1]):
         for head in range(ablated.shape[2]):
@@ -172,7 +172,7 @@ def analyze_heads(target: ProbeTarget, *, ablation: str = "zero", n_boot: int = 
             delta_boot = spearman_rows(y[index], reading[index]) - clean_boot  # paired: the same resamples for both
             spearman = float(spearman_rows(y, reading))
             effects.append(HeadEffect(layer, head, float(shift.mean()), *_ci(shift_boot), float(attributed[:, layer, head].mean()),
-                                      spearman, spearman - float(spearman_rows(y, clean)), *_ci(delta_boot)))
+                                      spearman, spearman - clean_spearman, *_ci(delta_boot)))
     exact = np.array([e.reading_shift for e in effects])
     estimate = np.array([e.attribution_shift for e in effects])
     top_exact = set(np.argsort(-np.abs(exact))[:TOP_K])
@@ -206,11 +206,6 @@ def heads_charts(report: HeadsReport) -> dict:
         tooltip=["layer", "head"]).properties(title=f"agreement over heads: Spearman {report.agreement_spearman:.3f}, top-10 overlap {report.top10_overlap}",
                                              width=320, height=320)
     return {"heads_heatmap": alt.vconcat(shift, delta), "heads_agreement": agreement}
-
-
-def _batches(target: ProbeTarget) -> list[PromptBatch]:
-    pad = target.lm.tokenizer.pad_token_id
-    return prompt_batches(target.prompt_ids, target.position, pad_id=pad if pad is not None else 0)
 
 
 def _ci(values: np.ndarray) -> tuple[float, float]:

@@ -11,6 +11,7 @@ alpha 8 pushes every token eight spreads along it; the mean residual-stream norm
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -18,8 +19,8 @@ import pandas as pd
 import torch
 
 from probes_hub.analysis import DEFAULT_ALPHAS
-from probes_hub.analysis.runner import add_to_residual, prompt_batches, record_reads, run_to
-from probes_hub.analysis.target import ProbeTarget
+from probes_hub.analysis.runner import add_to_residual, record_reads, run_to
+from probes_hub.analysis.target import ProbeTarget, linear_reader
 from probes_hub.data.datasets import load_dataset
 from probes_hub.data.labeling import GenerationOptions, answers_match, extract_answer, transformers_generate
 from probes_hub.metrics import Metric, accuracy_metric, mean_metric
@@ -88,15 +89,14 @@ def unit_directions(target: ProbeTarget, seed: int = 0) -> dict[str, torch.Tenso
     return {"probe": torch.tensor(w / np.linalg.norm(w), dtype=torch.float32), "random": torch.tensor(random / np.linalg.norm(random), dtype=torch.float32)}
 
 
-def layerwise_reader(target: ProbeTarget) -> tuple[int, callable] | None:
+def layerwise_reader(target: ProbeTarget) -> tuple[int, Callable] | None:
     """The deepest layer-wise probe the linear probe keeps beyond its own layer: ``(layer, read)``, or None."""
     probe = target.probe
     index = getattr(probe, "layer_index_", None)
     if index is None or int(max(index)) <= target.layer:
         return None
     i = int(np.argmax(index))
-    mean, scale, coef = (torch.as_tensor(np.asarray(a[i], dtype=np.float64)) for a in (probe.layer_mean_, probe.layer_scale_, probe.layer_coef_))
-    return int(index[i]), lambda h: ((h.double() - mean) / scale) @ coef + float(probe.layer_intercept_[i])
+    return int(index[i]), linear_reader(probe.layer_mean_[i], probe.layer_scale_[i], probe.layer_coef_[i], float(probe.layer_intercept_[i]))
 
 
 @dataclass
@@ -120,8 +120,7 @@ def steered_readings(target: ProbeTarget, units: dict[str, torch.Tensor], alphas
     lm, layer = target.lm, target.layer
     downstream = layerwise_reader(target)
     deepest = downstream[0] if downstream else layer
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    batches = prompt_batches(target.prompt_ids, target.position, pad_id=pad)
+    batches = target.batches()
     result = SteeredReadings({}, {}, {}, downstream[0] if downstream else None, 0.0, 0.0)
 
     def run(key: tuple[str, float], vector: torch.Tensor | None) -> np.ndarray:
@@ -135,7 +134,9 @@ def steered_readings(target: ProbeTarget, units: dict[str, torch.Tensor], alphas
             states[batch.rows] = store[layer].double().numpy()
             if downstream:
                 deeper[batch.rows] = downstream[1](out).numpy()
-        result.here[key], result.downstream[key] = here, deeper
+        result.here[key] = here
+        if downstream:
+            result.downstream[key] = deeper
         return states
 
     keys = [(name, float(a)) for name in units for a in alphas if a != 0]
@@ -148,8 +149,6 @@ def steered_readings(target: ProbeTarget, units: dict[str, torch.Tensor], alphas
             result.vectors[key] = key[1] * result.spread * units[key[0]]
             run(key, result.vectors[key])
             bar.update(1)
-    if not downstream:
-        result.downstream = {}
     return result
 
 

@@ -6,13 +6,16 @@ seeded subset of them for a quick look; nothing here is fitted on them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from probes_hub.analysis import DEFAULT_PROBE
+from probes_hub.analysis.runner import PromptBatch, prompt_batches
 from probes_hub.data.datasets import QuestionSet, row_roles, training_dataset
 from probes_hub.extract.models import LoadedModel
 from probes_hub.extract.prompts import PromptFormat, encode_prompts, prompt_format
@@ -46,10 +49,22 @@ class ProbeTarget:
         """The reading's gradient in raw activation space, ``coef / scale``: a unit step along it moves the reading by its norm."""
         return np.asarray(self.probe.coef_, dtype=np.float64) / np.asarray(self.probe.scale_, dtype=np.float64)
 
-    def read(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The probe's reading of block-``layer`` outputs ``[B, hidden]`` at its position (differentiable; float64 as the probe)."""
-        mean, scale, coef = (torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (self.probe.mean_, self.probe.scale_, self.probe.coef_))
-        return ((hidden.double() - mean) / scale) @ coef + float(self.probe.intercept_[0])
+    def batches(self) -> list[PromptBatch]:
+        """The test prompts in right-padded, length-grouped batches, read at the probe's position."""
+        pad = self.lm.tokenizer.pad_token_id
+        return prompt_batches(self.prompt_ids, self.position, pad_id=pad if pad is not None else 0)
+
+    @cached_property
+    def read(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The probe's reading of block-``layer`` outputs ``[B, hidden]`` at its position (built once: it runs per batch and head)."""
+        return linear_reader(self.probe.mean_, self.probe.scale_, self.probe.coef_, float(self.probe.intercept_[0]))
+
+
+def linear_reader(mean, scale, coef, intercept: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``h -> ((h - mean) / scale) @ coef + intercept`` in torch (differentiable; float64, as probes keep their weights)."""
+    with torch.inference_mode(False):  # plain tensors, usable by the attribution's backward pass even when built under inference mode
+        mean, scale, coef = (torch.tensor(np.asarray(a, dtype=np.float64)) for a in (mean, scale, coef))
+    return lambda hidden: ((hidden.double() - mean) / scale) @ coef + intercept
 
 
 def resolve_probe(spec: str, registry: str | None = None) -> tuple[str, LinearProbe]:
