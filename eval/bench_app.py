@@ -42,8 +42,13 @@ def variant(i: int) -> str:
     return QUESTION.replace("4 muffins", f"{4 + i % 50} muffins").replace("$20", f"${20 + i}")
 
 
+def predict_inputs(question: str) -> list:
+    """The /predict endpoint's inputs: question, pool, routing rule, lambda, target (one list for gradio_client and REST)."""
+    return [question, "math", "utility", 0.3, 0.7]
+
+
 def predict(client, question: str = QUESTION) -> list:
-    result = client.predict(question, "math", "utility", 0.3, 0.7, api_name="/predict")
+    result = client.predict(*predict_inputs(question), api_name="/predict")
     if not result[-1] or len(result[-1]["success"]) < 10:
         raise RuntimeError("incomplete prediction")
     return result
@@ -75,15 +80,9 @@ def launch(cache: str) -> tuple[subprocess.Popen, object, float, float]:
 
 
 def rest_call_ms(url: str) -> float:
-    """One prediction through Gradio's REST API (POST, then read the event stream): the server's latency
-    without gradio_client, whose result loop polls every 50 ms."""
+    """One prediction through Gradio's REST API: the server's latency without gradio_client, whose result loop polls every 50 ms."""
     started = time.perf_counter()
-    request = urllib.request.Request(f"{url}gradio_api/call/predict", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"data": [QUESTION, "utility", 0.3, 0.7]}).encode())
-    event_id = json.loads(urllib.request.urlopen(request).read())["event_id"]
-    body = urllib.request.urlopen(f"{url}gradio_api/call/predict/{event_id}").read().decode()
-    if "event: complete" not in body:
-        raise RuntimeError(f"prediction failed: {body[-300:]}")
+    rest_predict(url, QUESTION)
     return (time.perf_counter() - started) * 1000
 
 
@@ -127,7 +126,7 @@ def in_process_ms(calls: int) -> tuple[float, float]:
 def rest_predict(url: str, question: str) -> None:
     """One prediction through Gradio's REST API (POST, then read the event stream); raises with the server's message on an error event."""
     request = urllib.request.Request(f"{url}gradio_api/call/predict", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"data": [question, "math", "utility", 0.3, 0.7]}).encode())
+                                     data=json.dumps({"data": predict_inputs(question)}).encode())
     event_id = json.loads(urllib.request.urlopen(request, timeout=120).read())["event_id"]
     body = urllib.request.urlopen(f"{url}gradio_api/call/predict/{event_id}", timeout=120).read().decode()
     if "event: complete" not in body:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from probes_hub.constants import MAX_PROMPT_TOKENS
 from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.extract.features import Features
 from probes_hub.hub.records import GRADED
@@ -83,7 +84,7 @@ def probe_features(source: FeatureSource, probes: dict[str, Probe], questions: l
     prompts = {(p.record_.model.prompt.mode, p.record_.model.prompt.max_length) for p in probes.values() if p.record_.model}
     if len(prompts) > 1:
         raise ValueError("All probes given to one predict call must share the prompt mode and max length.")
-    mode, max_length = next(iter(prompts)) if prompts else ("chat", 1024)
+    mode, max_length = next(iter(prompts)) if prompts else ("chat", MAX_PROMPT_TOKENS)
     layers = sorted({layer for p in probes.values() for layer in p.layers_needed()})  # the cache file holds every layer; read only these
     return source.features(questions, layers, chat=mode == "chat", max_length=max_length, data_hash=data_hash,
                            use_cache=use_cache, progress=len(questions) > 16, token_layers=token_layers(probes.values()))

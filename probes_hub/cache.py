@@ -9,12 +9,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from probes_hub.constants import ENV_CACHE_DIR
+from probes_hub.config import setting
 
 
 def cache_dir(*parts: str) -> Path:
     """Return (and create) a cache folder: ``$PROBES_HUB_CACHE`` or ``~/.cache/probes_hub``."""
-    root = Path(os.environ.get(ENV_CACHE_DIR) or Path.home() / ".cache" / "probes_hub")
+    root = Path(setting("PROBES_HUB_CACHE") or Path.home() / ".cache" / "probes_hub")
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

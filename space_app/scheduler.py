@@ -7,20 +7,12 @@ directly (or ``--every SECONDS`` to loop).
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-ENV_EVERY = "PROBES_HUB_LEADERBOARD_EVERY"
 logger = logging.getLogger(__name__)
-
-
-def interval_from_env() -> float | None:
-    """The refresh interval in seconds from the environment, or None (off) when unset, empty or 0."""
-    value = os.environ.get(ENV_EVERY, "").strip()
-    return float(value) if value and float(value) > 0 else None
 
 
 def start_scheduler(every_s: float, out: str | Path, *, registry: str | None = None, run_now: bool = True, **kwargs) -> BackgroundScheduler:

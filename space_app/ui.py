@@ -47,6 +47,17 @@ DELETE_CACHE = (600, 3600)
 """Every 10 minutes, delete uploaded files older than an hour from Gradio's cache."""
 
 
+class CheckedBlocks(gr.Blocks):
+    """Blocks whose endpoints refuse a call with the wrong number of inputs with a message naming the inputs they take
+    (Gradio itself ignores extra inputs and answers too few with an error that lists component objects)."""
+
+    def validate_inputs(self, block_fn, inputs: list) -> None:
+        if len(inputs) != len(block_fn.inputs):
+            names = ", ".join(str(getattr(block, "label", None) or type(block).__name__) for block in block_fn.inputs)
+            endpoint = f"/{block_fn.api_name}" if isinstance(block_fn.api_name, str) else "This event"
+            raise gr.Error(f"{endpoint} takes {len(block_fn.inputs)} input(s), in this order: {names}; got {len(inputs)}.")
+
+
 @dataclass
 class AppContext:
     """What every callback shares: the predictor (model + probes), the registry, where the leaderboard lives, and the
@@ -197,7 +208,7 @@ def routing_markdown(suggestion: Suggestion | None, pool: str, pool_dataset: str
 
 def build_demo(ctx: AppContext) -> gr.Blocks:
     """All tabs, wired to ``ctx``; the caller launches (with a queue)."""
-    with gr.Blocks(title="Difficulty probes", delete_cache=DELETE_CACHE) as demo:
+    with CheckedBlocks(title="Difficulty probes", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(f"# Difficulty probes\nPredict, before **{ctx.predictor.source.display_id}** writes a token, how hard a question is and which model will get it right.")
         with gr.Tab("Predict"):
             with gr.Row():

@@ -117,6 +117,19 @@ def test_api_predict_returns_difficulty_success_and_routing(app):
         client.predict("   ", "math", "utility", 0.3, 0.7, api_name="/predict")
 
 
+def test_rest_call_with_too_few_inputs_names_the_expected_inputs(app):
+    """A REST client sending the /predict inputs of an older version (four, without the pool) gets a message, not ``error: null``."""
+    import urllib.request
+
+    url, _, _ = app
+    request = urllib.request.Request(f"{url}gradio_api/call/predict", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"data": [QUESTION, "utility", 0.3, 0.7]}).encode())
+    event_id = json.loads(urllib.request.urlopen(request, timeout=60).read())["event_id"]
+    body = urllib.request.urlopen(f"{url}gradio_api/call/predict/{event_id}", timeout=60).read().decode()
+    assert "event: error" in body and "/predict takes 5 input(s), in this order: Question, Route within pool, Routing rule" in body
+    assert "got 4" in body
+
+
 def test_a_reading_that_does_not_beat_length_says_so():
     from space_app.predictor import Prediction, Reading
     from space_app.ui import difficulty_markdown

@@ -128,3 +128,26 @@ def test_out_of_distribution_questions_fall_back_to_the_broadest_probes(routing_
     fallen_back = PoolRouter(pool, facts, unfamiliar, fallback=broad).suggest(features, lam=0.0)
     assert fallen_back.p_correct == {m: float(broad[m].predict(features)[0]) for m in broad}
     assert PoolRouter(pool, facts, unfamiliar).suggest(features, lam=0.0).in_distribution == 0.0  # no fallback: keeps its own, flagged
+
+
+def test_route_chooses_the_source_model_when_the_registry_has_two(routing_registry, tmp_path, capsys):
+    """A registry with two source models' probes for the same labels (the bundled one has SmolLM2's and Gemma's): --model picks."""
+    import shutil
+
+    registry = tmp_path / "registry"
+    shutil.copytree(routing_registry, registry)
+    for folder in [p for p in registry.iterdir() if p.is_dir()]:
+        twin = registry / f"other-{folder.name}"
+        shutil.copytree(folder, twin)
+        config = json.loads((twin / "config.json").read_text())
+        config["model"]["display_id"] = "test/other-llama"
+        (twin / "config.json").write_text(json.dumps(config))
+    write_index(registry)
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(POOL))
+    args = ["route", "--pool", str(pool), "--registry", str(registry), "--n-boot", "20"]
+    assert main([*args, "--out", str(tmp_path / "default")]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert main([*args, "--model", "test/other-llama", "--out", str(tmp_path / "other")]) == 0
+    assert "probes of test/other-llama" in capsys.readouterr().out
+    assert json.loads((tmp_path / "other" / "routing.json").read_text())["source_model"] == "test/other-llama"

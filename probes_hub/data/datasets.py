@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from probes_hub.cache import sha256_text
-from probes_hub.constants import ENV_DATA_DIR
+from probes_hub.config import setting
 from probes_hub.hub.records import BINARY, GRADED, DataInfo
 from probes_hub.paths import DEFAULT_DATA_DIR
 
@@ -79,11 +79,11 @@ def data_dir(override: str | os.PathLike | None = None) -> Path:
     Raises:
         FileNotFoundError: naming the folder that was looked in and how to change it.
     """
-    chosen = override or os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR
+    chosen = override or setting("PROBES_HUB_DATA_DIR") or DEFAULT_DATA_DIR
     path = Path(chosen).expanduser().resolve()
     if not path.is_dir():
         raise FileNotFoundError(
-            f"Data directory not found: {path}. Pass --data-dir DIR or set {ENV_DATA_DIR} to the folder "
+            f"Data directory not found: {path}. Pass --data-dir DIR or set PROBES_HUB_DATA_DIR to the folder "
             "holding gsm8k/, math500/, arc/ and mmlu_pro/."
         )
     return path

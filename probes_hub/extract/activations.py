@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.numpy import save
 
 from probes_hub.cache import atomic_write_bytes, atomic_write_text, cache_dir, sha256_text
+from probes_hub.constants import MAX_PROMPT_TOKENS
 from probes_hub.extract.engine import current_extractor
 from probes_hub.extract.features import TokenStates
 from probes_hub.extract.models import LoadedModel
@@ -340,7 +341,7 @@ def cached_extract(
     layers: list[int],
     positions: list[int],
     *,
-    max_length: int = 1024,
+    max_length: int = MAX_PROMPT_TOKENS,
     data_hash: str | None = None,
     use_cache: bool = True,
     progress: bool = True,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from probes_hub.constants import MAX_PROMPT_TOKENS
 from probes_hub.extract.features import Features
 from probes_hub.hub.records import ModelInfo, PromptInfo
 
@@ -27,7 +28,7 @@ class FeatureSource(Protocol):
     hidden_size: int
     n_layers: int
 
-    def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = 1024,
+    def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = MAX_PROMPT_TOKENS,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False,
                  token_layers: list[int] = ()) -> tuple[Features, list[bool]]:
         """Features of ``questions`` at ``layers`` x the EOI positions (and every token at ``token_layers``), and which questions were truncated.
@@ -44,7 +45,7 @@ class ModelFeatures:
         self.fingerprint, self.display_id, self.hidden_size, self.n_layers = lm.fingerprint, lm.display_id, lm.hidden_size, lm.n_layers
         self._formats: dict[bool, PromptFormat] = {}
 
-    def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = 1024,
+    def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = MAX_PROMPT_TOKENS,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False,
                  token_layers: list[int] = ()) -> tuple[Features, list[bool]]:
         """Template and encode the questions, then extract (through the activation caches when ``use_cache``)."""

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from probes_hub.cache import cache_dir, file_sha256, sha256_text
-from probes_hub.constants import EMBEDDED_MODEL_ALIAS, ENV_MODEL
+from probes_hub.config import setting
+from probes_hub.constants import EMBEDDED_MODEL_ALIAS
 from probes_hub.extract.packaged import PACKAGED_MODELS, packaged_gguf
 from probes_hub.hub.storage import is_hub_id
 
@@ -70,7 +71,7 @@ def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
 
 def resolve_model_spec(spec: str | None) -> str:
     """Turn ``None`` into ``$PROBES_HUB_MODEL`` or the embedded alias."""
-    return spec or os.environ.get(ENV_MODEL) or EMBEDDED_MODEL_ALIAS
+    return spec or setting("PROBES_HUB_MODEL") or EMBEDDED_MODEL_ALIAS
 
 
 def display_id_for(spec: str | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from probes_hub.cache import sha256_text
+from probes_hub.constants import MAX_PROMPT_TOKENS
 
 RAW_PREFIX, RAW_SUFFIX = "Question:\n", "\nAnswer:"
 """Raw prompts (base models, no chat template): ``Question:\n<question>\nAnswer:``; the suffix's tokens are the EOI positions,
@@ -75,7 +76,7 @@ def eoi_tokens(fmt: PromptFormat, tokenizer) -> list[str]:
 
 
 def encode_prompts(
-    questions: list[str], fmt: PromptFormat, tokenizer, *, max_length: int = 1024
+    questions: list[str], fmt: PromptFormat, tokenizer, *, max_length: int = MAX_PROMPT_TOKENS
 ) -> tuple[list[list[int]], list[bool]]:
     """Token ids of each templated question, cutting the question from its left to fit ``max_length``.
 

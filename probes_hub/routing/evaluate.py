@@ -19,6 +19,7 @@ import pandas as pd
 
 from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL, data_dir, load_dataset
 from probes_hub.data.outcomes import BENCHMARK_FOLDERS, outcome_table
+from probes_hub.extract.models import display_id_for
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.reports import read_predictions
 from probes_hub.metrics import BOOTSTRAP_SEED
@@ -136,23 +137,26 @@ def saved_predictions(registry: Registry, name: str, data_dir_override: str | No
     return read_predictions(registry.folder(name), data_dir=data_dir_override)
 
 
-def test_predictions(registry: Registry, pool: Pool, probe_type: str, data_dir_override: str | None = None) -> pd.DataFrame:
-    """Each pool model's probe predictions on its test questions (saved at training time), ``[id x model]``."""
+def role_predictions(registry: Registry, pool: Pool, probe_type: str, role: str, *, source: str,
+                     data_dir_override: str | None = None) -> pd.DataFrame:
+    """Each pool model's probe predictions (read by ``source``, a source model's display id) on the rows of one role
+    (``test``, ``calibration``), saved at training time, ``[id x model]``."""
     columns = {}
     for model in pool.models:
-        saved = saved_predictions(registry, registry.entry(dataset=pool.dataset, label=model.label, probe_type=probe_type).name, data_dir_override)
-        columns[model.name] = saved.loc[saved["role"] == "test", "prediction"]
+        name = registry.entry(model=source, dataset=pool.dataset, label=model.label, probe_type=probe_type).name
+        saved = saved_predictions(registry, name, data_dir_override)
+        columns[model.name] = saved.loc[saved["role"] == role, "prediction"]
     return pd.DataFrame(columns)[pool.names]
 
 
-def predicted_costs(registry: Registry, pool: Pool, probe_type: str, cost: pd.DataFrame, ids: list[str],
+def predicted_costs(registry: Registry, pool: Pool, probe_type: str, cost: pd.DataFrame, ids: list[str], *, source: str,
                     data_dir_override: str | None = None) -> np.ndarray | None:
     """Per-question expected costs ``[ids x model]`` from an output-length probe, or None when the registry has none.
 
     log(chars of model m on q) is predicted as the probe's reading for q plus model m's mean offset from it on
     the probe's *training* rows; cost = cost per token x exp(that) / chars_per_token.
     """
-    found = registry.list(dataset=pool.dataset, label=OUTPUT_LENGTH_LABEL, probe_type=probe_type)
+    found = registry.list(model=source, dataset=pool.dataset, label=OUTPUT_LENGTH_LABEL, probe_type=probe_type)
     if not found:
         return None
     saved = saved_predictions(registry, found[0].name, data_dir_override)
@@ -184,35 +188,48 @@ class RouterResult:
     cost_ratio: dict[float, tuple[float, float, float]]
 
 
-def router_probe_types(registry: Registry, pool: Pool) -> list[str]:
-    """Probe types with a probe for every pool model: the available activation types (preferred first), then the text baselines."""
+def router_probe_types(registry: Registry, pool: Pool, *, source: str) -> list[str]:
+    """Probe types with a probe read by ``source`` (a source model's display id) for every pool model: the available
+    activation types (preferred first), then the text baselines."""
     def complete(probe_type: str) -> bool:
-        return all(registry.list(dataset=pool.dataset, label=m.label, probe_type=probe_type) for m in pool.models)
+        return all(registry.list(model=source, dataset=pool.dataset, label=m.label, probe_type=probe_type) for m in pool.models)
 
     found = [t for t in (*ACTIVATION_ROUTERS, *TEXT_ROUTERS) if complete(t)]
     if not any(t in ACTIVATION_ROUTERS for t in found) or "tfidf" not in found:
-        raise ValueError(f"{registry.spec} lacks an activation (shared or linear) or a tfidf success probe on {pool.dataset} "
-                         f"for some model of pool '{pool.name}'.")
+        raise ValueError(f"{registry.spec} lacks an activation (shared or linear) or a tfidf success probe of {source} on {pool.dataset} "
+                         f"for some model of pool '{pool.name}'; choose another source model (--model) or pool.")
     return found
 
 
-def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str | None = None, n_boot: int = 200) -> dict:
+def routing_source(registry: Registry, pool: Pool, model: str | None) -> str:
+    """The display id of the source model whose probes route ``pool``: ``model`` (an alias such as ``gemma3-270m``, or a
+    display id) when given; else the only source model with probes on the pool's dataset, or the default model when there are several."""
+    if model is not None:
+        return display_id_for(model)
+    sources = sorted({e.model for e in registry.list(dataset=pool.dataset) if e.model})
+    return sources[0] if len(sources) == 1 else display_id_for(None)
+
+
+def evaluate_routing(pool: Pool, registry: Registry, *, model: str | None = None, data_dir_override: str | None = None, n_boot: int = 200) -> dict:
     """Everything ``route`` prints: single models, oracle, random, and a router per probe type with CIs, on the whole
     test stream and (for pools over several benchmarks) on each benchmark's part of it.
 
+    ``model``: the source model whose probes route (see :func:`routing_source`).
     ``result["probe"]`` names the headline activation router: the first available of :data:`ACTIVATION_ROUTERS`.
     """
+    source = routing_source(registry, pool, model)
     root = data_dir(data_dir_override)
     correct_all, cost_all = outcome_tables(pool, root)
     complete = correct_all.notna().all(axis=1)
-    types = router_probe_types(registry, pool)
-    predictions = {t: test_predictions(registry, pool, t, data_dir_override=data_dir_override) for t in types}
+    types = router_probe_types(registry, pool, source=source)
+    predictions = {t: role_predictions(registry, pool, t, "test", source=source, data_dir_override=data_dir_override) for t in types}
     first = predictions[types[0]]
     ids = [i for i in first.index if all(i in p.index for p in predictions.values()) and i in complete.index and complete[i]]
     dropped = int(len(first) - len(ids))
     expected_cost = np.array([expected_costs(pool, data_dir_override, tables=(correct_all, cost_all))[m] for m in pool.names])
     correct, cost = correct_all.loc[ids].to_numpy(float), cost_all.loc[ids].to_numpy(float)
-    length_costs = {kind: predicted_costs(registry, pool, kind, cost_all, ids, data_dir_override=data_dir_override) for kind in {LENGTH_PROBE_FOR[t] for t in types}}
+    length_costs = {kind: predicted_costs(registry, pool, kind, cost_all, ids, source=source, data_dir_override=data_dir_override)
+                    for kind in {LENGTH_PROBE_FOR[t] for t in types}}
     choices, cost_sources = {}, {}
     for name, frame in predictions.items():
         per_question = length_costs[LENGTH_PROBE_FOR[name]]
@@ -228,13 +245,13 @@ def evaluate_routing(pool: Pool, registry: Registry, *, data_dir_override: str |
             part = _stream_result(pool, predictions, {k: v[:, rows] for k, v in choices.items()}, [ids[r] for r in rows], correct[rows], cost[rows],
                                   expected_cost, n_boot)
             per_benchmark[benchmark] = part
-    return {**result, "pool": pool.name, "dataset": pool.dataset, "cost_unit": pool.cost_unit, "dropped_questions": dropped, "probe": types[0],
-            "probe_types": types, "cost_sources": cost_sources, "per_benchmark": per_benchmark,
-            "held_out_lambda": held_out_lambda(pool, registry, data_dir_override=data_dir_override, tables=(correct_all, cost_all))
+    return {**result, "pool": pool.name, "dataset": pool.dataset, "source_model": source, "cost_unit": pool.cost_unit, "dropped_questions": dropped,
+            "probe": types[0], "probe_types": types, "cost_sources": cost_sources, "per_benchmark": per_benchmark,
+            "held_out_lambda": held_out_lambda(pool, registry, source=source, data_dir_override=data_dir_override, tables=(correct_all, cost_all))
             if types[0] == ACTIVATION_ROUTERS[0] else None}
 
 
-def held_out_lambda(pool: Pool, registry: Registry, level: float = 0.95, *, data_dir_override: str | None = None,
+def held_out_lambda(pool: Pool, registry: Registry, level: float = 0.95, *, source: str, data_dir_override: str | None = None,
                     tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> float:
     """The largest lambda (the cheapest routing) that still reaches ``level`` of the best single model's accuracy on the
     pool's *calibration* questions (training questions held out from fitting the probes; never test questions).
@@ -242,11 +259,7 @@ def held_out_lambda(pool: Pool, registry: Registry, level: float = 0.95, *, data
     This is how a pool file's ``default_lambda`` is chosen; ``route`` prints it. ``tables``: the pool's outcome tables, when read already.
     """
     correct_all, cost_all = tables or outcome_tables(pool, data_dir(data_dir_override))
-    columns = {}
-    for model in pool.models:
-        saved = saved_predictions(registry, registry.entry(dataset=pool.dataset, label=model.label, probe_type=ACTIVATION_ROUTERS[0]).name, data_dir_override)
-        columns[model.name] = saved.loc[saved["role"] == "calibration", "prediction"]
-    p = pd.DataFrame(columns)[pool.names]
+    p = role_predictions(registry, pool, ACTIVATION_ROUTERS[0], "calibration", source=source, data_dir_override=data_dir_override)
     ids = [i for i in p.index if i in correct_all.index and correct_all.loc[i].notna().all()]
     correct, p = correct_all.loc[ids].to_numpy(float), p.loc[ids].to_numpy()
     expected = cost_all.loc[ids].mean().to_numpy()

@@ -1,0 +1,110 @@
+"""Every environment variable the library and the app read: its type, default and meaning, parsed by one rule.
+
+Read a value with :func:`setting`; :func:`check_settings` parses them all at once (the app calls it before it
+starts, so a bad value stops it with one line naming the variable). ``docs/configuration.md`` is generated
+from :data:`SETTINGS` (``python -m probes_hub.config``), and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value its setting does not accept."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: how its text is parsed, its default when unset or empty, and what it changes."""
+
+    name: str
+    kind: type
+    """``str``, ``int``, ``float`` or ``bool`` (``1``/``0``)."""
+    default: str | int | float | bool | None
+    meaning: str
+    minimum: float | None = None
+    """Smallest accepted number (int and float settings)."""
+
+    def read(self) -> str | int | float | bool | None:
+        """The parsed value from the environment, or the default when unset or empty.
+
+        Raises:
+            ConfigError: the value does not parse, or is below :attr:`minimum`; the message names the variable and what it accepts.
+        """
+        text = os.environ.get(self.name, "").strip()
+        if not text:
+            return self.default
+        if self.kind is str:
+            return text
+        if self.kind is bool:
+            if text not in ("0", "1"):
+                raise ConfigError(f"{self.name}={text[:40]!r} is not accepted: use 1 (on) or 0 (off).")
+            return text == "1"
+        try:
+            value = self.kind(text)
+        except ValueError:
+            value = None
+        if value is None or value != value or (self.minimum is not None and value < self.minimum):
+            accepted = f"{'a whole number' if self.kind is int else 'a number'}{f' >= {self.minimum:g}' if self.minimum is not None else ''}"
+            raise ConfigError(f"{self.name}={text[:40]!r} is not accepted: use {accepted} (default {self.default}).")
+        return value
+
+    @property
+    def accepted(self) -> str:
+        """What the setting takes, in words (for the docs)."""
+        if self.kind is bool:
+            return "1 or 0"
+        if self.kind is str:
+            return "text"
+        return f"{'integer' if self.kind is int else 'number'}{f' >= {self.minimum:g}' if self.minimum is not None else ''}"
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in (
+    Setting("PROBES_HUB_MODEL", str, None, "Source model: a packaged alias (`smollm2`, `gemma3-270m`), a .gguf file, a model folder or a Hub id. "
+            "Default: the embedded `smollm2`."),
+    Setting("PROBES_HUB_DATA_DIR", str, None, "Data folder of the built-in datasets (the `--data-dir` option wins). Default: `../shared/data` beside the project."),
+    Setting("PROBES_HUB_CACHE", str, None, "Cache folder (converted GGUF weights, activations, tokens). Default: `~/.cache/probes_hub`."),
+    Setting("PROBES_HUB_NO_PROGRESS", bool, False, "1 hides progress bars (CI logs)."),
+    Setting("PROBES_HUB_REGISTRY", str, None, "The app's registry: a folder or a Hub repo id; uploads go there. Default: the bundled `registry/`."),
+    Setting("PROBES_HUB_LEADERBOARD", str, None, "The app's leaderboard: a folder or a Hub dataset repo id. Default: the bundled `leaderboard/`."),
+    Setting("PROBES_HUB_LEADERBOARD_EVERY", float, 0.0, "Seconds between the app's background leaderboard refreshes; 0 turns them off.", 0),
+    Setting("PROBES_HUB_POOLS", str, "math,mmlu-pro-25", "Routing pools the app offers: comma-separated bundled names or pool files; the first is preselected."),
+    Setting("PROBES_HUB_MODEL_WORKER", bool, True, "1 loads the app's model in a supervised worker process while Gradio imports; 0 in the app's "
+            "process (always so on a ZeroGPU Space)."),
+    Setting("PROBES_HUB_QUEUE_SIZE", int, 64, "Requests the app lets wait at most; beyond it clients are told the app is busy.", 1),
+    Setting("PROBES_HUB_CONCURRENCY", int, 2, "Requests the app's queue runs at once (per event, unless the event sets its own limit).", 1),
+    Setting("PROBES_HUB_MAX_BATCH", int, 32, "Concurrent questions one forward pass answers at most (1 turns batching off).", 1),
+    Setting("GRADIO_SERVER_NAME", str, "127.0.0.1", "Address the app listens on (a Space sets 0.0.0.0)."),
+    Setting("GRADIO_SERVER_PORT", int, 7860, "Port the app listens on.", 1),
+)}
+"""Every environment variable read anywhere in the library and the app, by name."""
+
+
+def setting(name: str) -> str | int | float | bool | None:
+    """The parsed value of one setting (see :data:`SETTINGS`)."""
+    return SETTINGS[name].read()
+
+
+def check_settings() -> None:
+    """Parse every setting once; raises :class:`ConfigError` for the first bad one."""
+    for item in SETTINGS.values():
+        item.read()
+
+
+def settings_markdown() -> str:
+    """``docs/configuration.md``: one table row per setting."""
+    rows = ["# Configuration", "", "Environment variables read by the library, the CLI and the app (generated from `probes_hub/config.py` by "
+            "`python -m probes_hub.config > docs/configuration.md`; a test keeps them equal). An empty value counts as unset. A value that does "
+            "not parse stops the command or the app with one line naming the variable.", "",
+            "| variable | accepts | default | meaning |", "|---|---|---|---|"]
+    for item in SETTINGS.values():
+        default = "unset" if item.default is None else f"`{int(item.default) if item.kind is bool else item.default}`"
+        rows.append(f"| `{item.name}` | {item.accepted} | {default} | {item.meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(settings_markdown())
