@@ -98,12 +98,12 @@ def in_process_ms(calls: int) -> tuple[float, float]:
 
     from probes_hub.extract.feature_source import ModelFeatures
     from probes_hub.extract.models import load_model
-    from probes_hub.extract.prompts import encode_prompts, prompt_format
+    from probes_hub.extract.prompts import encode_prompts
     from probes_hub.hub.registry import Registry
     from space_app.predictor import Predictor
 
     lm = load_model(None)
-    fmt = prompt_format(lm.tokenizer)
+    fmt = lm.prompt_format()
     registry = Registry()
     probes = registry.load_all(probe_type="linear").probes.values()
     predictor = Predictor(ModelFeatures(lm), registry)

@@ -21,7 +21,7 @@ import torch
 from probes_hub.data.datasets import load_dataset
 from probes_hub.extract.activations import extract
 from probes_hub.extract.models import load_model
-from probes_hub.extract.prompts import encode_prompts, prompt_format
+from probes_hub.extract.prompts import encode_prompts
 
 
 def matmul_peak_gflops(seconds: float = 2.0) -> float:
@@ -76,7 +76,7 @@ def main() -> None:
     n, repeats = (48, 2) if args.quick else (args.n, args.repeats)
 
     lm = load_model("smollm2")
-    fmt = prompt_format(lm.tokenizer)
+    fmt = lm.prompt_format()
     questions = load_dataset("math500", data_dir_override=args.data_dir).frame["question"].tolist()[:n]
     prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer)
     tokens = sum(len(p) for p in prompt_ids)

@@ -17,7 +17,7 @@ import numpy as np
 from probes_hub.data.datasets import load_dataset
 from probes_hub.extract.activations import extract
 from probes_hub.extract.models import load_model
-from probes_hub.extract.prompts import encode_prompts, prompt_format
+from probes_hub.extract.prompts import encode_prompts
 from probes_hub.scale.ray_engine import RayExtractor, RayOptions, ray_session, start_actors
 
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     n, depth = (64, 8) if args.quick else (args.questions, args.layers)
 
     lm = load_model("smollm2")
-    fmt = prompt_format(lm.tokenizer)
+    fmt = lm.prompt_format()
     questions = load_dataset("math500", data_dir_override=args.data_dir).frame["question"].tolist()[:n]
     prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer)
     layers, positions = list(range(depth)), fmt.eoi_positions

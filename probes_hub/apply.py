@@ -67,27 +67,70 @@ def predict_probes(source: FeatureSource, probes: dict[str, Probe], questions: l
 
 def read_probes(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,
                 use_cache: bool = False) -> dict[str, ProbeReading]:
-    """Predictions and in-distribution scores of loaded probes from one shared extraction."""
-    features, _ = probe_features(source, probes, questions, data_hash=data_hash, use_cache=use_cache)
-    return {name: ProbeReading(probe.predict(features), probe.in_distribution(features)) for name, probe in probes.items()}
+    """Predictions and in-distribution scores of loaded probes, one extraction per prompt rule (see :func:`probe_inputs`)."""
+    inputs = probe_inputs(source, probes, questions, data_hash=data_hash, use_cache=use_cache)
+    return {name: ProbeReading(probe.predict(inputs.of(name)), probe.in_distribution(inputs.of(name))) for name, probe in probes.items()}
+
+
+PromptRule = tuple[bool | None, int]
+"""How a probe's features are read: (chat template or raw prompt, None: the model's default; longest prompt in tokens)."""
+
+
+def prompt_rule(probe: Probe) -> PromptRule:
+    """The prompt rule ``probe`` was trained with (recorded in its config); a probe that records no model reads the model's default."""
+    prompt = probe.record_.model.prompt if probe.record_.model else None
+    return (prompt.mode == "chat", prompt.max_length) if prompt else (None, MAX_PROMPT_TOKENS)
+
+
+@dataclass
+class ProbeInputs:
+    """Features for a set of probes: one extraction per prompt rule, and which rule each probe reads."""
+
+    by_rule: dict[PromptRule, Features]
+    rules: dict[str, PromptRule]
+    truncated: list[bool]
+    """Per question: cut to fit the max length of some rule."""
+
+    def of(self, name: str) -> Features:
+        """The features probe ``name`` reads."""
+        return self.by_rule[self.rules[name]]
+
+    def take(self, rows: list[int]) -> ProbeInputs:
+        """The same inputs for the questions at ``rows``."""
+        return ProbeInputs({rule: features.take(rows) for rule, features in self.by_rule.items()}, self.rules, [self.truncated[r] for r in rows])
+
+
+def probe_inputs(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None, use_cache: bool = False,
+                 layerwise: bool = False) -> ProbeInputs:
+    """The features every one of ``probes`` reads for ``questions``, each with the prompt rule it was trained with (:func:`prompt_rule`):
+    one extraction per rule, stopped at the deepest layer that rule's probes read (after checking the probes match the model).
+
+    Probes that record no prompt join the first rule that others use. ``layerwise``: also the layers each graded probe searched
+    (for the layer-wise chart). With ``data_hash`` (a whole dataset), training's activation cache is read.
+    """
+    for name, probe in probes.items():
+        check_probe_matches_model(probe, source, where=name)
+    rules = {name: prompt_rule(probe) for name, probe in probes.items()}
+    recorded = [rule for rule in rules.values() if rule[0] is not None]
+    rules = {name: rule if rule[0] is not None or not recorded else recorded[0] for name, rule in rules.items()}
+    by_rule, truncated = {}, [False] * len(questions)
+    for rule in dict.fromkeys(rules.values()):
+        group = [probes[name] for name, r in rules.items() if r == rule]
+        layers = sorted({layer for p in group for layer in (*p.layers_needed(), *(p.selection_.layers_searched if layerwise else ()))})
+        chat, max_length = rule
+        by_rule[rule], cut = source.features(questions, layers, chat=chat, max_length=max_length, data_hash=data_hash, use_cache=use_cache,
+                                             progress=len(questions) > 16, token_layers=token_layers(group))
+        truncated = [a or b for a, b in zip(truncated, cut)]
+    return ProbeInputs(by_rule, rules, truncated)
 
 
 def probe_features(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,
                    use_cache: bool = False) -> tuple[Features, list[bool]]:
-    """The features every one of ``probes`` reads for ``questions``, from one extraction (after checking the probes match the model),
-    and which questions were cut to the probes' max length.
-
-    With ``data_hash`` (a whole dataset), training's activation cache is read (just the layers the probes need).
-    """
-    for name, probe in probes.items():
-        check_probe_matches_model(probe, source, where=name)
-    prompts = {(p.record_.model.prompt.mode, p.record_.model.prompt.max_length) for p in probes.values() if p.record_.model}
-    if len(prompts) > 1:
-        raise ValueError("All probes given to one predict call must share the prompt mode and max length.")
-    mode, max_length = next(iter(prompts)) if prompts else ("chat", MAX_PROMPT_TOKENS)
-    layers = sorted({layer for p in probes.values() for layer in p.layers_needed()})  # the cache file holds every layer; read only these
-    return source.features(questions, layers, chat=mode == "chat", max_length=max_length, data_hash=data_hash,
-                           use_cache=use_cache, progress=len(questions) > 16, token_layers=token_layers(probes.values()))
+    """The features of probes that share one prompt rule (a dataset's probes, an upload), and which questions were cut to its max length."""
+    inputs = probe_inputs(source, probes, questions, data_hash=data_hash, use_cache=use_cache)
+    if len(inputs.by_rule) > 1:
+        raise ValueError(f"These probes were trained with different prompt rules ({', '.join(map(str, inputs.by_rule))}); read them with probe_inputs.")
+    return next(iter(inputs.by_rule.values())), inputs.truncated
 
 
 def token_layers(probes) -> list[int]:

@@ -79,6 +79,10 @@ EXTRA_MODEL_RECIPE = (
 default model's rows (MMLU-Pro: the same 2,000-question subset); the text-only baselines (TF-IDF, embedding) are the default model's, since they do not depend on the model."""
 
 
+ADDED_MARKER = "\n\nProbes on **"
+"""Where the registry's description starts the paragraph of a model added with ``--add`` (the display id follows, then ``**``)."""
+
+
 def build_bundled_registry(out: str | Path, *, model: str | None = None, data_dir: str | None = None, use_cache: bool = True,
                            progress: bool = True, add: bool = False) -> tuple[Manifest, dict[str, float]]:
     """Train every step of :data:`RECIPE` on the embedded model (or ``model``) and write a complete registry to ``out``.
@@ -109,16 +113,32 @@ def build_bundled_registry(out: str | Path, *, model: str | None = None, data_di
             registry.push(sorted(p for p in building.iterdir() if p.is_dir()), commit_message=f"Add {lm.display_id}'s probes")
             manifest = write_index(out, about=_about_added(registry.manifest().about, lm.display_id, lm.fingerprint, timings))
         else:
-            manifest = write_index(building, about=_about(lm.display_id, lm.fingerprint, timings))
+            others = keep_other_models(out, building, lm.display_id)
+            manifest = write_index(building, about=_about(lm.display_id, lm.fingerprint, timings) + others)
             replace_folder(building, out)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return manifest, timings
 
 
+def keep_other_models(old: Path, building: Path, display_id: str) -> str:
+    """Copy the probes of every source model other than ``display_id`` from the registry at ``old`` (if any) into ``building``,
+    so that rebuilding one model's probes keeps the others' (added with ``--add``); returns their paragraphs of the old description."""
+    if not (old / "manifest.json").exists():
+        return ""
+    from probes_hub.hub.registry import Registry
+
+    manifest = Registry(old).manifest()
+    for entry in manifest.entries.values():
+        if entry.model and entry.model != display_id:
+            shutil.copytree(old / entry.folder, building / entry.folder)
+    kept = {e.model for e in manifest.entries.values() if e.model and e.model != display_id}
+    return "".join(f"{ADDED_MARKER}{part}" for part in manifest.about.split(ADDED_MARKER)[1:] if part.split("**", 1)[0] in kept)
+
+
 def _about_added(about: str, display_id: str, fingerprint: str, timings: dict[str, float]) -> str:
     """The registry's description with a paragraph on another source model's probes (replacing an earlier one for the same model)."""
-    marker = f"\n\nProbes on **{display_id}**"
+    marker = f"{ADDED_MARKER}{display_id}**"
     steps = "\n".join(f"- `{s.dataset}` {', '.join(s.labels)}: {s.note}." for s in EXTRA_MODEL_RECIPE)
     took = ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
     return (f"{about.split(marker)[0]}{marker} (`{fingerprint}`), added with `python -m probes_hub build-registry --model ALIAS --add`:\n\n"

@@ -365,7 +365,7 @@ def _questions_from_args(args: argparse.Namespace) -> tuple[list[str], list[str]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from probes_hub.apply import probe_features
+    from probes_hub.apply import probe_inputs
     from probes_hub.extract.feature_source import ModelFeatures
     from probes_hub.extract.models import load_model
     from probes_hub.probes import Probe
@@ -374,11 +374,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     data_hash = dataset.content_hash if dataset is not None else None
     source = ModelFeatures(load_model(args.model))
     probes = {Path(folder).name: Probe.from_pretrained(folder, hidden_size=source.hidden_size) for folder in args.probe}
-    features, truncated = probe_features(source, probes, questions, data_hash=data_hash, use_cache=not args.no_cache)
-    table = {name: probe.predict(features) for name, probe in probes.items()}
-    cut = [ids[i] for i, was_cut in enumerate(truncated) if was_cut]
+    inputs = probe_inputs(source, probes, questions, data_hash=data_hash, use_cache=not args.no_cache)
+    table = {name: probe.predict(inputs.of(name)) for name, probe in probes.items()}
+    cut = [ids[i] for i, was_cut in enumerate(inputs.truncated) if was_cut]
     if cut:
-        limit = next((p.record_.model.prompt.max_length for p in probes.values() if p.record_.model), MAX_PROMPT_TOKENS)
+        limit = " or ".join(str(max_length) for _, max_length in inputs.by_rule)
         print(f"notice: {len(cut)} question(s) were longer than {limit} tokens; their beginning was cut (the end-of-instruction "
               f"tokens are kept): id {', '.join(cut[:10])}{' ...' if len(cut) > 10 else ''}", file=sys.stderr)
     rows = range(len(ids))
@@ -396,13 +396,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from probes_hub.extract.models import load_model
-    from probes_hub.extract.prompts import prompt_format
     from probes_hub.train import build_features
 
     dataset = load_dataset(args.dataset, data_dir_override=args.data_dir, question_column=args.question_column).subset(args.limit)
     lm = load_model(args.model)
     layers = list(args.layers or range(lm.n_layers))
-    fmt = prompt_format(lm.tokenizer, chat=False if args.raw else lm.chat)
+    fmt = lm.prompt_format(False if args.raw else None)
     started = time.time()
     with _engine(args):
         features = build_features(lm, fmt, dataset, layers, max_length=args.max_length, use_cache=not args.no_cache)
@@ -573,7 +572,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         raise ValueError("--question is empty.")
     source = ModelFeatures(load_model(args.model))
     router = router_for(args.pool, Registry(args.registry), source, data_dir_override=args.data_dir)
-    features, _ = source.features([question], router.layers_needed())
+    chat, max_length = router.prompt_rule
+    features, _ = source.features([question], router.layers_needed(), chat=chat, max_length=max_length)
     suggestion = router.suggest(features, lam=args.lam, target=args.target)
     if args.json:
         print(json.dumps(suggestion.to_json(), indent=1))

@@ -65,7 +65,7 @@ COLUMNS = _columns()
 """The single column specification: files, the app and the charts all read it."""
 COLUMN_NAMES = [c.name for c in COLUMNS]
 RECORDED = "recorded at training (not yet re-evaluated)"
-SKIPPED = "skipped: its source model is not installed here"
+SKIPPED = "skipped: its source model is not installed here; showing the value recorded at training"
 
 
 def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model: str | None = None, use_cache: bool = True) -> tuple[pd.DataFrame, dict]:
@@ -74,6 +74,7 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
 
     evaluated_at = datetime.now(UTC).isoformat(timespec="seconds")
     entries = registry.list()
+    by_name = {e.name: e for e in entries}
     loaded = registry.load_all()
     rows = {e.name: {**_entry_row(e), "status": "pending", "evaluated_at": evaluated_at} for e in entries}
     for name, problem in loaded.problems.items():
@@ -92,7 +93,7 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
             _evaluate_group(registry, source, dataset, names, loaded.probes, rows, use_cache=use_cache, seed=seed)
         except ModelNotInstalled as error:  # an optional source model absent here: its rows keep their recorded values, not a failure
             for name in names:
-                rows[name].update(status=SKIPPED, error=str(error))
+                rows[name].update(recorded_metric(by_name[name]), status=SKIPPED, error=str(error))
         except Exception as error:  # a missing dataset or model fails its rows only
             for name in names:
                 rows[name].update(status="failed", error=f"{type(error).__name__}: {error}")
@@ -108,6 +109,12 @@ def _entry_row(entry: ProbeEntry) -> dict:
             "probe_type": entry.probe_type, "layer": entry.layer, "position": entry.position, "metric": m.get("name"),
             "recorded_value": m.get("value"), **{f"baseline_{kind}": value for kind, value in entry.baselines.items()},
             "partial_length": partial.get("value"), "partial_low": partial.get("low"), "partial_high": partial.get("high"), "cv_score": entry.cv_score}
+
+
+def recorded_metric(entry: ProbeEntry) -> dict:
+    """The test value, CI and n recorded at training (what a row shows until it is re-evaluated)."""
+    m = entry.metric
+    return {"value": m.get("value"), "low": m.get("low"), "high": m.get("high"), "n": m.get("n")}
 
 
 def source_for_probe(probe: Probe, model: str | None = None):
@@ -189,9 +196,7 @@ def leaderboard_table(registry: Registry, leaderboard: dict | None, *, problems:
             row.update({k: regenerated.get(k) for k in ("value", "low", "high", "n", "ece", "partial_length", "partial_low", "partial_high",
                                                          "status", "evaluated_at", "probe_revision")})
         else:
-            m = entry.metric
-            row.update(value=m.get("value"), low=m.get("low"), high=m.get("high"), n=m.get("n"),
-                       status=(regenerated or {}).get("status") or RECORDED, error=(regenerated or {}).get("error", ""))
+            row.update(recorded_metric(entry), status=(regenerated or {}).get("status") or RECORDED, error=(regenerated or {}).get("error", ""))
             if row["status"] == "failed":
                 row["status"] = "failed to re-evaluate; showing the value recorded at training"
         if entry.name in problems:

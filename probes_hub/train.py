@@ -25,7 +25,7 @@ from probes_hub.data.datasets import BINARY, CALIBRATION_FRACTION, QuestionSet, 
 from probes_hub.extract.feature_source import ModelFeatures
 from probes_hub.extract.features import Features
 from probes_hub.extract.models import LoadedModel, load_model
-from probes_hub.extract.prompts import PromptFormat, prompt_format
+from probes_hub.extract.prompts import PromptFormat
 from probes_hub.hub.naming import probe_folder_name
 from probes_hub.hub.records import DataInfo, LabelInfo, ProbeRecord
 from probes_hub.hub.reports import encode_predictions
@@ -128,7 +128,7 @@ def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, 
         if not any(dataset.task(label) in PROBE_TYPES[probe_type].tasks for label in labels):
             raise ValueError(f"'{probe_type}' probes learn {' or '.join(PROBE_TYPES[probe_type].tasks)} labels; none of {labels} is one.")
     lm = lm or load_model(options.model)
-    fmt = prompt_format(lm.tokenizer, chat=lm.chat if options.chat is None else options.chat)
+    fmt = lm.prompt_format(options.chat)
     layers = list(options.layers) if options.layers else list(range(lm.n_layers))
     activation_probes = [p for p in options.probes if PROBE_TYPES[p].reads_activations]
     features = build_features(lm, fmt, dataset, layers if activation_probes else [],

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probes_hub.apply import choose_probes, token_layers
+from probes_hub.apply import ProbeInputs, choose_probes, probe_inputs
 from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.extract.feature_source import FeatureSource
-from probes_hub.extract.features import Features
 from probes_hub.hub.records import BINARY, GRADED
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.reports import prediction_values
@@ -24,8 +23,6 @@ from probes_hub.routing.evaluate import Pool
 from probes_hub.routing.suggest import PoolRouter, Suggestion, pool_facts
 
 from .batching import MicroBatcher
-
-MAX_QUESTION_TOKENS = 1024
 
 
 @dataclass
@@ -73,8 +70,8 @@ class Prediction:
     n_tokens: int
     truncated: bool
     notices: list[str] = field(default_factory=list)
-    features: Features | None = None
-    """The question's features, kept so that routing with other settings needs no second forward pass."""
+    inputs: ProbeInputs | None = None
+    """The question's features (per prompt rule), kept so that routing with other settings needs no second forward pass."""
     batch_size: int = 1
     """How many concurrent questions shared this question's forward pass."""
 
@@ -147,14 +144,15 @@ class Predictor:
         if self.probes is None:
             self.reload()
         with self._lock:
-            probes, layers, references = dict(self.probes), list(self.layers), dict(self.references)
+            probes, references = dict(self.probes), dict(self.references)
         started = time.perf_counter()
-        features, truncated = self.source.features(questions, layers, max_length=MAX_QUESTION_TOKENS, token_layers=token_layers(probes.values()))
+        inputs = probe_inputs(self.source, probes, questions, layerwise=True)  # each probe read with its own recorded prompt rule
         forward_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         readings: dict[str, tuple] = {}
         failed: list[str] = []
         for name, probe in probes.items():
+            features = inputs.of(name)
             try:  # one probe that fails to read must not take the others down
                 readings[name] = (probe.predict(features), probe.in_distribution(features), probe.layerwise(features) if probe.task == GRADED else None)
             except Exception as error:
@@ -165,10 +163,9 @@ class Predictor:
             shown = "; ".join(f"{name}: {why}" for name, why in list(self.problems.items())[:3])
             notices.append(f"{len(self.problems)} registry entr{'y' if len(self.problems) == 1 else 'ies'} could not be used "
                            f"(their labels are read by other probes where there are any): {shown}{' ...' if len(self.problems) > 3 else ''}")
-        return [self._prediction(row, features, truncated[row], probes, readings, references, forward_ms, probes_ms, notices)
-                for row in range(len(questions))]
+        return [self._prediction(row, inputs, probes, readings, references, forward_ms, probes_ms, notices) for row in range(len(questions))]
 
-    def _prediction(self, row: int, features: Features, truncated: bool, probes: dict, readings: dict, references: dict,
+    def _prediction(self, row: int, inputs: ProbeInputs, probes: dict, readings: dict, references: dict,
                     forward_ms: float, probes_ms: float, notices: list[str]) -> Prediction:
         difficulty, success, layerwise = [], [], {}
         for name, (values, in_distribution, per_layer) in readings.items():
@@ -187,15 +184,19 @@ class Predictor:
                 probe_layers, layer_values = per_layer
                 layerwise[reading.name] = (probe_layers, [float(v) for v in layer_values[row]])
         notices = list(notices)
+        truncated = inputs.truncated[row]
         if truncated:
-            notices.insert(0, f"The question was longer than {MAX_QUESTION_TOKENS} tokens; its beginning was cut (the end-of-instruction tokens are kept).")
+            limit = " or ".join(str(max_length) for _, max_length in inputs.by_rule)
+            notices.insert(0, f"The question was longer than {limit} tokens; its beginning was cut (the end-of-instruction tokens are kept).")
         if success and sum(r.unfamiliar for r in success) > len(success) / 2:
             notices.append("This question is unlike the questions the success probes were trained on: read the success probabilities and the "
                            "routing suggestion with care.")
         return Prediction(sorted(difficulty, key=lambda r: r.name), sorted(success, key=lambda r: -r.value), layerwise, forward_ms, probes_ms,
-                          int(features.token_counts[row]), truncated, notices, features.take([row]), len(features.questions))
+                          int(max(f.token_counts[row] for f in inputs.by_rule.values())), truncated, notices, inputs.take([row]), len(inputs.truncated))
 
     def route(self, prediction: Prediction, pool: str, *, lam: float | None = None, target: float | None = None) -> Suggestion | None:
         """The suggestion for this question in ``pool`` (see :class:`~probes_hub.routing.suggest.PoolRouter`), or None without a router."""
         router = self.routers.get(pool)
-        return router.suggest(prediction.features, lam=lam, target=target) if router and prediction.features is not None else None
+        if router is None or prediction.inputs is None:
+            return None
+        return router.suggest(prediction.inputs.by_rule[router.prompt_rule], lam=lam, target=target)

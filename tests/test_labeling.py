@@ -62,3 +62,21 @@ def test_loglik_labels_pick_an_option_per_question(tiny, tmp_path):
     assert table["gold"].tolist() == [0, 2] and set(table["pred"]) <= {0, 1, 2}
     assert table["correct"].tolist() == (table["pred"] == table["gold"]).astype(int).tolist()
     assert (tmp_path / "loglik_labels.csv").exists() and len(json.loads(table["logprobs"][1])) == 3
+
+
+def test_a_base_model_generates_in_its_raw_prompt_format(tmp_path):
+    """Generation builds prompts the way extraction does (LoadedModel.prompt_format): a base model without a chat template
+    gets the raw question/answer prompt instead of failing on apply_chat_template."""
+    from probes_hub.data.labeling import generation_prompts
+
+    from .conftest import tiny_model
+
+    lm = tiny_model()
+    lm.tokenizer.chat_template, lm.chat = None, False
+    fmt = lm.prompt_format()
+    [ids] = generation_prompts(lm, ["how many apples"])
+    assert fmt.mode == "raw" and ids[:len(fmt.prefix_ids)] == list(fmt.prefix_ids) and ids[-len(fmt.suffix_ids):] == list(fmt.suffix_ids)
+    frame = pd.DataFrame({"id": ["q1", "q2"], "question": ["what is one plus two", "how many apples"], "split": "test", "final_answer": ["3", "2"]})
+    table = label_by_generation(lm, QuestionSet("toy", frame, {}, "none"), tmp_path, GenerationOptions(k=1, max_new_tokens=4, batch_size=2),
+                                answer_column="final_answer", progress=False)
+    assert list(table["id"]) == ["q1", "q2"] and (table["mean_output_tokens"] <= 4).all()

@@ -115,3 +115,21 @@ def test_regeneration_refuses_without_data_or_with_too_many_failures_and_replace
     assert main(["leaderboard", "--registry", str(toy_registry), "--out", str(out)]) == 1
     assert "unreadable manifest" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, no temp folder left
+
+
+def test_a_source_model_not_installed_keeps_its_recorded_values_in_the_table_and_the_matrix(toy_registry, tmp_path, monkeypatch):
+    """``make leaderboard`` on a machine without an optional model (Gemma): its rows are skipped, not failed, and show the values
+    recorded at training, so the model keeps its row in the README's matrix."""
+    from probes_hub.extract.packaged import ModelNotInstalled
+    from probes_hub.leaderboard import SKIPPED
+    from probes_hub.matrix import model_task_cells
+
+    def not_installed(spec):
+        raise ModelNotInstalled(f"Model {spec!r} needs the package 'x': run make models")
+
+    monkeypatch.setattr("probes_hub.extract.models.load_model", not_installed)
+    table, _ = evaluate_registry(Registry(toy_registry))
+    assert (table["status"] == SKIPPED).all()
+    assert table["value"].tolist() == table["recorded_value"].tolist() and table["n"].notna().all()
+    cells = model_task_cells(table)
+    assert "test/tiny-llama" in set(cells["source"])

@@ -159,3 +159,30 @@ def test_push_to_hub_method_accepts_a_local_registry(toy_probes, tmp_path):
     name = probe.push_to_hub(str(target))
     assert name == "tiny-llama--toy--solved--tfidf" and Registry(target).entry(name).probe_type == "tfidf"
     np.testing.assert_array_equal(Registry(target).load(name).coef_, probe.coef_)
+
+
+def test_rebuilding_one_source_model_keeps_the_other_models_probes(toy_probes, tmp_path):
+    """``make registry`` rebuilds the default model's probes; probes another model added (``--add``) are carried over with their paragraph."""
+    import json
+    import shutil
+
+    from probes_hub.bundled import ADDED_MARKER, keep_other_models
+    from probes_hub.hub.registry import write_index
+
+    _, _, out = toy_probes
+    old = tmp_path / "registry"
+    folders = sorted(p for p in out.iterdir() if p.is_dir())
+    for folder in folders[:2]:
+        shutil.copytree(folder, old / folder.name)
+        twin = old / f"other-{folder.name}"
+        shutil.copytree(folder, twin)
+        config = json.loads((twin / "config.json").read_text())
+        config["model"]["display_id"] = "test/other-llama"
+        (twin / "config.json").write_text(json.dumps(config))
+    write_index(old, about=f"Default model's probes.{ADDED_MARKER}test/other-llama** (`x`), added.{ADDED_MARKER}test/gone** (`y`), added.")
+    building = tmp_path / "building"
+    building.mkdir()
+    paragraphs = keep_other_models(old, building, "test/tiny-llama")
+    assert sorted(p.name for p in building.iterdir()) == sorted(f"other-{f.name}" for f in folders[:2])
+    assert paragraphs == f"{ADDED_MARKER}test/other-llama** (`x`), added."
+    assert keep_other_models(tmp_path / "none", building, "test/tiny-llama") == ""

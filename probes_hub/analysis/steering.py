@@ -23,6 +23,7 @@ from probes_hub.analysis.runner import add_to_residual, record_reads, run_to
 from probes_hub.analysis.target import ProbeTarget, linear_reader
 from probes_hub.data.datasets import load_dataset
 from probes_hub.data.labeling import GenerationOptions, answers_match, extract_answer, transformers_generate
+from probes_hub.extract.prompts import PromptFormat
 from probes_hub.metrics import Metric, accuracy_metric, mean_metric
 from probes_hub.progress import progress_bar
 
@@ -152,18 +153,19 @@ def steered_readings(target: ProbeTarget, units: dict[str, torch.Tensor], alphas
     return result
 
 
-def steered_generations(lm, questions: list[str], answers: list[str], layer: int, vector: torch.Tensor | None, *,
+def steered_generations(lm, fmt: PromptFormat, questions: list[str], answers: list[str], layer: int, vector: torch.Tensor | None, *,
                         max_new_tokens: int, batch_size: int) -> list[dict]:
-    """Greedy completions with ``vector`` added at block ``layer``'s output at every token (None: unsteered), checked with math-verify."""
+    """Greedy completions in the probe's prompt format ``fmt`` with ``vector`` added at block ``layer``'s output at every token
+    (None: unsteered), checked with math-verify."""
     options = GenerationOptions(k=1, temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size)
     results = []
     for start in range(0, len(questions), batch_size):
         chunk = questions[start:start + batch_size]
         if vector is None:
-            completions = transformers_generate(lm, chunk, options)
+            completions = transformers_generate(lm, chunk, options, fmt)
         else:
             with lm.forward_lock, add_to_residual(lm, layer, vector):
-                completions = transformers_generate(lm, chunk, options)
+                completions = transformers_generate(lm, chunk, options, fmt)
         for question, gold, [(text, tokens)] in zip(chunk, answers[start:start + batch_size], completions):
             answer = extract_answer(text)
             results.append({"question": question, "gold": gold, "text": text, "answer": answer, "correct": answers_match(answer, gold), "tokens": tokens})
@@ -182,7 +184,7 @@ def analyze_steering(target: ProbeTarget, *, alphas=DEFAULT_ALPHAS, n_generate: 
         sample = gsm8k[gsm8k["split"] == "test"].sample(n=min(n_generate, int((gsm8k["split"] == "test").sum())), random_state=seed)
         questions, answers = sample["question"].tolist(), sample["final_answer"].astype(str).tolist()
         for key in progress_bar([("none", 0.0), *vectors], desc="Steered generations", unit="alpha", disable=not progress):
-            generations[key] = steered_generations(target.lm, questions, answers, target.layer, vectors.get(key), max_new_tokens=max_new_tokens,
+            generations[key] = steered_generations(target.lm, target.fmt, questions, answers, target.layer, vectors.get(key), max_new_tokens=max_new_tokens,
                                                    batch_size=batch_size)
     points = []
     for direction in DIRECTIONS:

@@ -18,7 +18,7 @@ from probes_hub.analysis import DEFAULT_PROBE
 from probes_hub.analysis.runner import PromptBatch, prompt_batches
 from probes_hub.data.datasets import QuestionSet, row_roles, training_dataset
 from probes_hub.extract.models import LoadedModel
-from probes_hub.extract.prompts import PromptFormat, encode_prompts, prompt_format
+from probes_hub.extract.prompts import PromptFormat, encode_prompts
 from probes_hub.probes.linear import LinearProbe
 
 
@@ -100,7 +100,7 @@ def load_target(spec: str = DEFAULT_PROBE, *, model: str | None = None, registry
     if limit is not None and limit < len(test):
         test = np.sort(np.random.default_rng(seed).choice(test, size=limit, replace=False))
     prompt = record.model.prompt
-    fmt = prompt_format(lm.tokenizer, chat=prompt.mode == "chat")
+    fmt = lm.prompt_format(prompt.mode == "chat")
     if fmt.template_hash != prompt.template_hash:
         raise ValueError(f"{name} was read through prompt template {prompt.template_hash}; this tokenizer gives {fmt.template_hash}.")
     questions = dataset.frame["question"].to_numpy()[test].tolist()

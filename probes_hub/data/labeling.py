@@ -21,6 +21,7 @@ import torch
 from probes_hub.cache import atomic_write_text
 from probes_hub.data.datasets import QuestionSet
 from probes_hub.extract.models import LoadedModel
+from probes_hub.extract.prompts import PromptFormat, encode_prompts
 from probes_hub.progress import progress_bar
 
 ANSWER_INSTRUCTION = "\n\nSolve the problem step by step, then write the final answer inside \\boxed{}."
@@ -151,19 +152,23 @@ def _read_completions(path: Path) -> dict[str, list[dict]]:
     return done
 
 
-def _chat_prompts(lm: LoadedModel, questions: list[str]) -> list[str]:
-    return [lm.tokenizer.apply_chat_template([{"role": "user", "content": q + ANSWER_INSTRUCTION}], tokenize=False, add_generation_prompt=True)
-            for q in questions]
+def generation_prompts(lm: LoadedModel, questions: list[str], fmt: PromptFormat | None = None) -> list[list[int]]:
+    """Token ids of each question plus the answer instruction, in ``fmt`` (default: the model's own prompt format, the one its
+    probes read: the chat template for chat models, the raw question/answer prompt for base models)."""
+    fmt = fmt or lm.prompt_format()
+    ids, _ = encode_prompts([q.strip() + ANSWER_INSTRUCTION for q in questions], fmt, lm.tokenizer)
+    return ids
 
 
 @torch.inference_mode()
-def transformers_generate(lm: LoadedModel, questions: list[str], options: GenerationOptions) -> list[list[tuple[str, int]]]:
-    """k sampled completions per question (greedy when ``temperature`` is 0) with batched, left-padded ``generate``; (text, generated token count)."""
+def transformers_generate(lm: LoadedModel, questions: list[str], options: GenerationOptions, fmt: PromptFormat | None = None) -> list[list[tuple[str, int]]]:
+    """k sampled completions per question (greedy when ``temperature`` is 0) with batched, left-padded ``generate``; (text, generated token count).
+    ``fmt``: the prompt format (default: the model's own)."""
     tokenizer = lm.tokenizer
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    batch = tokenizer(_chat_prompts(lm, questions), return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
+    batch = tokenizer.pad({"input_ids": generation_prompts(lm, questions, fmt)}, padding=True, return_tensors="pt").to(lm.device)
     torch.manual_seed(options.seed)
     sampling = {"do_sample": True, "temperature": options.temperature, "top_p": options.top_p} if options.temperature > 0 else {"do_sample": False}
     output = lm.model.generate(**batch, **sampling, max_new_tokens=options.max_new_tokens, num_return_sequences=options.k, pad_token_id=tokenizer.pad_token_id)
@@ -187,7 +192,7 @@ def _vllm_generate(lm: LoadedModel, questions: list[str], options: GenerationOpt
     engine = getattr(lm, "_vllm", None) or LLM(model=lm.display_id, seed=options.seed)
     lm._vllm = engine  # type: ignore[attr-defined]
     params = SamplingParams(n=options.k, temperature=options.temperature, top_p=options.top_p, max_tokens=options.max_new_tokens, seed=options.seed)
-    outputs = engine.generate(_chat_prompts(lm, questions), params)
+    outputs = engine.generate([{"prompt_token_ids": ids} for ids in generation_prompts(lm, questions)], params)
     return [[(c.text, len(c.token_ids)) for c in o.outputs] for o in outputs]
 
 

@@ -17,7 +17,6 @@ from probes_hub.hub.records import ModelInfo, PromptInfo
 
 if TYPE_CHECKING:  # the module stays free of torch, so a process without the model can import it
     from probes_hub.extract.models import LoadedModel
-    from probes_hub.extract.prompts import PromptFormat
 
 
 class FeatureSource(Protocol):
@@ -43,18 +42,16 @@ class ModelFeatures:
     def __init__(self, lm: LoadedModel):
         self.lm = lm
         self.fingerprint, self.display_id, self.hidden_size, self.n_layers = lm.fingerprint, lm.display_id, lm.hidden_size, lm.n_layers
-        self._formats: dict[bool, PromptFormat] = {}
 
     def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = MAX_PROMPT_TOKENS,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False,
                  token_layers: list[int] = ()) -> tuple[Features, list[bool]]:
         """Template and encode the questions, then extract (through the activation caches when ``use_cache``)."""
         from probes_hub.extract.activations import cached_extract, extract_with_tokens
-        from probes_hub.extract.prompts import encode_prompts, eoi_tokens, prompt_format
+        from probes_hub.extract.prompts import encode_prompts, eoi_tokens
         from probes_hub.extract.tokens import token_states
 
-        chat = self.lm.chat if chat is None else chat
-        fmt = self._formats.get(chat) or self._formats.setdefault(chat, prompt_format(self.lm.tokenizer, chat=chat))
+        fmt = self.lm.prompt_format(chat)
         model = ModelInfo(self.lm.fingerprint, self.lm.display_id, self.lm.hidden_size, self.lm.n_layers,
                           PromptInfo(fmt.mode, fmt.template_hash, tuple(eoi_tokens(fmt, self.lm.tokenizer)), tuple(fmt.eoi_positions), max_length))
         prompt_ids, truncated = encode_prompts(questions, fmt, self.lm.tokenizer, max_length=max_length)

@@ -24,6 +24,8 @@ from probes_hub.hub.storage import is_hub_id
 if TYPE_CHECKING:  # torch is imported where a model is loaded, so display_id_for stays cheap
     import torch
 
+    from probes_hub.extract.prompts import PromptFormat
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,6 +47,17 @@ class LoadedModel:
     """Keys and values of shared prompt prefixes, per block (filled by extraction, reused across calls)."""
     forward_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     """Held by extraction: its hooks and attention switch live on the shared model, so one forward pass at a time."""
+    _formats: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def prompt_format(self, chat: bool | None = None) -> PromptFormat:
+        """How this model's prompts are built, for extraction, generation, the app and analysis alike: the chat template
+        (``chat=True``) or the raw question/answer prompt (``False``); None: the model's own default (:attr:`chat`)."""
+        from probes_hub.extract.prompts import prompt_format
+
+        chat = self.chat if chat is None else chat
+        if chat not in self._formats:
+            self._formats[chat] = prompt_format(self.tokenizer, chat=chat)
+        return self._formats[chat]
 
     @property
     def n_layers(self) -> int:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from probes_hub.apply import PromptRule, prompt_rule
 from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL
 from probes_hub.extract.features import Features
@@ -119,6 +120,15 @@ class PoolRouter:
         self.length_reference = length_reference if length_reference is not None else (float(length.intercept_[0]) if length is not None else 0.0)
         """The length probe's mean reading on the questions the mean costs come from (its training mean when unknown)."""
         self.default_lambda = pool.default_lambda if default_lambda is None else default_lambda
+        rules = {prompt_rule(p) for p in self._probes()}
+        if len(rules) > 1:
+            raise ValueError(f"Pool '{pool.name}': its probes were trained with different prompt rules ({', '.join(map(str, rules))}); "
+                             "a router reads one extraction.")
+        self.prompt_rule: PromptRule = rules.pop()
+        """The prompt rule (chat or raw, max length) its probes were trained with: the features :meth:`suggest` takes are read so."""
+
+    def _probes(self) -> list[Probe]:
+        return [*self.success.values(), *(self.fallback or {}).values(), *([self.length] if self.length else [])]
 
     @classmethod
     def from_probes(cls, pool: Pool, facts: PoolFacts, probes: dict[str, Probe], registry=None, **kwargs) -> PoolRouter:
@@ -147,8 +157,7 @@ class PoolRouter:
         return cls(pool, facts, success, length, length_reference=reference, fallback=fallback, **kwargs)
 
     def layers_needed(self) -> list[int]:
-        probes = [*self.success.values(), *(self.fallback or {}).values(), *([self.length] if self.length else [])]
-        return sorted({layer for p in probes for layer in p.layers_needed()})
+        return sorted({layer for p in self._probes() for layer in p.layers_needed()})
 
     def suggest(self, features: Features, *, lam: float | None = None, target: float | None = None) -> Suggestion:
         """The suggestion for the single question in ``features``: by utility with ``lam`` (default: the pool's), or with

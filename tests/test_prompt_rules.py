@@ -1,0 +1,50 @@
+"""Every path reads a probe with the prompt rule it recorded (chat or raw, max length): the CLI, the app's Predictor, routing."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probes_hub.cli import main
+from probes_hub.extract.feature_source import ModelFeatures
+from probes_hub.extract.models import load_model
+from probes_hub.hub.registry import Registry, write_index
+from space_app.predictor import Predictor
+
+from .conftest import WORDS, tiny_model
+
+LONG_QUESTION = " ".join(WORDS * 4)  # about 150 tokens: longer than the probe's 64
+
+
+@pytest.fixture(scope="module")
+def short_prompt_probe(tmp_path_factory):
+    """(model folder, registry) with one linear probe trained by the CLI with --max-length 64 on a tiny model saved as a folder."""
+    root = tmp_path_factory.mktemp("max-length")
+    lm = tiny_model()
+    lm.model.save_pretrained(root / "model")
+    lm.tokenizer.save_pretrained(root / "model")
+    rng = np.random.default_rng(0)
+    questions = [" ".join(rng.choice(WORDS, size=int(n))) for n in rng.integers(2, 40, size=90)]
+    pd.DataFrame({"question": questions, "difficulty": [len(q.split()) // 8 for q in questions]}).to_json(root / "toy.jsonl", orient="records", lines=True)
+    assert main(["train", "--model", str(root / "model"), "--dataset", str(root / "toy.jsonl"), "--label-column", "difficulty", "--label", "difficulty",
+                 "--probe", "linear", "--max-length", "64", "--cv-folds", "3", "--out", str(root / "registry")]) == 0
+    write_index(root / "registry")
+    return root / "model", root / "registry"
+
+
+def test_app_and_cli_read_a_long_question_with_the_probes_max_length(short_prompt_probe, capsys):
+    model, registry = short_prompt_probe
+    [folder] = [p for p in registry.iterdir() if p.is_dir()]
+    assert json.loads((folder / "config.json").read_text())["model"]["prompt"]["max_length"] == 64
+    capsys.readouterr()
+    assert main(["predict", "--model", str(model), "--probe", str(folder), "--question", LONG_QUESTION, "--json"]) == 0
+    captured = capsys.readouterr()
+    cli_value = json.loads(captured.out)[0][folder.name]
+    assert "longer than 64 tokens" in captured.err
+    prediction = Predictor(ModelFeatures(load_model(str(model))), Registry(str(registry))).predict(LONG_QUESTION)
+    [reading] = prediction.difficulty
+    assert reading.value == pytest.approx(cli_value, rel=1e-9, abs=1e-9)
+    assert prediction.truncated and "longer than 64 tokens" in prediction.notices[0]
+    full = ModelFeatures(load_model(str(model))).features([LONG_QUESTION], [0, 1, 2, 3], max_length=1024)[0]
+    assert full.token_counts[0] > 64  # the question really is cut at 64: read at 1024 tokens it would be longer
