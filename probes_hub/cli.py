@@ -38,6 +38,7 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="probes-hub", description="Train, save and apply difficulty / success probes on LLM activations.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train probes for one (model, dataset, label) and save probe folders + reports",
@@ -153,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     leaderboard = sub.add_parser("leaderboard", help="re-evaluate every probe of a registry on its test split and write the leaderboard",
                                  description="Writes leaderboard.csv, leaderboard.json and charts atomically and ends with "
-                                             "'RESULT rows=N failed=F seconds=T'. A probe or dataset that fails gets a row with the error.")
+                                             "'RESULT rows=N failed=F skipped=S carried=C seconds=T'. A probe or dataset that fails gets a row with the error. Only the test rows are "
+                                             "extracted; unchanged probes are carried over from the last leaderboard (--full re-evaluates all).")
     leaderboard.add_argument("--registry", default=None, help=registry_help)
     leaderboard.add_argument("--data-dir", default=None, help=DATA_HELP)
     leaderboard.add_argument("--out", default="leaderboard", help="output folder (default leaderboard/)")
@@ -163,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     leaderboard.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
     leaderboard.add_argument("--readme", default=None, metavar="FILE", help="also put the model x task matrix into FILE between its "
                              "<!-- leaderboard-matrix:start --> and <!-- leaderboard-matrix:end --> lines (make leaderboard: README.md)")
+    leaderboard.add_argument("--full", action="store_true", help="re-evaluate every probe (default: rows whose probe folder, data and library "
+                             "version are unchanged since the leaderboard in --out are carried over)")
     leaderboard.add_argument("--max-failed", type=fraction, default=0.2, metavar="SHARE",
                              help="refuse (exit 1, nothing replaced) when more than this share of rows fails to re-evaluate (default 0.2)")
     _add_engine_args(leaderboard)
@@ -512,7 +516,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     while True:
         with _engine(args):
             table, seconds = regenerate(args.registry, args.out, data_dir=args.data_dir, model=args.model, push=args.push, use_cache=not args.no_cache,
-                                        max_failed=args.max_failed)
+                                        max_failed=args.max_failed, full=args.full)
         failed, skipped = table[table["status"] == "failed"], table[table["status"] == SKIPPED]
         for row in failed.itertuples():
             print(f"failed: {row.name}: {row.error}", file=sys.stderr)
@@ -520,7 +524,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             update_readme(args.readme, (Path(args.out) / "matrix.md").read_text(encoding="utf-8").rstrip())
         if len(skipped):
             print(f"skipped {len(skipped)} row(s): {skipped['error'].iloc[0]}", file=sys.stderr)
-        print(f"RESULT rows={len(table)} failed={len(failed)} skipped={len(skipped)} seconds={seconds:.1f}", flush=True)
+        carried = int(table["carried_over"].fillna(False).astype(bool).sum())
+        print(f"RESULT rows={len(table)} failed={len(failed)} skipped={len(skipped)} carried={carried} seconds={seconds:.1f}", flush=True)
         if args.every is None:
             return 0
         time.sleep(args.every)
@@ -609,27 +614,43 @@ def _ci(value: float, low: float, high: float) -> str:
 
 EXIT_RUNTIME, EXIT_USAGE = 1, 2
 """Exit codes: 2 when the command line or an input it names is wrong (argparse's own code), 1 when the work itself failed."""
+HUB_MODULES = {"huggingface_hub", "httpx", "httpx2", "requests", "urllib3"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand. Exit codes: 0 done; 2 a usage error (bad option or value, a file or name that does not exist,
-    an invalid input file); 1 a runtime failure (the model or the Hub could not be reached, a leaderboard refused)."""
+    """Run one subcommand. Exit codes: 0 done; 2 a usage error or bad input (``ValueError``: a bad option or value, an invalid
+    input file; ``FileNotFoundError``: a file or name that does not exist); 1 the work failed (``RuntimeError``/``OSError``: data
+    drift, a refusal, the model or the Hub unreachable; or a bug, whose traceback is saved to a file that the one line names)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so that temp folders and files are cleaned up as on Ctrl-C
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        print(f"error: {error.args[0] if isinstance(error, KeyError) and error.args else error}", file=sys.stderr)
+    except Exception as error:
+        if args.debug:
+            raise
+        return _report(error)
+
+
+def _report(error: Exception) -> int:
+    """One line on stderr for an error, and its exit code; an unexpected one (a bug) also leaves its traceback in the cache's logs."""
+    if isinstance(error, ValueError | FileNotFoundError):
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (OSError, RuntimeError) as error:  # the Hub's errors are OSErrors: one line, not a traceback
+    if isinstance(error, OSError | RuntimeError):  # the Hub's errors are OSErrors: one line, not a traceback
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return EXIT_RUNTIME
-    except Exception as error:
-        if type(error).__module__.split(".")[0] not in {"huggingface_hub", "httpx", "httpx2", "requests", "urllib3"}:
-            raise
+    if type(error).__module__.split(".")[0] in HUB_MODULES:
         print(f"error: the Hub could not be reached ({_one_line(error)}). Check HF_ENDPOINT / HF_TOKEN, or use a local path.", file=sys.stderr)
         return EXIT_RUNTIME
+    import traceback
+
+    from probes_hub.cache import atomic_write_text, cache_dir
+
+    log = cache_dir("logs") / f"error-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+    atomic_write_text(log, "".join(traceback.format_exception(error)))
+    print(f"error: unexpected {_one_line(error)} (a bug: please report it with the traceback saved in {log}, or rerun with --debug)", file=sys.stderr)
+    return EXIT_RUNTIME
 
 
 def _one_line(error: BaseException) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from probes_hub.cache import atomic_write_text
+from probes_hub.cache import atomic_write_text, sha256_text
 from probes_hub.constants import LIBRARY_VERSION
 from probes_hub.extract.packaged import ModelNotInstalled, alias_for
 from probes_hub.hub.manifest import MANIFEST_NAME, ProbeEntry
@@ -31,6 +31,7 @@ from probes_hub.hub.registry import Registry
 from probes_hub.hub.storage import is_hub_id
 from probes_hub.matrix import matrix_markdown, matrix_table, model_task_cells
 from probes_hub.probes import Probe, baseline_types
+from probes_hub.progress import progress_bar
 
 LEADERBOARD_SCHEMA_VERSION = 1
 FILES = ("leaderboard.csv", "leaderboard.json")
@@ -58,6 +59,7 @@ def _columns() -> tuple[Column, ...]:
         Column("position", "position", shown=False), Column("ece", "ECE", shown=False, numeric=True), Column("error", "error", shown=False),
         Column("evaluated_at", "evaluated at", shown=False), Column("probe_revision", "revision", shown=False),
         Column("cv_score", "CV score (training rows)", shown=False, numeric=True),
+        Column("carried_over", "carried over (probe, data and code unchanged since the last refresh)", shown=False),
     )
 
 
@@ -68,15 +70,20 @@ RECORDED = "recorded at training (not yet re-evaluated)"
 SKIPPED = "skipped: its source model is not installed here; showing the value recorded at training"
 
 
-def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model: str | None = None, use_cache: bool = True) -> tuple[pd.DataFrame, dict]:
-    """One row per manifest entry (sorted by name) and the run's metadata (data hashes, code version)."""
+def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model: str | None = None, use_cache: bool = True,
+                      previous: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """One row per manifest entry (sorted by name) and the run's metadata (data hashes, code version).
+
+    ``previous``: the last leaderboard (its ``leaderboard.json``); a probe whose folder revision, data hash and library version
+    match its ok row there is not re-evaluated: the row is carried over (``carried_over``), so an unchanged registry costs no model.
+    """
     from probes_hub.data.datasets import training_dataset
 
     evaluated_at = datetime.now(UTC).isoformat(timespec="seconds")
     entries = registry.list()
     by_name = {e.name: e for e in entries}
     loaded = registry.load_all()
-    rows = {e.name: {**_entry_row(e), "status": "pending", "evaluated_at": evaluated_at} for e in entries}
+    rows = {e.name: {**_entry_row(e), "status": "pending", "evaluated_at": evaluated_at, "carried_over": False} for e in entries}
     for name, problem in loaded.problems.items():
         rows[name].update(status="failed", error=problem)
     groups: dict[tuple, list] = defaultdict(list)
@@ -84,11 +91,15 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
         data = probe.record_.data
         groups[(probe.fingerprint, data.dataset, data.limit, data.seed)].append(name)
     data_hashes, models = {}, {}
-    for (fingerprint, dataset_name, limit, seed), names in sorted(groups.items(), key=lambda kv: (kv[0][1], str(kv[0][2]))):
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0][1], str(kv[0][2])))
+    for (fingerprint, dataset_name, limit, seed), names in progress_bar(ordered, desc="Leaderboard groups", unit="group"):
         try:
             probes = [loaded.probes[n] for n in names]
             dataset = training_dataset(probes[0].record_.data, sorted({p.record_.label.name for p in probes}), data_dir_override=data_dir)
             data_hashes[f"{dataset_name}:{limit}"] = dataset.content_hash
+            names = [n for n in names if not _carry_over(rows[n], previous, registry.folder(n), f"{dataset_name}:{limit}", dataset.content_hash)]
+            if not names:
+                continue
             source = models.get(fingerprint) or models.setdefault(fingerprint, source_for_probe(probes[0], model))
             _evaluate_group(registry, source, dataset, names, loaded.probes, rows, use_cache=use_cache, seed=seed)
         except ModelNotInstalled as error:  # an optional source model absent here: its rows keep their recorded values, not a failure
@@ -100,6 +111,21 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
     table = pd.DataFrame([rows[e.name] for e in entries], columns=COLUMN_NAMES)
     add_baseline_columns(table)
     return table, {"data_hashes": data_hashes, "models": sorted(str(m) for m in models)}
+
+
+def _carry_over(row: dict, previous: dict | None, folder: Path, data_key: str, data_hash: str) -> bool:
+    """Fill ``row`` from the previous leaderboard's row when nothing it depends on changed (probe folder, data, library version)."""
+    if not previous or previous.get("code_version") != LIBRARY_VERSION or previous.get("data_hashes", {}).get(data_key) != data_hash:
+        return False
+    before = next((r for r in previous.get("rows", []) if r.get("name") == row["name"]), None)
+    if not before or before.get("status") != "ok" or before.get("probe_revision") != _folder_revision(folder):
+        return False
+    row.update({k: before.get(k) for k in CARRIED}, carried_over=True)
+    return True
+
+
+CARRIED = ("value", "low", "high", "n", "ece", "partial_length", "partial_low", "partial_high", "status", "evaluated_at", "probe_revision")
+"""What a re-evaluation computes: the columns a carried-over row takes from the previous leaderboard (and the app from a regenerated row)."""
 
 
 def _entry_row(entry: ProbeEntry) -> dict:
@@ -139,19 +165,23 @@ def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache
     if any(probes[n].record_.data.content_hash != dataset.content_hash for n in names):
         raise ValueError(f"{dataset.name}: the probes of this group record different data (content hashes differ)")
     folders = [registry.folder(n) for n in names]
-    features, _ = probe_features(source, {n: probes[n] for n in names}, dataset.frame["question"].tolist(), data_hash=dataset.content_hash,
+    tests = {name: row_roles(dataset, probes[name].record_.label.name, seed=seed)["test"] for name in names}
+    scored = np.unique(np.concatenate(list(tests.values())))  # only the rows that are scored are extracted
+    questions = dataset.frame["question"].to_numpy()[scored].tolist()
+    features, _ = probe_features(source, {n: probes[n] for n in names}, questions, data_hash=sha256_text(dataset.content_hash, scored.tobytes().hex()),
                                  use_cache=use_cache)
     taken: dict[bytes, object] = {}  # the labels of a dataset mostly share their test rows: copy those features once
     for name, folder in zip(names, folders):
         probe = probes[name]
         label = probe.record_.label.name
-        test = row_roles(dataset, label, seed=seed)["test"]
+        test = tests[name]
         y = dataset.frame[label].to_numpy(dtype=float)[test]
-        test_features = taken.get(test.tobytes()) or taken.setdefault(test.tobytes(), features.take(test))
+        positions = np.searchsorted(scored, test)
+        test_features = taken.get(test.tobytes()) or taken.setdefault(test.tobytes(), features.take(positions))
         prediction = probe.predict(test_features)
         metric = headline_metric(probe.task, y, prediction)
         ece = ece_metric(y, prediction).value if probe.task == "binary" else None
-        partial = partial_spearman_metric(y, prediction, features.token_counts[test]) if probe.task == "graded" else None
+        partial = partial_spearman_metric(y, prediction, test_features.token_counts) if probe.task == "graded" else None
         rows[name].update(status="ok", value=metric.value, low=metric.low, high=metric.high, n=metric.n, ece=ece,
                           partial_length=partial.value if partial else None, partial_low=partial.low if partial else None,
                           partial_high=partial.high if partial else None, probe_revision=_folder_revision(folder))
@@ -193,8 +223,7 @@ def leaderboard_table(registry: Registry, leaderboard: dict | None, *, problems:
         row = _entry_row(entry)
         regenerated = evaluated.get(entry.name)
         if regenerated and regenerated.get("status") == "ok":
-            row.update({k: regenerated.get(k) for k in ("value", "low", "high", "n", "ece", "partial_length", "partial_low", "partial_high",
-                                                         "status", "evaluated_at", "probe_revision")})
+            row.update({k: regenerated.get(k) for k in CARRIED})
         else:
             row.update(recorded_metric(entry), status=(regenerated or {}).get("status") or RECORDED, error=(regenerated or {}).get("error", ""))
             if row["status"] == "failed":
@@ -251,8 +280,10 @@ class LeaderboardRefused(RuntimeError):
 
 
 def regenerate(registry: str | None, out: str | Path, *, data_dir: str | None = None, model: str | None = None, push: str | None = None,
-               use_cache: bool = True, max_failed: float = MAX_FAILED_FRACTION) -> tuple[pd.DataFrame, float]:
+               use_cache: bool = True, max_failed: float = MAX_FAILED_FRACTION, full: bool = False) -> tuple[pd.DataFrame, float]:
     """Evaluate and write the leaderboard (and push it to a Hub dataset repo when ``push`` is given); returns (table, seconds).
+
+    Rows whose probe, data and library version are unchanged since the leaderboard in ``out`` are carried over, unless ``full``.
 
     Raises :class:`LeaderboardRefused`, with the existing leaderboard left as it was, when the data folder or the
     registry's manifest is unusable or when more than ``max_failed`` of the rows failed.
@@ -268,7 +299,13 @@ def regenerate(registry: str | None, out: str | Path, *, data_dir: str | None = 
     if not reg.list() or MANIFEST_NAME in reg.problems:
         why = reg.problems.get(MANIFEST_NAME) or "it lists no probes"
         raise LeaderboardRefused(f"Registry {reg.spec} is unusable ({why}). Nothing was replaced.")
-    table, metadata = evaluate_registry(reg, data_dir=data_dir, model=model, use_cache=use_cache)
+    previous = None
+    if not full and (Path(out) / "leaderboard.json").exists():
+        try:
+            previous = read_leaderboard(Path(out))
+        except LeaderboardError:  # a corrupt last leaderboard: evaluate everything
+            previous = None
+    table, metadata = evaluate_registry(reg, data_dir=data_dir, model=model, use_cache=use_cache, previous=previous)
     failed = table[table["status"] == "failed"]
     if len(failed) > max_failed * len(table):
         examples = "; ".join(f"{row.name}: {row.error}" for row in failed.head(3).itertuples())
@@ -312,7 +349,7 @@ def is_local_source(source: str | Path) -> bool:
     return not is_hub_id(source)
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(RuntimeError):
     """A leaderboard.json that exists but cannot be used (not JSON, or not a leaderboard's shape)."""
 
 

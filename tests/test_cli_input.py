@@ -77,3 +77,25 @@ def test_engine_ray_without_the_extra_names_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RuntimeError, match=r'pip install "probes-hub\[scale\]"'):
         require_ray()
+
+
+def test_errors_map_to_exit_codes_and_a_bug_leaves_its_traceback(monkeypatch, capsys, tmp_path):
+    """2: bad input (ValueError, a missing file); 1: the work failed (data drift, a refusal, OSError); 1 and a saved traceback: a bug."""
+    import probes_hub.cli as cli
+    from probes_hub.data.datasets import DataChangedError
+
+    monkeypatch.setenv("PROBES_HUB_CACHE", str(tmp_path))
+    for error, code in ((ValueError("bad --pool"), 2), (FileNotFoundError("no such file"), 2), (DataChangedError("math500 changed"), 1),
+                        (OSError("Hub unreachable"), 1), (KeyError("tfidf"), 1)):
+        def fail(args, error=error):
+            raise error
+
+        monkeypatch.setattr(cli, "cmd_list", fail)
+        assert cli.main(["list"]) == code
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "unexpected KeyError: 'tfidf'" in err and "--debug" in err
+    [log] = (tmp_path / "logs").iterdir()
+    assert "Traceback" in log.read_text() and "KeyError" in log.read_text()
+    with pytest.raises(KeyError):
+        cli.main(["--debug", "list"])

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from probes_hub.hub.registry import Registry, write_index
@@ -133,3 +134,36 @@ def test_a_source_model_not_installed_keeps_its_recorded_values_in_the_table_and
     assert table["value"].tolist() == table["recorded_value"].tolist() and table["n"].notna().all()
     cells = model_task_cells(table)
     assert "test/tiny-llama" in set(cells["source"])
+
+
+def test_a_refresh_extracts_only_scored_rows_and_carries_over_unchanged_probes(toy_registry, tiny_model_loader, tmp_path, monkeypatch):
+    from probes_hub.data.datasets import row_roles
+    from probes_hub.extract.feature_source import ModelFeatures
+
+    extracted: list[list[str]] = []
+    features = ModelFeatures.features
+
+    def counting(self, questions, *args, **kwargs):
+        extracted.append(list(questions))
+        return features(self, questions, *args, **kwargs)
+
+    monkeypatch.setattr(ModelFeatures, "features", counting)
+    table, _ = regenerate(str(toy_registry), tmp_path / "lb")
+    probe = Registry(toy_registry).load(label="difficulty", probe_type="linear")
+    from probes_hub.data.datasets import training_dataset
+
+    dataset = training_dataset(probe.record_.data, ["difficulty", "solved"])
+    test = set(dataset.frame["question"].to_numpy()[row_roles(dataset, "difficulty")["test"]])
+    assert extracted and all(set(batch) == test for batch in extracted) and len(test) < len(dataset.frame)
+    assert not table["carried_over"].any() and (table["status"] == "ok").all()
+
+    extracted.clear()
+    again, _ = regenerate(str(toy_registry), tmp_path / "lb")
+    assert extracted == [] and again["carried_over"].all()  # nothing changed: no model, no extraction
+    pd.testing.assert_frame_equal(again[["name", "value", "low", "high", "n"]], table[["name", "value", "low", "high", "n"]], check_dtype=False)
+
+    changed = toy_registry / "tiny-llama--toy--difficulty--linear" / "config.json"
+    changed.write_text(changed.read_text().replace('"created_at"', '"created_at" ', 1))  # same content, new folder revision
+    third, _ = regenerate(str(toy_registry), tmp_path / "lb")
+    assert third.set_index("name")["carried_over"].to_dict() == {n: n != "tiny-llama--toy--difficulty--linear" for n in third["name"]}
+    assert not regenerate(str(toy_registry), tmp_path / "lb", full=True)[0]["carried_over"].any()

@@ -261,8 +261,9 @@ def load_dataset(
     return _local_file(path, question_column, label_columns, id_column)
 
 
-class DataChangedError(ValueError):
-    """The data here is not the data a probe was trained on (its recorded content hash differs)."""
+class DataChangedError(RuntimeError):
+    """The data here is not the data a probe was trained on (its recorded content hash differs): data drift, not a bad input
+    (the CLI exits 1); retrain the probe or restore the data."""
 
 
 def training_dataset(data: DataInfo, labels: list[str], *, data_dir_override: str | os.PathLike | None = None) -> QuestionSet:

@@ -19,7 +19,7 @@ import numpy as np
 
 from probes_hub.apply import PromptRule, prompt_rule
 from probes_hub.constants import UNFAMILIAR_BELOW
-from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL
+from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL, DataChangedError
 from probes_hub.extract.features import Features
 from probes_hub.probes import PROBE_TYPES, Probe
 from probes_hub.routing.evaluate import Pool, expected_costs, load_pool, outcome_folder, outcome_tables
@@ -73,7 +73,7 @@ def pool_facts(pool: Pool, data_dir_override: str | None = None) -> PoolFacts:
         facts = PoolFacts(costs, {m: float(v) for m, v in correct.loc[train_ids].mean().items()}, tuple(train_ids))
         atomic_write_json(cached, asdict(facts))
         return facts
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, DataChangedError) as error:
         logger.warning("Pool %s: expected costs from prices alone (outcome data unavailable: %s).", pool.name, error)
         typical = pool.token_costs * TYPICAL_ANSWER_TOKENS
         return PoolFacts(dict(zip(pool.names, map(float, typical))), {m: float("nan") for m in pool.names})
@@ -203,7 +203,7 @@ def _mean_reading(registry, name: str, ids: tuple[str, ...]) -> float | None:
 
     try:
         saved = read_predictions(registry.folder(name))["prediction"]
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ValueError, DataChangedError):
         return None
     present = [i for i in ids if i in saved.index]
     return float(saved.loc[present].mean()) if present else None
