@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint test demo bench registry leaderboard models scale clean
+.PHONY: install lint test smoke demo bench registry leaderboard models scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,28 @@ test: lint
 
 demo: install
 	$(BIN)/python app.py
+
+SMOKE_OUT ?= $(shell mktemp -d)
+GEMMA_PROBE := registry/gemma-3-270m--math500--level--linear
+
+# Every eval/ script on tiny inputs, and every analyze verb on each source model (CI runs this after the tests).
+smoke: scale models
+	$(BIN)/python -m eval.bench_extract --smoke
+	$(BIN)/python -m eval.bench_sweep --smoke
+	$(BIN)/python -m eval.bench_scale --smoke
+	$(BIN)/python -m eval.bench_app --smoke
+	$(BIN)/python -m eval.bench_app --load --smoke
+	$(BIN)/python -m eval.bench_difficulty --smoke
+	$(BIN)/python -m eval.benchmark_auc --smoke
+	$(BIN)/python -m eval.lobo --smoke
+	$(BIN)/python -m eval.ood_auroc --smoke
+	for probe in "" "--probe $(GEMMA_PROBE)"; do \
+	  $(BIN)/probes-hub analyze heads $$probe --limit 4 --out $(SMOKE_OUT)/heads || exit 1; \
+	  $(BIN)/probes-hub analyze steer $$probe --limit 4 --generate 2 --max-new-tokens 8 --alphas=-8,0,8 --out $(SMOKE_OUT)/steer || exit 1; \
+	  $(BIN)/probes-hub analyze transfer $$probe --limit 60 --out $(SMOKE_OUT)/transfer || exit 1; \
+	done
+	$(BIN)/probes-hub route --out $(SMOKE_OUT)/route-default
+	$(BIN)/probes-hub route --pool math --out $(SMOKE_OUT)/route-math
 
 bench: scale
 	$(BIN)/python -m eval.bench_extract --quick

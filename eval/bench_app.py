@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from eval import add_size_options, sized
 from probes_hub.paths import PROJECT_ROOT
 
 PROJECT = PROJECT_ROOT
@@ -105,7 +106,7 @@ def in_process_ms(calls: int) -> tuple[float, float]:
     lm = load_model(None)
     fmt = lm.prompt_format()
     registry = Registry()
-    probes = registry.load_all(probe_type="linear").probes.values()
+    probes = registry.load_all(probe_type="linear", model=lm.display_id).probes.values()  # the loaded model's probes only
     predictor = Predictor(ModelFeatures(lm), registry)
     naive, fast = [], []
     for _ in range(calls):
@@ -177,13 +178,14 @@ def load_test(clients: int, calls: int, serial_calls: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="20 sequential + 20 concurrent calls (the default sizes; under 3 minutes on CPU)")
+    add_size_options(parser, quick="20 sequential + 20 concurrent calls (the default sizes; under 3 minutes on CPU)", smoke="2 calls per phase")
     parser.add_argument("--calls", type=int, default=20, help="calls per phase")
     parser.add_argument("--load", action="store_true", help="throughput under load instead: 20 clients x 10 predictions each against one "
-                        "client's serial throughput (with --quick: 10 clients x 5)")
+                        "client's serial throughput (with --quick: 10 clients x 5; --smoke: 2 x 2)")
     args = parser.parse_args(argv)
     if args.load:
-        return load_test(10, 5, 10) if args.quick else load_test(20, 10, 20)
+        return load_test(*sized(args, full=(20, 10, 20), quick=(10, 5, 10), smoke=(2, 2, 2)))
+    args.calls = sized(args, full=args.calls, quick=args.calls, smoke=2)
     errors = 0
     with tempfile.TemporaryDirectory(prefix="bench-app-cache-") as cache:
         process, _, _, first_launch_s = launch(cache)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eval import add_size_options, sized
 from probes_hub.apply import choose_probes, probe_features
 from probes_hub.cache import sha256_text
 from probes_hub.data.datasets import load_dataset
@@ -36,6 +37,8 @@ TRAINED_ON = ("math", "math500")
 """Datasets whose ``level`` probes are compared: MATH train (7,415 questions) and MATH-500's own 300 training questions."""
 QUICK_QUESTIONS = 200
 """Questions per cross-benchmark set with ``--quick`` (a seeded subset)."""
+SMOKE_QUESTIONS = 24
+"""Questions per set, MATH-500 included, with ``--smoke``."""
 
 
 @dataclass
@@ -53,17 +56,17 @@ class Target:
         return sha256_text(self.benchmark, *self.questions)[:16]
 
 
-def cross_benchmark_targets(data_dir: str | None, *, quick: bool) -> list[Target]:
-    """GSM8K test, MATH level 5 and ARC-Challenge test with their difficulty targets (seeded subsets with ``quick``)."""
+def cross_benchmark_targets(data_dir: str | None, *, questions: int | None) -> list[Target]:
+    """GSM8K test, MATH level 5 and ARC-Challenge test with their difficulty targets (seeded subsets of ``questions`` when given)."""
     targets = []
     for benchmark, name in (("gsm8k", "outcomes-gsm8k"), ("math-l5", "outcomes-math-l5")):
-        frame = _subset(load_dataset(name, data_dir_override=data_dir).frame, quick)
+        frame = _subset(load_dataset(name, data_dir_override=data_dir).frame, questions)
         targets.append(Target(benchmark, "1 - success share", frame["question"].tolist(), 1 - frame["success_rate"].to_numpy(dtype=float)))
         if "irt_difficulty" in frame:
             targets.append(Target(benchmark, "IRT difficulty", frame["question"].tolist(), frame["irt_difficulty"].to_numpy(dtype=float)))
     arc = load_dataset("arc-challenge", data_dir_override=data_dir).frame
     outcomes = load_dataset("outcomes-arc-challenge", data_dir_override=data_dir).frame.drop_duplicates("stem", keep=False)
-    arc = _subset(arc.merge(outcomes[["stem", "success_rate", "irt_difficulty"]], on="stem", how="left"), quick)
+    arc = _subset(arc.merge(outcomes[["stem", "success_rate", "irt_difficulty"]], on="stem", how="left"), questions)
     questions = arc["question"].tolist()
     targets.append(Target("arc-challenge", "grade", questions, arc["grade"].to_numpy(dtype=float)))
     targets.append(Target("arc-challenge", "1 - success share", questions, 1 - arc["success_rate"].to_numpy(dtype=float)))
@@ -71,19 +74,19 @@ def cross_benchmark_targets(data_dir: str | None, *, quick: bool) -> list[Target
     return targets
 
 
-def _subset(frame: pd.DataFrame, quick: bool) -> pd.DataFrame:
-    if not quick or len(frame) <= QUICK_QUESTIONS:
+def _subset(frame: pd.DataFrame, questions: int | None) -> pd.DataFrame:
+    if not questions or len(frame) <= questions:
         return frame.reset_index(drop=True)
-    return frame.sample(QUICK_QUESTIONS, random_state=0).sort_index().reset_index(drop=True)
+    return frame.sample(questions, random_state=0).sort_index().reset_index(drop=True)
 
 
-def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *, quick: bool) -> list[dict]:
+def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *, questions: int | None, math500_questions: int | None = None) -> list[dict]:
     """Every cell (probe x benchmark x target) for one model's level probes."""
     names = [e.name for dataset in TRAINED_ON for e in registry.list(dataset=dataset, label="level", model=display_id)]
     probes = registry.load_all(names=names).probes
     source = source_for_probe(next(p for p in probes.values() if p.fingerprint))
     rows = []
-    math500 = load_dataset("math500", data_dir_override=data_dir)
+    math500 = load_dataset("math500", data_dir_override=data_dir).subset(math500_questions)
     features, _ = probe_features(source, probes, math500.frame["question"].tolist(), data_hash=math500.content_hash, use_cache=True)
     irt = load_dataset("outcomes-math500", data_dir_override=data_dir).frame.set_index("question")["irt_difficulty"]
     targets = {"level": math500.frame["level"].to_numpy(dtype=float), "IRT difficulty": irt.reindex(math500.frame["question"]).to_numpy(dtype=float)}
@@ -93,7 +96,7 @@ def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *,
         prediction = probe.predict(features.take(rows_used))
         for target, values in targets.items():
             rows.append(_cell(name, probe, "math500", target, values[rows_used], prediction, features.token_counts[rows_used]))
-    for target in cross_benchmark_targets(data_dir, quick=quick):
+    for target in cross_benchmark_targets(data_dir, questions=questions):
         known = np.flatnonzero(np.isfinite(target.values))
         features = probe_features(source, probes, target.questions, data_hash=target.key, use_cache=True)[0].take(known)
         for name, probe in probes.items():
@@ -119,7 +122,8 @@ def print_tables(table: pd.DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.bench_difficulty", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"a seeded {QUICK_QUESTIONS}-question subset of each cross-benchmark set")
+    add_size_options(parser, quick=f"a seeded {QUICK_QUESTIONS}-question subset of each cross-benchmark set",
+                     smoke=f"a seeded {SMOKE_QUESTIONS}-question subset of every set, MATH-500 included")
     parser.add_argument("--registry", default=None, help="registry folder (default: the bundled one)")
     parser.add_argument("--data-dir", default=None, help="data folder (default: $PROBES_HUB_DATA_DIR or ../shared/data)")
     parser.add_argument("--out", default=None, help="also write every cell as JSON to this file")
@@ -128,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     models = sorted({e.model for e in registry.list(dataset="math", label="level")})
     if not models:
         parser.error("the registry has no level probes trained on 'math'; train them with: probes-hub train --dataset math --label level")
-    rows = [row for model in models for row in evaluate_model(registry, model, args.data_dir, quick=args.quick)]
+    questions = sized(args, full=None, quick=QUICK_QUESTIONS, smoke=SMOKE_QUESTIONS)
+    rows = [row for model in models for row in evaluate_model(registry, model, args.data_dir, questions=questions,
+                                                             math500_questions=SMOKE_QUESTIONS if args.smoke else None)]
     table = pd.DataFrame(rows)
     print_tables(table)
     if args.out:

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from eval import add_size_options, sized
 from probes_hub.data.datasets import load_dataset
 from probes_hub.extract.activations import extract
 from probes_hub.extract.models import load_model
@@ -67,13 +68,13 @@ def layer_params(lm, deepest: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="48 prompts, 2 repeats (under 3 minutes on CPU)")
+    add_size_options(parser, quick="48 prompts, 2 repeats (under 3 minutes on CPU)", smoke="8 prompts, 1 repeat")
     parser.add_argument("-n", type=int, default=100, help="number of MATH-500 prompts (default 100)")
     parser.add_argument("--probe-layer", type=int, default=14, help="layer of the deployed-probe scenario (default 14)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per path; the fastest counts (default 3)")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
-    n, repeats = (48, 2) if args.quick else (args.n, args.repeats)
+    n, repeats = sized(args, full=(args.n, args.repeats), quick=(48, 2), smoke=(8, 1))
 
     lm = load_model("smollm2")
     fmt = lm.prompt_format()

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from eval import add_size_options, sized
 from probes_hub.data.datasets import load_dataset
 from probes_hub.extract.activations import extract
 from probes_hub.extract.models import load_model
@@ -23,13 +24,13 @@ from probes_hub.scale.ray_engine import RayExtractor, RayOptions, ray_session, s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="64 questions, layers 0-7 (under 3 minutes on CPU)")
+    add_size_options(parser, quick="64 questions, layers 0-7 (under 3 minutes on CPU)", smoke="8 questions, layers 0-1")
     parser.add_argument("--questions", type=int, default=500, help="MATH-500 questions (default 500)")
     parser.add_argument("--layers", type=int, default=18, help="layers 0..N-1 (default 18)")
     parser.add_argument("--actors", type=int, default=2, help="Ray CPU actors (default 2)")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
-    n, depth = (64, 8) if args.quick else (args.questions, args.layers)
+    n, depth = sized(args, full=(args.questions, args.layers), quick=(64, 8), smoke=(8, 2))
 
     lm = load_model("smollm2")
     fmt = lm.prompt_format()

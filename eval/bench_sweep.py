@@ -15,6 +15,7 @@ from scipy.stats import spearmanr
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
+from eval import add_size_options, sized
 from probes_hub.probes.linear import DEFAULT_ALPHAS, cv_folds, sweep
 
 
@@ -46,12 +47,13 @@ def sklearn_sweep(acts: np.ndarray, y: np.ndarray, alphas, folds) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="10 layers (under 3 minutes on CPU)")
+    add_size_options(parser, quick="10 layers (under 3 minutes on CPU)", smoke="2 layers, 60 questions")
     parser.add_argument("-n", type=int, default=300, help="training questions (default 300, MATH-500's train split)")
     parser.add_argument("--layers", type=int, default=30)
     parser.add_argument("--positions", type=int, default=6)
     args = parser.parse_args()
-    layers = 10 if args.quick else args.layers
+    layers = sized(args, full=args.layers, quick=10, smoke=2)
+    args.n = sized(args, full=args.n, quick=args.n, smoke=60)
     acts, y = synthetic(args.n, layers, args.positions, 576)
     alphas = DEFAULT_ALPHAS
     print(f"inputs: n={args.n}, layers={layers}, positions={args.positions}, hidden=576, alphas={len(alphas)}, folds=5")

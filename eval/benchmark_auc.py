@@ -16,6 +16,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
+from eval import add_size_options, sized
 from probes_hub.data.datasets import BINARY, load_dataset, row_roles
 from probes_hub.extract.features import Features
 from probes_hub.hub.registry import Registry
@@ -37,7 +38,7 @@ def length_predictions(dataset, label: str, token_counts: np.ndarray) -> pd.Seri
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.benchmark_auc", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the first 5 models only")
+    add_size_options(parser, quick="the first 5 models only", smoke="the first model only")
     parser.add_argument("--registry", default=None, help="registry folder (default: the bundled one)")
     parser.add_argument("--data-dir", default=None, help="data folder (default: $PROBES_HUB_DATA_DIR or ../shared/data)")
     args = parser.parse_args(argv)
@@ -46,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = dataset.frame.set_index("id")
     labels = sorted({e.label for e in registry.list(dataset="mixed", probe_type="shared")})
     labels = [label for label in labels if all(registry.list(dataset="mixed", label=label, probe_type=t) for t in SAVED)]
-    if args.quick:
-        labels = labels[:5]
+    labels = labels[:sized(args, full=len(labels), quick=5, smoke=1)]
     token_counts = _token_counts(registry, labels[0], dataset)
     rows = []
     for label in labels:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval import add_size_options, sized
 from probes_hub.bundled import BUNDLED_LAYERS
 from probes_hub.data.datasets import BINARY, load_dataset
 from probes_hub.extract.feature_source import ModelFeatures
@@ -31,6 +32,8 @@ from probes_hub.progress import progress_bar
 
 PROBES = ("shared", "linear", "tfidf", "embedding", "length")
 QUICK_MODELS = 6
+SMOKE_QUESTIONS = 400
+"""Questions of the mixed dataset (a seeded subset, splits kept) with ``--smoke``."""
 
 
 def shared_models(frame, labels: list[str], left_out: str) -> list[str]:
@@ -73,20 +76,20 @@ def evaluate_left_out(dataset, features, left_out: str, labels: list[str], all_s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.lobo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"left-out GSM8K only, {QUICK_MODELS} models, layers 8-14 (a few minutes with a warm activation cache)")
+    add_size_options(parser, quick=f"left-out GSM8K only, {QUICK_MODELS} models, layers 8-14 (a few minutes with a warm activation cache)",
+                     smoke=f"left-out GSM8K only, 2 models, layers 8-9, a seeded {SMOKE_QUESTIONS}-question subset")
     parser.add_argument("--data-dir", default=None, help="data folder (default: $PROBES_HUB_DATA_DIR or ../shared/data)")
     parser.add_argument("--out", default=None, help="also write all metrics to this JSON file")
     args = parser.parse_args(argv)
-    dataset = load_dataset("mixed", data_dir_override=args.data_dir)
-    layers = list(range(8, 15)) if args.quick else list(BUNDLED_LAYERS)
+    dataset = load_dataset("mixed", data_dir_override=args.data_dir).subset(SMOKE_QUESTIONS if args.smoke else None)
+    layers = sized(args, full=list(BUNDLED_LAYERS), quick=list(range(8, 15)), smoke=[8, 9])
     features, _ = ModelFeatures(load_model()).features(dataset.frame["question"].tolist(), layers, data_hash=dataset.content_hash, use_cache=True)
     all_success = [name for name, task in dataset.labels.items() if task == BINARY]
-    benchmarks = ["gsm8k"] if args.quick else list(dict.fromkeys(dataset.frame["benchmark"]))
+    benchmarks = ["gsm8k"] if args.quick or args.smoke else list(dict.fromkeys(dataset.frame["benchmark"]))
     summary, everything = {}, {}
     for left_out in benchmarks:
         labels = shared_models(dataset.frame, all_success, left_out)
-        if args.quick:
-            labels = labels[:QUICK_MODELS]
+        labels = labels[:sized(args, full=len(labels), quick=QUICK_MODELS, smoke=2)]
         if not labels:
             print(f"{left_out}: no model with outcomes here and on another benchmark")
             continue

@@ -14,6 +14,7 @@ import argparse
 
 import numpy as np
 
+from eval import add_size_options, sized
 from probes_hub.data.datasets import load_dataset, row_roles
 from probes_hub.extract.feature_source import ModelFeatures
 from probes_hub.extract.models import load_model
@@ -35,12 +36,12 @@ def sample(questions: list[str], n: int, seed: int = 0) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.ood_auroc", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="60 questions a side (about a minute on a CPU)")
+    add_size_options(parser, quick="60 questions a side (about a minute on a CPU)", smoke="8 questions a side")
     parser.add_argument("--n", type=int, default=200, help="questions a side (default 200)")
     parser.add_argument("--registry", default=None, help="registry folder (default: the bundled one)")
     parser.add_argument("--data-dir", default=None, help="data folder (default: $PROBES_HUB_DATA_DIR or ../shared/data)")
     args = parser.parse_args(argv)
-    n = 60 if args.quick else args.n
+    n = sized(args, full=args.n, quick=60, smoke=8)
     registry, source = Registry(args.registry), ModelFeatures(load_model())
     results = {}
     for name, foreign in CASES:

