@@ -41,12 +41,12 @@ smoke: scale models
 	$(BIN)/python -m eval.lobo --smoke
 	$(BIN)/python -m eval.ood_auroc --smoke
 	for probe in "" "--probe $(GEMMA_PROBE)"; do \
-	  $(BIN)/probes-hub analyze heads $$probe --limit 4 --out $(SMOKE_OUT)/heads || exit 1; \
+	  $(BIN)/probes-hub analyze heads $$probe --limit 2 --out $(SMOKE_OUT)/heads || exit 1; \
 	  $(BIN)/probes-hub analyze steer $$probe --limit 4 --generate 2 --max-new-tokens 8 --alphas=-8,0,8 --out $(SMOKE_OUT)/steer || exit 1; \
-	  $(BIN)/probes-hub analyze transfer $$probe --limit 60 --out $(SMOKE_OUT)/transfer || exit 1; \
+	  $(BIN)/probes-hub analyze transfer $$probe --out $(SMOKE_OUT)/transfer || exit 1; \
 	done
-	$(BIN)/probes-hub route --out $(SMOKE_OUT)/route-default
-	$(BIN)/probes-hub route --pool math --out $(SMOKE_OUT)/route-math
+	$(BIN)/probes-hub route --n-boot 20 --out $(SMOKE_OUT)/route-default
+	for pool in math math-no-o1 mmlu-pro-25; do $(BIN)/probes-hub route --pool $$pool --n-boot 20 --out $(SMOKE_OUT)/route-$$pool || exit 1; done
 
 bench: scale
 	$(BIN)/python -m eval.bench_extract --quick
