@@ -26,11 +26,10 @@ import numpy as np
 import pandas as pd
 
 from eval import add_size_options, sized
-from probes_hub.apply import choose_probes, probe_features
+from probes_hub.apply import choose_probes, probe_features, source_for_probe
 from probes_hub.cache import sha256_text
 from probes_hub.data.datasets import load_dataset
 from probes_hub.hub.registry import Registry
-from probes_hub.leaderboard import source_for_probe
 from probes_hub.metrics import partial_spearman_metric, spearman_metric
 
 TRAINED_ON = ("math", "math500")

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _token_counts(registry: Registry, label: str, dataset) -> np.ndarray:
     """Templated token counts of every question, from the tokenizer of the model the probes were trained on."""
-    from probes_hub.leaderboard import source_for_probe
+    from probes_hub.apply import source_for_probe
 
     probe = registry.load(dataset="mixed", label=label, probe_type="shared")
     source = source_for_probe(probe)

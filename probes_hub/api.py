@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from probes_hub.apply import choose_probes, read_probes
-from probes_hub.hub.records import BINARY
 from probes_hub.hub.registry import Registry
+from probes_hub.schema.records import BINARY
 
 if TYPE_CHECKING:
     from probes_hub.extract.models import LoadedModel

@@ -10,9 +10,9 @@ import numpy as np
 from probes_hub.constants import MAX_PROMPT_TOKENS
 from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.extract.features import Features
-from probes_hub.hub.records import GRADED
-from probes_hub.hub.validation import ProbeValidationError
 from probes_hub.probes import PROBE_TYPES, Probe, probe_matches
+from probes_hub.schema.records import GRADED
+from probes_hub.schema.validation import ProbeValidationError
 
 
 def check_probe_matches_model(probe: Probe, source: FeatureSource, *, where: str) -> None:
@@ -21,6 +21,19 @@ def check_probe_matches_model(probe: Probe, source: FeatureSource, *, where: str
         model = probe.record_.model
         raise ProbeValidationError(f"{where} was trained on {model.display_id} ({model.fingerprint}), "
                                    f"not on the loaded model {source.display_id} ({source.fingerprint}). Pass the matching --model.")
+
+
+def source_for_probe(probe: Probe, model: str | None = None):
+    """The model a probe group reads: ``--model`` if given, the embedded one for its display id, else its Hub id."""
+    from probes_hub.extract.feature_source import ModelFeatures
+    from probes_hub.extract.models import load_model
+    from probes_hub.extract.packaged import alias_for
+
+    display = probe.record_.model.display_id if probe.record_.model else None
+    source = ModelFeatures(load_model(model or alias_for(display) or display))
+    if not probe_matches(probe, source):
+        raise ValueError(f"model {source.display_id} has fingerprint {source.fingerprint}, the probes need {probe.fingerprint}")
+    return source
 
 
 def choose_probes(entries, source) -> list[str]:

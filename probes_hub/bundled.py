@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from probes_hub.cache import replace_folder
+from probes_hub.atomic import atomic_folder
 from probes_hub.data.datasets import MMLU_PRO_SUBSET, OUTPUT_LENGTH_LABEL
 from probes_hub.data.outcomes import IRT_LABEL, SUCCESS_RATE_LABEL
 from probes_hub.extract.models import load_model
@@ -97,27 +97,29 @@ def build_bundled_registry(out: str | Path, *, model: str | None = None, data_di
     lm = load_model(model)
     timings["load_model"] = time.time() - started
     recipe = EXTRA_MODEL_RECIPE if add else RECIPE
-    building = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building."))
-    try:
+
+    def train_recipe(folder: Path) -> None:
         for number, step in enumerate(recipe, start=1):
             t0 = time.time()
-            train(TrainOptions(dataset=step.dataset, labels=step.labels, probes=step.probes, out=str(building), data_dir=data_dir,
+            train(TrainOptions(dataset=step.dataset, labels=step.labels, probes=step.probes, out=str(folder), data_dir=data_dir,
                                limit=step.limit, layers=tuple(layer for layer in BUNDLED_LAYERS if layer < lm.n_layers), use_cache=use_cache,
                                progress=progress), lm=lm)
             timings[f"{number}. {step.dataset}"] = time.time() - t0
         timings["total"] = time.time() - started
-        if add:
-            from probes_hub.hub.registry import Registry
 
+    if add:  # trained aside, then each probe folder is added to the registry atomically and the manifest rewritten
+        from probes_hub.hub.registry import Registry
+
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.adding-") as scratch:
+            train_recipe(Path(scratch))
             registry = Registry(out)
-            registry.push(sorted(p for p in building.iterdir() if p.is_dir()), commit_message=f"Add {lm.display_id}'s probes")
-            manifest = write_index(out, about=_about_added(registry.manifest().about, lm.display_id, lm.fingerprint, timings))
-        else:
+            registry.push(sorted(p for p in Path(scratch).iterdir() if p.is_dir()), commit_message=f"Add {lm.display_id}'s probes")
+        manifest = write_index(out, about=_about_added(registry.manifest().about, lm.display_id, lm.fingerprint, timings))
+    else:  # the whole registry is built aside (other source models' probes carried over) and swapped in when complete
+        with atomic_folder(out) as building:
+            train_recipe(building)
             others = keep_other_models(out, building, lm.display_id)
             manifest = write_index(building, about=_about(lm.display_id, lm.fingerprint, timings) + others)
-            replace_folder(building, out)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
     return manifest, timings
 
 

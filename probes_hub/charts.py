@@ -8,7 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from probes_hub.cache import atomic_write_text
+from probes_hub.atomic import atomic_write_text
 from probes_hub.constants import REPORTS_DIR, SWEEP_REPORT
 
 

@@ -15,9 +15,9 @@ import numpy as np
 from probes_hub.analysis.commands import add_analyze_parser
 from probes_hub.constants import EMBEDDED_MODEL_ALIAS, MAX_PROMPT_TOKENS
 from probes_hub.data.datasets import BUILTIN, SPLIT_RULES, load_dataset
-from probes_hub.hub.validation import check_question
 from probes_hub.paths import DEFAULT_POOL, bundled_pools
 from probes_hub.probes import PROBE_TYPES, baseline_types
+from probes_hub.schema.validation import check_question
 
 MODEL_HELP = (f"model: '{EMBEDDED_MODEL_ALIAS}' (embedded SmolLM2-135M-Instruct GGUF, the default), a .gguf file, a local model "
               f"folder, or a Hugging Face Hub id (needs network). Default: $PROBES_HUB_MODEL or '{EMBEDDED_MODEL_ALIAS}'.")
@@ -476,8 +476,8 @@ def cmd_build_registry(args: argparse.Namespace) -> int:
 def cmd_label(args: argparse.Namespace) -> int:
     from probes_hub.data.labeling import GenerationOptions, label_by_generation, label_by_loglik
     from probes_hub.extract.models import load_model
-    from probes_hub.hub.naming import slug
     from probes_hub.metrics import accuracy_metric
+    from probes_hub.schema.naming import slug
 
     if args.method == "loglik" and args.engine == "ray":
         raise ValueError("--engine ray runs --method generate (log-likelihood scoring is one cheap forward pass per option).")
@@ -645,7 +645,8 @@ def _report(error: Exception) -> int:
         return EXIT_RUNTIME
     import traceback
 
-    from probes_hub.cache import atomic_write_text, cache_dir
+    from probes_hub.atomic import atomic_write_text
+    from probes_hub.cache import cache_dir
 
     log = cache_dir("logs") / f"error-{time.strftime('%Y%m%d-%H%M%S')}.txt"
     atomic_write_text(log, "".join(traceback.format_exception(error)))

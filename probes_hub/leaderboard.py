@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,15 +21,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from probes_hub.cache import atomic_write_text, sha256_text
+from probes_hub.apply import source_for_probe
+from probes_hub.atomic import atomic_folder, atomic_write_text
+from probes_hub.cache import sha256_text
 from probes_hub.constants import LIBRARY_VERSION
-from probes_hub.extract.packaged import ModelNotInstalled, alias_for
+from probes_hub.extract.packaged import ModelNotInstalled
 from probes_hub.hub.manifest import MANIFEST_NAME, ProbeEntry
 from probes_hub.hub.registry import Registry
-from probes_hub.hub.storage import is_hub_id
 from probes_hub.matrix import matrix_markdown, matrix_table, model_task_cells
-from probes_hub.probes import Probe, baseline_types
+from probes_hub.probes import baseline_types
 from probes_hub.progress import progress_bar
+from probes_hub.schema.naming import is_hub_id
 
 LEADERBOARD_SCHEMA_VERSION = 1
 FILES = ("leaderboard.csv", "leaderboard.json")
@@ -143,19 +143,6 @@ def recorded_metric(entry: ProbeEntry) -> dict:
     return {"value": m.get("value"), "low": m.get("low"), "high": m.get("high"), "n": m.get("n")}
 
 
-def source_for_probe(probe: Probe, model: str | None = None):
-    """The model a probe group reads: ``--model`` if given, the embedded one for its display id, else its Hub id."""
-    from probes_hub.extract.feature_source import ModelFeatures
-    from probes_hub.extract.models import load_model
-    from probes_hub.probes import probe_matches
-
-    display = probe.record_.model.display_id if probe.record_.model else None
-    source = ModelFeatures(load_model(model or alias_for(display) or display))
-    if not probe_matches(probe, source):
-        raise ValueError(f"model {source.display_id} has fingerprint {source.fingerprint}, the probes need {probe.fingerprint}")
-    return source
-
-
 def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache: bool, seed: int) -> None:
     """Predict every probe of one (model, dataset) group from one shared extraction, and score it on its test rows."""
     from probes_hub.apply import probe_features
@@ -242,19 +229,18 @@ def leaderboard_table(registry: Registry, leaderboard: dict | None, *, problems:
 def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, registry_root: str | Path | None = None) -> list[Path]:
     """Write the CSV, the JSON and the charts into ``out`` so that a crash never leaves a half-written leaderboard.
 
-    Everything is written into a temp folder first, then moved in with ``os.replace``; leaderboard.json goes last.
+    Everything is written into a temp sibling of ``out`` (:func:`~probes_hub.atomic.atomic_folder`), with any other files ``out``
+    holds copied along, and swapped in by one rename.
     """
     from probes_hub.charts import leaderboard_charts, overview_charts
 
     out = Path(out)  # matrix.csv / matrix.md: the model x task view (see probes_hub.matrix)
-    out.mkdir(parents=True, exist_ok=True)
     payload = {"schema_version": LEADERBOARD_SCHEMA_VERSION, "refreshed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                "code_version": LIBRARY_VERSION, **metadata, "rows": json.loads(table.to_json(orient="records"))}
-    for stale in out.glob(".leaderboard.*"):  # left by a run killed outright (SIGKILL), which nothing else can remove; writing takes seconds
+    for stale in out.parent.glob(f".{out.name}.building-*"):  # left by a run killed outright (SIGKILL); writing takes seconds
         if time.time() - stale.stat().st_mtime > STALE_TEMP_SECONDS:
             shutil.rmtree(stale, ignore_errors=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".leaderboard.") as tmp:
-        tmp = Path(tmp)
+    with atomic_folder(out) as tmp:
         table.to_csv(tmp / "leaderboard.csv", index=False)
         (tmp / "leaderboard.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         cells = model_task_cells(table)
@@ -265,8 +251,9 @@ def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, r
             (tmp / f"{name}.vl.json").write_text(chart.to_json(), encoding="utf-8")
             (tmp / f"{name}.html").write_text(chart.to_html(), encoding="utf-8")
             written += [f"{name}.vl.json", f"{name}.html"]
-        for name in [*written, *FILES]:
-            os.replace(tmp / name, out / name)
+        for other in out.glob("*") if out.is_dir() else ():  # files of the folder that a leaderboard does not write stay
+            if other.is_file() and other.name not in {*written, *FILES}:
+                shutil.copy2(other, tmp / other.name)
     return [out / name for name in [*FILES, *written]]
 
 

@@ -26,12 +26,12 @@ from probes_hub.extract.feature_source import ModelFeatures
 from probes_hub.extract.features import Features
 from probes_hub.extract.models import LoadedModel, load_model
 from probes_hub.extract.prompts import PromptFormat
-from probes_hub.hub.naming import probe_folder_name
-from probes_hub.hub.records import DataInfo, LabelInfo, ProbeRecord
 from probes_hub.hub.reports import encode_predictions
 from probes_hub.metrics import Metric, ece_metric, headline_metric, mae_metric, partial_spearman_metric
 from probes_hub.probes import PROBE_TYPES, Probe, baseline_types
 from probes_hub.progress import progress_bar
+from probes_hub.schema.naming import probe_folder_name
+from probes_hub.schema.records import DataInfo, LabelInfo, ProbeRecord
 
 logger = logging.getLogger(__name__)
 

@@ -167,7 +167,7 @@ class ModelWorker:
         from safetensors.numpy import load
 
         from probes_hub.extract.features import Features, TokenStates
-        from probes_hub.hub.records import ModelInfo
+        from probes_hub.schema.records import ModelInfo
 
         request = {"questions": questions, "layers": [int(layer) for layer in layers], "chat": chat, "max_length": max_length,
                    "data_hash": data_hash, "use_cache": use_cache, "progress": progress, "token_layers": [int(layer) for layer in token_layers]}

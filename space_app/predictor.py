@@ -15,12 +15,12 @@ import numpy as np
 from probes_hub.apply import ProbeInputs, choose_probes, probe_inputs
 from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.extract.feature_source import FeatureSource
-from probes_hub.hub.records import BINARY, GRADED
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.reports import prediction_values
-from probes_hub.hub.validation import check_question
 from probes_hub.routing.evaluate import Pool
 from probes_hub.routing.suggest import PoolRouter, Suggestion, pool_facts
+from probes_hub.schema.records import BINARY, GRADED
+from probes_hub.schema.validation import check_question
 
 from .batching import MicroBatcher
 

@@ -19,10 +19,10 @@ from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.extract.models import display_id_for
 from probes_hub.hub.registry import Registry
-from probes_hub.hub.validation import ProbeValidationError
 from probes_hub.leaderboard import leaderboard_table
 from probes_hub.matrix import model_task_cells
 from probes_hub.routing.suggest import Suggestion
+from probes_hub.schema.validation import ProbeValidationError
 
 from .content import ABOUT, EXAMPLES
 from .inside_tab import build_inside_tab

@@ -26,12 +26,12 @@ from probes_hub.apply import check_probe_matches_model, probe_features
 from probes_hub.constants import ALLOWED_REPORT_SUFFIXES, CARD_NAME, CONFIG_NAME, REPORTS_DIR, WEIGHTS_NAME
 from probes_hub.data.datasets import BUILTIN, DataChangedError, row_roles, training_dataset
 from probes_hub.extract.feature_source import FeatureSource
-from probes_hub.hub.naming import probe_folder_name
-from probes_hub.hub.records import GRADED
 from probes_hub.hub.registry import Registry
-from probes_hub.hub.validation import ProbeValidationError
 from probes_hub.metrics import headline_metric, partial_spearman_metric
 from probes_hub.probes import Probe
+from probes_hub.schema.naming import probe_folder_name
+from probes_hub.schema.records import GRADED
+from probes_hub.schema.validation import ProbeValidationError
 
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 """All uploaded files (or the zip's expanded members) together."""

@@ -15,8 +15,8 @@ from probes_hub.analysis.steering import steered_generations, steered_readings, 
 from probes_hub.analysis.target import ProbeTarget, load_target
 from probes_hub.analysis.transfer import ALL, analyze_transfer, difficulty_bins, summarize, transfer_matrix
 from probes_hub.extract.prompts import encode_prompts, prompt_format
-from probes_hub.hub.records import Selection
 from probes_hub.probes.linear import LinearProbe
+from probes_hub.schema.records import Selection
 
 from .conftest import WORDS, tiny_model
 

@@ -7,9 +7,9 @@ from probes_hub.extract.activations import extract, extract_tokens
 from probes_hub.extract.features import Features, TokenStates
 from probes_hub.extract.prompts import encode_prompts, prompt_format
 from probes_hub.extract.tokens import cache_bytes, token_cache_folder, token_states
-from probes_hub.hub.records import ModelInfo, PromptInfo
 from probes_hub.metrics import spearman_metric
 from probes_hub.probes import AttentionProbe, LinearProbe, Probe
+from probes_hub.schema.records import ModelInfo, PromptInfo
 
 from .test_activations import QUESTIONS
 

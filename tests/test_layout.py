@@ -4,6 +4,7 @@ library and the app never import the benchmarks in eval/."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from probes_hub.paths import PACKAGE_ROOT, PROJECT_ROOT
@@ -74,3 +75,42 @@ def test_every_probe_type_declares_its_facts():
         assert cls.tasks and cls.__doc__
     assert not PROBE_TYPES["tfidf"].model_bound and not PROBE_TYPES["embedding"].model_bound and PROBE_TYPES["length"].model_bound
     assert PROBE_TYPES["linear"].reads_activations and not PROBE_TYPES["embedding"].reads_activations
+
+
+LAYER_BLOCK = re.compile(r"<!-- layers:start -->(.*?)<!-- layers:end -->", re.S)
+UPWARD_EXCEPTIONS = {("probes_hub.probes.base", "probes_hub.hub.storage")}
+"""Imports allowed to go up a layer, each named in docs/architecture.md (``Probe.push_to_hub``, imported when called)."""
+
+
+def _layers() -> dict[str, int]:
+    """Top-level module or package of probes_hub -> its layer number, as docs/architecture.md lists them."""
+    block = LAYER_BLOCK.search((PROJECT_ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")).group(1)
+    layers = {}
+    for line in block.strip().splitlines():
+        number, _, names = line.partition(". ")
+        for name in re.findall(r"`([\w_]+)`", names.split("(")[0]):
+            layers[name] = int(number)
+    return layers
+
+
+def test_every_package_imports_only_its_layer_or_earlier_ones_as_the_architecture_doc_lists():
+    layers = _layers()
+    top = {_module_name(p).split(".")[1] for p in PACKAGE_ROOT.rglob("*.py") if _module_name(p) != "probes_hub"}
+    assert top - set(layers) == set(), "add every top-level module and package of probes_hub to the layer list in docs/architecture.md"
+    upward = []
+    for module, targets in _graph(PACKAGE_ROOT).items():
+        if module == "probes_hub":
+            continue
+        for target in targets:
+            if target.startswith("probes_hub.") and layers[target.split(".")[1]] > layers[module.split(".")[1]]:
+                upward.append((module, target))
+    assert sorted(set(upward) - UPWARD_EXCEPTIONS) == []
+    assert UPWARD_EXCEPTIONS <= set(upward), "an exception no longer needed: remove it here and from docs/architecture.md"
+
+
+def test_files_change_on_disk_only_through_the_atomic_module():
+    """Temp-then-rename is written once (probes_hub/atomic.py); every other writer calls it."""
+    pattern = re.compile(r"os\.replace\(|tempfile\.mkdtemp\(|tempfile\.mkstemp\(|\.rename\((?!columns)")
+    offenders = [str(p.relative_to(PROJECT_ROOT)) for root in (PACKAGE_ROOT, PROJECT_ROOT / "space_app") for p in root.rglob("*.py")
+                 if p.name != "atomic.py" and pattern.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []

@@ -9,9 +9,9 @@ import pytest
 
 from probes_hub.data.datasets import load_dataset
 from probes_hub.extract.prompts import prompt_format
-from probes_hub.hub.validation import ProbeValidationError
 from probes_hub.paths import BUNDLED_REGISTRY
 from probes_hub.probes import Probe
+from probes_hub.schema.validation import ProbeValidationError
 from probes_hub.train import build_features
 
 FIXTURES = Path(__file__).parent / "fixtures"

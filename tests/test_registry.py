@@ -12,9 +12,9 @@ from probes_hub.bundled import RECIPE
 from probes_hub.cli import main
 from probes_hub.hub.manifest import MANIFEST_NAME
 from probes_hub.hub.registry import Registry, list_probes, write_index
-from probes_hub.hub.validation import ProbeValidationError
 from probes_hub.paths import BUNDLED_REGISTRY
 from probes_hub.probes import PROBE_TYPES, Probe
+from probes_hub.schema.validation import ProbeValidationError
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:

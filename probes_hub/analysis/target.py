@@ -86,7 +86,7 @@ def resolve_probe(spec: str, registry: str | None = None) -> tuple[str, LinearPr
 def load_target(spec: str = DEFAULT_PROBE, *, model: str | None = None, registry: str | None = None, data_dir: str | None = None,
                 limit: int | None = None, seed: int = 0, lm: LoadedModel | None = None) -> ProbeTarget:
     """Load a probe, its model (``model`` or the one it records) and its test questions (``limit``: a seeded subset of them)."""
-    from probes_hub.leaderboard import source_for_probe
+    from probes_hub.apply import source_for_probe
     from probes_hub.probes import probe_matches
 
     name, probe = resolve_probe(spec, registry)

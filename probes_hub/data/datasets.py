@@ -19,8 +19,8 @@ import pandas as pd
 
 from probes_hub.cache import sha256_text
 from probes_hub.config import setting
-from probes_hub.hub.records import BINARY, GRADED, DataInfo
 from probes_hub.paths import DEFAULT_DATA_DIR
+from probes_hub.schema.records import BINARY, GRADED, DataInfo
 
 SPLIT_SEED = 0
 TRAIN_FRACTION = 0.6

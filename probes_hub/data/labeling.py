@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probes_hub.cache import atomic_write_text
+from probes_hub.atomic import atomic_write_text
 from probes_hub.data.datasets import QuestionSet
 from probes_hub.extract.models import LoadedModel
 from probes_hub.extract.prompts import PromptFormat, encode_prompts

@@ -25,7 +25,8 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save
 
-from probes_hub.cache import atomic_write_bytes, atomic_write_text, cache_dir, sha256_text
+from probes_hub.atomic import atomic_write_bytes, atomic_write_text
+from probes_hub.cache import cache_dir, sha256_text
 from probes_hub.constants import MAX_PROMPT_TOKENS
 from probes_hub.extract.engine import current_extractor
 from probes_hub.extract.features import TokenStates

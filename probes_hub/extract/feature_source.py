@@ -13,7 +13,7 @@ import numpy as np
 
 from probes_hub.constants import MAX_PROMPT_TOKENS
 from probes_hub.extract.features import Features
-from probes_hub.hub.records import ModelInfo, PromptInfo
+from probes_hub.schema.records import ModelInfo, PromptInfo
 
 if TYPE_CHECKING:  # the module stays free of torch, so a process without the model can import it
     from probes_hub.extract.models import LoadedModel

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probes_hub.hub.records import ModelInfo
+from probes_hub.schema.records import ModelInfo
 
 
 @dataclass

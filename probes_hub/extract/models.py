@@ -7,19 +7,17 @@ cached as a safetensors folder keyed by the GGUF's sha256 and later loads read t
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from probes_hub.atomic import atomic_folder
 from probes_hub.cache import cache_dir, file_sha256, sha256_text
 from probes_hub.config import setting
 from probes_hub.constants import EMBEDDED_MODEL_ALIAS
 from probes_hub.extract.packaged import PACKAGED_MODELS, packaged_gguf
-from probes_hub.hub.storage import is_hub_id
+from probes_hub.schema.naming import is_hub_id
 
 if TYPE_CHECKING:  # torch is imported where a model is loaded, so display_id_for stays cheap
     import torch
@@ -182,13 +180,7 @@ def _converted_gguf_folder(gguf: Path) -> Path:
     # The dequantized model is plain float32; drop the GGUF marker so it can be saved as safetensors.
     del model.config.quantization_config
     model.hf_quantizer = None
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".convert-"))
-    try:
+    with atomic_folder(folder, tag="convert") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder

@@ -9,11 +9,10 @@ never loaded. Adding a model is one entry in :data:`PACKAGED_MODELS` (or, with n
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from probes_hub.atomic import atomic_file
 from probes_hub.cache import cache_dir, file_sha256
 
 
@@ -105,14 +104,8 @@ def _package_file(model: PackagedModel, distribution: str) -> Path:
 
 def _assemble(chunks: list[Path], target: Path) -> None:
     """Concatenate the chunks into ``target`` through a temp file renamed into place (a killed run leaves no partial GGUF)."""
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            for chunk in chunks:
-                with open(chunk, "rb") as source:
-                    while block := source.read(1 << 24):
-                        out.write(block)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(target) as out:
+        for chunk in chunks:
+            with open(chunk, "rb") as source:
+                while block := source.read(1 << 24):
+                    out.write(block)

@@ -67,7 +67,8 @@ def _cached_encode(texts: list[str], batch_size: int) -> np.ndarray:
     """:func:`_encode` through an on-disk cache keyed by the encoder and the texts (a leaderboard refresh re-reads, never re-encodes)."""
     from safetensors.numpy import load_file, save
 
-    from probes_hub.cache import atomic_write_bytes, cache_dir, sha256_text
+    from probes_hub.atomic import atomic_write_bytes
+    from probes_hub.cache import cache_dir, sha256_text
 
     path = cache_dir("embeddings") / f"{sha256_text(ENCODER_ID, str(MAX_TOKENS), *texts)[:24]}.safetensors"
     if path.exists():

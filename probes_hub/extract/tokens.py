@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from probes_hub.cache import cache_dir, replace_folder, sha256_text
+from probes_hub.atomic import atomic_folder
+from probes_hub.cache import cache_dir, sha256_text
 from probes_hub.extract.activations import extract_tokens, shared_prefix_length
 from probes_hub.extract.features import TokenStates
 from probes_hub.extract.models import LoadedModel
@@ -63,8 +62,6 @@ def token_states(lm: LoadedModel, fmt: PromptFormat, prompt_ids: list[list[int]]
 def _write_chunks(lm: LoadedModel, fmt: PromptFormat, prompt_ids: list[list[int]], layer: int, folder: Path, *,
                   chunk_questions: int, max_batch_tokens: int | None, progress: bool) -> None:
     """Extract and write chunk files into a temp folder, then rename it into place (a torn run leaves no cache behind)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     pending_index: list[int] = []
     pending_parts: list[np.ndarray] = []
     written = 0
@@ -79,7 +76,7 @@ def _write_chunks(lm: LoadedModel, fmt: PromptFormat, prompt_ids: list[list[int]
         pending_index.clear()
         pending_parts.clear()
 
-    try:
+    with atomic_folder(folder) as building:
         for batch, parts in extract_tokens(lm, prompt_ids, layer, shared_prefix=fmt.prefix_ids, max_batch_tokens=max_batch_tokens, progress=progress):
             pending_index.extend(batch)
             pending_parts.extend(parts)
@@ -88,10 +85,7 @@ def _write_chunks(lm: LoadedModel, fmt: PromptFormat, prompt_ids: list[list[int]
         flush()
         meta = {"fingerprint": lm.fingerprint, "layer": layer, "n": len(prompt_ids), "chunks": written, "dtype": "float16"}
         (building / META_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        replace_folder(building, folder)
-        logger.info("Cached token activations: %s", folder)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+    logger.info("Cached token activations: %s", folder)
 
 
 def read_token_cache(folder: Path, offsets: np.ndarray, hidden_size: int, layer: int) -> TokenStates:

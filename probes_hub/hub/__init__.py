@@ -1,1 +1,1 @@
-"""Sharing probes: validation of everything loaded from outside, naming, model cards, manifests and registries."""
+"""Sharing probes: manifests, registries (a local folder or a Hub repo), saved reports, and upgrades of old folders."""

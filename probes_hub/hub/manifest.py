@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from probes_hub.constants import CONFIG_NAME
-from probes_hub.hub.records import ProbeConfig
-from probes_hub.hub.validation import ProbeValidationError, validate_probe_dir
+from probes_hub.schema.records import ProbeConfig
+from probes_hub.schema.validation import ProbeValidationError, validate_probe_dir
 
 MANIFEST_SCHEMA_VERSION = 1
 """Version of the manifest format (independent of the probe config's)."""

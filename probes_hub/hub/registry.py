@@ -14,9 +14,10 @@ from pathlib import Path
 
 from probes_hub.constants import CONFIG_NAME
 from probes_hub.hub.manifest import ProbeEntry
-from probes_hub.hub.storage import HUB_REPO_ID, RegistryStore, write_index
-from probes_hub.hub.validation import ProbeValidationError
+from probes_hub.hub.storage import RegistryStore, write_index
 from probes_hub.probes.base import Probe
+from probes_hub.schema.naming import HUB_REPO_ID
+from probes_hub.schema.validation import ProbeValidationError
 
 __all__ = ["HUB_REPO_ID", "LoadReport", "Registry", "list_probes", "write_index"]
 

@@ -16,8 +16,8 @@ import pandas as pd
 from safetensors.numpy import load_file, save
 
 from probes_hub.constants import PREDICTIONS_REPORT, REPORTS_DIR, ROLES
-from probes_hub.hub.records import DataInfo
-from probes_hub.hub.validation import ProbeValidationError, validate_probe_dir
+from probes_hub.schema.records import DataInfo
+from probes_hub.schema.validation import ProbeValidationError, validate_probe_dir
 
 
 def encode_predictions(prediction: np.ndarray, role: np.ndarray) -> bytes:

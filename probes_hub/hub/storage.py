@@ -12,27 +12,17 @@ manifest and the card in one commit.
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from probes_hub.cache import atomic_write_text, cache_dir, replace_folder
+from probes_hub.atomic import atomic_folder, atomic_write_text
+from probes_hub.cache import cache_dir
 from probes_hub.constants import CONFIG_NAME
 from probes_hub.hub.manifest import MANIFEST_NAME, REGISTRY_CARD_NAME, Manifest, ProbeEntry, registry_card, scan_folders
-from probes_hub.hub.naming import slug
-from probes_hub.hub.validation import ProbeValidationError, validate_probe_dir
 from probes_hub.paths import BUNDLED_REGISTRY
-
-HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def is_hub_id(spec: str | Path) -> bool:
-    """The one rule for "a local path or a Hub repo id": an ``owner/name`` that is not a path here, and whose ``owner``
-    is not a folder here either (``runs/typo`` with a ``runs/`` folder is a missing local path, not a repo)."""
-    path = Path(spec)
-    return bool(HUB_REPO_ID.match(str(spec))) and not path.exists() and not path.parent.is_dir()
+from probes_hub.schema.naming import is_hub_id, slug
+from probes_hub.schema.validation import ProbeValidationError, validate_probe_dir
 
 
 class RegistryStore:
@@ -242,14 +232,9 @@ def _read_manifest(path: Path, *, where: str | None = None) -> Manifest:
 
 def _copy_folder_atomically(source: Path, target: Path) -> Path:
     """Copy a folder next to ``target`` under a temp name, then swap it in; a failure leaves ``target`` as it was."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        shutil.copytree(source, tmp / "x")
-        validate_probe_dir(tmp / "x")
-        replace_folder(tmp / "x", target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(target) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        validate_probe_dir(tmp)
     return target
 
 

@@ -46,8 +46,8 @@ def _add_training_summary(probe: Probe, sources: dict, extracted: dict, data_dir
 
     ``sources`` and ``extracted`` memoize models and features across the probes of one registry.
     """
+    from probes_hub.apply import source_for_probe
     from probes_hub.data.datasets import row_roles, training_dataset
-    from probes_hub.leaderboard import source_for_probe
 
     data = probe.record_.data
     dataset = training_dataset(probe.record_.data, [probe.record_.label.name], data_dir_override=data_dir)

@@ -14,10 +14,10 @@ import time
 import numpy as np
 
 from probes_hub.extract.features import Features, TokenStates
-from probes_hub.hub.records import GRADED, ProbeConfig, Selection
-from probes_hub.hub.validation import check_labels
 from probes_hub.metrics import auc_rows, spearman_rows
 from probes_hub.progress import progress_bar
+from probes_hub.schema.records import GRADED, ProbeConfig, Selection
+from probes_hub.schema.validation import check_labels
 
 from .base import Probe
 

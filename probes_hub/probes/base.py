@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import shutil
 import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -22,12 +21,12 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from scipy.special import expit
 
-from probes_hub.cache import atomic_write_bytes, atomic_write_json, replace_folder
+from probes_hub.atomic import atomic_folder, atomic_write_bytes, atomic_write_json
 from probes_hub.constants import CARD_NAME, CONFIG_NAME, LIBRARY_VERSION, REPORTS_DIR, WEIGHTS_NAME
 from probes_hub.extract.features import Features
-from probes_hub.hub.records import BINARY, GRADED, Calibration, DataInfo, LabelInfo, ProbeConfig, ProbeRecord, Selection
-from probes_hub.hub.storage import is_hub_id
-from probes_hub.hub.validation import ProbeValidationError, check_arrays, check_hidden_size, check_labels, validate_probe_dir
+from probes_hub.schema.naming import is_hub_id
+from probes_hub.schema.records import BINARY, GRADED, Calibration, DataInfo, LabelInfo, ProbeConfig, ProbeRecord, Selection
+from probes_hub.schema.validation import ProbeValidationError, check_arrays, check_hidden_size, check_labels, validate_probe_dir
 
 PROBE_TYPES: dict[str, type[Probe]] = {}
 """Every probe type by name, filled as the types are defined (``probes_hub.probes`` imports them all)."""
@@ -42,7 +41,7 @@ class ModelIdentity(Protocol):
 class Probe:
     """Base estimator. ``predict`` gives the label-scale prediction (graded) or P(success) (binary).
 
-    Fitted state ends in ``_``: ``record_`` (:class:`~probes_hub.hub.records.ProbeRecord`: model, label,
+    Fitted state ends in ``_``: ``record_`` (:class:`~probes_hub.schema.records.ProbeRecord`: model, label,
     data, metrics), ``selection_`` and ``calibration_`` go to ``config.json`` next to the constructor
     parameters; the arrays go to ``model.safetensors``.
     """
@@ -205,7 +204,7 @@ class Probe:
         >>> probe = LinearProbe().fit(features, y)  # doctest: +SKIP
         >>> probe.save_pretrained("runs/my-probe")  # doctest: +SKIP
         """
-        from probes_hub.hub.card import probe_card
+        from probes_hub.schema.card import probe_card
 
         self._check_fitted()
         config = self.to_config()
@@ -213,28 +212,23 @@ class Probe:
         if self.model_bound and config.record.model is None:
             raise ValueError(f"{type(self).__name__} reads one model's activations or tokens, but it was fitted on Features that name no model. "
                              "Fit it on features from ModelFeatures(load_model(...)).features(...), which record the model.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
-            arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
-            check_arrays(arrays, self._expected_shapes(config, arrays), where=f"{type(self).__name__} being saved to {target}", dtypes=self.array_dtypes)
+        arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
+        check_arrays(arrays, self._expected_shapes(config, arrays), where=f"{type(self).__name__} being saved to {target}", dtypes=self.array_dtypes)
+        with atomic_folder(target) as tmp:
             atomic_write_json(tmp / CONFIG_NAME, config.to_dict())
             save_file(arrays, str(tmp / WEIGHTS_NAME))
             (tmp / CARD_NAME).write_text(probe_card(config), encoding="utf-8")
             for name, content in (reports or {}).items():
                 atomic_write_bytes(tmp / REPORTS_DIR / name, content if isinstance(content, bytes) else content.encode("utf-8"))
             validate_probe_dir(tmp)
-            replace_folder(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         self.record_ = config.record
         return target
 
     def push_to_hub(self, registry: str | Path, *, folder_name: str | None = None, commit_message: str | None = None,
                     token: str | None = None, reports: dict[str, str | bytes] | None = None) -> str:
         """Save this probe and add it to a registry (Hub repo id or local folder); returns its name there."""
-        from probes_hub.hub.naming import probe_folder_name
         from probes_hub.hub.storage import RegistryStore
+        from probes_hub.schema.naming import probe_folder_name
 
         self._check_fitted()
         record = self.record_
@@ -337,7 +331,7 @@ def _resolve_probe_folder(spec: str | Path, *, subfolder: str | None, revision: 
     from huggingface_hub.errors import RepositoryNotFoundError
 
     from probes_hub.cache import cache_dir
-    from probes_hub.hub.naming import slug
+    from probes_hub.schema.naming import slug
 
     patterns = [f"{subfolder}/*", f"{subfolder}/**"] if subfolder else None
     local_dir = cache_dir("hub-probes") / slug(f"{spec}@{revision or 'main'}")

@@ -10,8 +10,8 @@ import numpy as np
 
 from probes_hub.extract.features import Features
 from probes_hub.extract.sentence_encoder import EMBEDDING_SIZE, ENCODER_ID, encode
-from probes_hub.hub.records import GRADED, ProbeConfig
-from probes_hub.hub.validation import check_labels
+from probes_hub.schema.records import GRADED, ProbeConfig
+from probes_hub.schema.validation import check_labels
 
 from .base import Probe
 from .linear import DEFAULT_ALPHAS, DEFAULT_CS, fit_text_model

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from probes_hub.extract.features import Features
-from probes_hub.hub.records import GRADED, ProbeConfig, Selection
-from probes_hub.hub.validation import check_labels
+from probes_hub.schema.records import GRADED, ProbeConfig, Selection
+from probes_hub.schema.validation import check_labels
 
 from .base import Probe
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from probes_hub.extract.features import Features
-from probes_hub.hub.records import ProbeConfig, Selection
-from probes_hub.hub.validation import check_feature_width, check_labels
 from probes_hub.metrics import auc_rows, spearman_rows
+from probes_hub.schema.records import ProbeConfig, Selection
+from probes_hub.schema.validation import check_feature_width, check_labels
 
 from .base import Probe
 

@@ -14,8 +14,8 @@ import copy
 import numpy as np
 
 from probes_hub.extract.features import Features
-from probes_hub.hub.records import ProbeConfig, Selection
-from probes_hub.hub.validation import check_labels
+from probes_hub.schema.records import ProbeConfig, Selection
+from probes_hub.schema.validation import check_labels
 
 from .linear import OOD_LEVELS, LinearProbe, ridge_fit, standardization, sweep
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 
 from probes_hub.extract.features import Features
-from probes_hub.hub.records import BINARY, GRADED, Calibration
-from probes_hub.hub.validation import check_labels
+from probes_hub.schema.records import BINARY, GRADED, Calibration
+from probes_hub.schema.validation import check_labels
 
 from .linear import LAYER_ARRAYS, LinearProbe
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from probes_hub.extract.features import Features
-from probes_hub.hub.records import GRADED, ProbeConfig
-from probes_hub.hub.validation import ProbeValidationError, check_labels
+from probes_hub.schema.records import GRADED, ProbeConfig
+from probes_hub.schema.validation import ProbeValidationError, check_labels
 
 from .base import Probe
 from .linear import DEFAULT_ALPHAS, DEFAULT_CS, fit_text_model

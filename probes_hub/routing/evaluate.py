@@ -325,7 +325,7 @@ def _router_result(name: str, choices: np.ndarray, correct: np.ndarray, cost: np
 
 def write_routing_outputs(result: dict, out: str | Path) -> list[Path]:
     """``routing.json`` (all numbers) and the accuracy-cost chart (Vega-Lite JSON + HTML) under ``out``."""
-    from probes_hub.cache import atomic_write_json
+    from probes_hub.atomic import atomic_write_json
     from probes_hub.charts import routing_chart, save_chart
 
     out = Path(out)

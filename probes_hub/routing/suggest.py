@@ -52,7 +52,8 @@ class PoolFacts:
 def pool_facts(pool: Pool, data_dir_override: str | None = None) -> PoolFacts:
     """The pool's facts from its outcome data, cached on disk by the pool and the outcome files' contents; without
     the data, each model's price for a typical answer (and unknown accuracies)."""
-    from probes_hub.cache import atomic_write_json, cache_dir, file_sha256, sha256_text
+    from probes_hub.atomic import atomic_write_json
+    from probes_hub.cache import cache_dir, file_sha256, sha256_text
     from probes_hub.data.datasets import data_dir, load_dataset
 
     try:

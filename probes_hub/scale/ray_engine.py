@@ -145,7 +145,8 @@ def cached_shard(lm, prompt_ids: list[list[int]], layers: list[int], positions: 
     """One shard's activations, through a content-addressed file in the activation cache (model, prompts, layers, positions)."""
     from safetensors.numpy import load_file, save
 
-    from probes_hub.cache import atomic_write_bytes, cache_dir, sha256_text
+    from probes_hub.atomic import atomic_write_bytes
+    from probes_hub.cache import cache_dir, sha256_text
     from probes_hub.extract.activations import extract
 
     key = sha256_text(lm.fingerprint, json.dumps(prompt_ids), str(list(layers)), str(list(positions)), str(list(prefix)))[:24]
@@ -199,7 +200,7 @@ def label_shard(lm, chunks: list[list[dict]], options, answer_column: str, backe
     """Label a shard (``generate`` calls' worth of question rows) and write its completions to ``path`` atomically."""
     import pandas as pd
 
-    from probes_hub.cache import atomic_write_text
+    from probes_hub.atomic import atomic_write_text
     from probes_hub.data.labeling import completion_records
 
     records = [r for chunk in chunks for r in completion_records(lm, pd.DataFrame(chunk), options, answer_column=answer_column, backend=backend)]
@@ -209,7 +210,8 @@ def label_shard(lm, chunks: list[list[dict]], options, answer_column: str, backe
 
 def label_on_ray(lm, dataset, out: str | Path, generation, *, answer_column: str, backend: str, options: RayOptions):
     """:func:`~probes_hub.data.labeling.label_by_generation` on Ray: the same files and labels, resumable by shard."""
-    from probes_hub.cache import atomic_write_text, sha256_text
+    from probes_hub.atomic import atomic_write_text
+    from probes_hub.cache import sha256_text
     from probes_hub.data.labeling import questions_per_call, summarize_completions
 
     out = Path(out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from probes_hub.hub.records import BINARY, ProbeConfig
+from probes_hub.schema.records import BINARY, ProbeConfig
 
 
 def _eval_results(config: ProbeConfig) -> list[EvalResult]:

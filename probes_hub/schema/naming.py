@@ -1,8 +1,10 @@
-"""Safe, bounded, unique folder names for probes, derived from model / dataset / label / probe type."""
+"""Names: safe, bounded, unique folder names for probes (from model / dataset / label / probe type), and the one rule that tells
+a Hub repo id from a local path."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from probes_hub.cache import sha256_text
 
@@ -21,3 +23,13 @@ def probe_folder_name(model: str, dataset: str, label: str, probe_type: str) -> 
         return name
     digest = sha256_text(model, dataset, label, probe_type)[:8]
     return f"{name[: MAX_NAME_LENGTH - 9]}-{digest}"
+
+
+HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_hub_id(spec: str | Path) -> bool:
+    """The one rule for "a local path or a Hub repo id": an ``owner/name`` that is not a path here, and whose ``owner``
+    is not a folder here either (``runs/typo`` with a ``runs/`` folder is a missing local path, not a repo)."""
+    path = Path(spec)
+    return bool(HUB_REPO_ID.match(str(spec))) and not path.exists() and not path.parent.is_dir()

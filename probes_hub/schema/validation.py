@@ -24,8 +24,8 @@ from probes_hub.constants import (
     SUPPORTED_SCHEMA_VERSIONS,
     WEIGHTS_NAME,
 )
-from probes_hub.hub.records import TASKS, Calibration, DataInfo, LabelInfo, ModelInfo, ProbeConfig, ProbeRecord, Selection
 from probes_hub.metrics import Metric
+from probes_hub.schema.records import TASKS, Calibration, DataInfo, LabelInfo, ModelInfo, ProbeConfig, ProbeRecord, Selection
 
 UNSAFE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib", ".ckpt", ".npy", ".npz", ".h5"}
 REQUIRED_FIELDS = {

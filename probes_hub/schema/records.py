@@ -2,7 +2,7 @@
 label, where its data came from, how it was selected and calibrated, and its test metrics.
 
 Each record is a small frozen dataclass with ``to_dict`` (the JSON written to disk) and ``from_dict``
-(used by :mod:`probes_hub.hub.validation`, which checks the input before building them), so no code reads a
+(used by :mod:`probes_hub.schema.validation`, which checks the input before building them), so no code reads a
 probe's facts through nested dict lookups.
 """
 
