@@ -40,6 +40,7 @@ smoke: scale models
 	$(BIN)/python -m eval.benchmark_auc --smoke
 	$(BIN)/python -m eval.lobo --smoke
 	$(BIN)/python -m eval.ood_auroc --smoke
+	$(BIN)/python -m eval.gpu_check --smoke
 	for probe in "" "--probe $(GEMMA_PROBE)"; do \
 	  $(BIN)/probes-hub analyze heads $$probe --limit 2 --out $(SMOKE_OUT)/heads || exit 1; \
 	  $(BIN)/probes-hub analyze steer $$probe --limit 4 --generate 2 --max-new-tokens 8 --alphas=-8,0,8 --out $(SMOKE_OUT)/steer || exit 1; \

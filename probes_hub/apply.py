@@ -36,20 +36,27 @@ def source_for_probe(probe: Probe, model: str | None = None):
     return source
 
 
-def choose_probes(entries, source) -> list[str]:
-    """Names of the probes to read for ``source``: one per (dataset, label).
+def choice_rank(probe_type: str, task: str, cv_spearman: float | None) -> tuple:
+    """How a probe ranks among the probes of one (source model, dataset, label), lowest first: the one rule behind the app's,
+    the API's and the leaderboard matrix's choice.
 
-    Graded labels (difficulty): the activation probe with the best selection score on the training rows (CV Spearman;
-    the test split never decides). Success labels, and graded ones without such a score: the type that ranks first by
-    ``preference`` (for success, the shared probes that routing reads).
+    Graded labels (difficulty): the activation probe with the best CV Spearman on the training rows (the test split never
+    decides). Success labels, and graded ones without such a score: the type's ``preference`` (for success, the shared
+    probes that routing reads).
     """
+    probe_cls = PROBE_TYPES[probe_type]
+    if task == GRADED and probe_cls.reads_activations and cv_spearman is not None and np.isfinite(cv_spearman):
+        return (0, -float(cv_spearman))
+    return (1, probe_cls.preference)
+
+
+def choose_probes(entries, source) -> list[str]:
+    """Names of the probes to read for ``source``: one per (dataset, label), by :func:`choice_rank`."""
     chosen: dict[tuple[str, str], tuple[tuple, str]] = {}
     for entry in entries:
         if not probe_matches(entry, source):
             continue
-        probe_cls = PROBE_TYPES[entry.probe_type]
-        by_cv = entry.task == GRADED and probe_cls.reads_activations and entry.cv_metric == "spearman" and entry.cv_score is not None
-        rank = (0, -entry.cv_score) if by_cv else (1, probe_cls.preference)
+        rank = choice_rank(entry.probe_type, entry.task, entry.cv_score if entry.cv_metric == "spearman" else None)
         key = (entry.dataset, entry.label)
         if key not in chosen or rank < chosen[key][0]:
             chosen[key] = (rank, entry.name)

@@ -137,6 +137,39 @@ def _entry_row(entry: ProbeEntry) -> dict:
             "partial_length": partial.get("value"), "partial_low": partial.get("low"), "partial_high": partial.get("high"), "cv_score": entry.cv_score}
 
 
+def success_task_metrics(registry: Registry, table: pd.DataFrame, *, data_dir: str | None = None) -> list[dict]:
+    """Per (source model, dataset, probe type) with several success labels: the mean test ROC-AUC over the labels with a bootstrap
+    CI that resamples questions, and the number of test questions, from the predictions each probe saved at training (which the
+    leaderboard reproduces), so models that are not installed here get them too."""
+    from probes_hub.data.datasets import training_dataset
+    from probes_hub.hub.reports import saved_rows
+    from probes_hub.metrics import mean_auc_metric
+    from probes_hub.schema.validation import validate_probe_dir
+
+    usable = (table["task"] == "binary") & ~table["status"].astype(str).str.startswith(("failed", "broken"))
+    metrics = []
+    for (model, dataset_name, probe_type), group in table[usable].groupby(["model", "dataset", "probe_type"]):
+        if len(group) < 2:
+            continue
+        folders = [registry.folder(name) for name in group["name"]]
+        labels = group["label"].tolist()
+        frame = training_dataset(validate_probe_dir(folders[0]).record.data, labels, data_dir_override=data_dir).frame  # the rows' order
+        score = np.full((len(frame), len(labels)), np.nan)
+        for column, folder in enumerate(folders):
+            saved = saved_rows(folder)
+            test = (saved["role"] == "test").to_numpy()
+            score[test, column] = saved["prediction"].to_numpy()[test]
+        scored = np.isfinite(score).any(axis=1)
+        metric = mean_auc_metric(frame[labels].to_numpy(dtype=float)[scored], score[scored])
+        metrics.append({"model": model, "dataset": dataset_name, "probe_type": probe_type, "labels": len(labels), **metric.to_dict()})
+    return metrics
+
+
+def task_metrics_of(leaderboard: dict | None) -> dict[tuple[str, str, str], dict]:
+    """A leaderboard's success task metrics by (model, dataset, probe type), as :func:`probes_hub.matrix.model_task_cells` takes them."""
+    return {(m["model"], m["dataset"], m["probe_type"]): m for m in (leaderboard or {}).get("task_metrics", [])}
+
+
 def recorded_metric(entry: ProbeEntry) -> dict:
     """The test value, CI and n recorded at training (what a row shows until it is re-evaluated)."""
     m = entry.metric
@@ -243,7 +276,7 @@ def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, r
     with atomic_folder(out) as tmp:
         table.to_csv(tmp / "leaderboard.csv", index=False)
         (tmp / "leaderboard.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-        cells = model_task_cells(table)
+        cells = model_task_cells(table, task_metrics_of(metadata))
         matrix_table(cells).to_csv(tmp / "matrix.csv", index=False)
         (tmp / "matrix.md").write_text(matrix_markdown(cells) + "\n", encoding="utf-8")
         written = ["matrix.csv", "matrix.md"]
@@ -298,7 +331,10 @@ def regenerate(registry: str | None, out: str | Path, *, data_dir: str | None = 
         examples = "; ".join(f"{row.name}: {row.error}" for row in failed.head(3).itertuples())
         raise LeaderboardRefused(f"{len(failed)} of {len(table)} rows failed to re-evaluate (more than {max_failed:.0%}); the leaderboard "
                                  f"in {out} was not replaced. First failures: {examples}")
-    metadata.update(registry=registry or "bundled registry/", registry_generated_at=reg.manifest().generated_at)
+    unchanged = previous is not None and "task_metrics" in previous and bool(table["carried_over"].all()) \
+        and sorted(r["name"] for r in previous["rows"]) == sorted(table["name"])  # the same probes, each carried over: same task metrics
+    metadata.update(registry=registry or "bundled registry/", registry_generated_at=reg.manifest().generated_at,
+                    task_metrics=previous["task_metrics"] if unchanged else success_task_metrics(reg, table, data_dir=data_dir))
     write_leaderboard(table, metadata, out, registry_root=reg.root if reg.is_local else None)
     if push:
         push_leaderboard(out, push)

@@ -76,9 +76,18 @@ def auc_resampled(y: np.ndarray, score: np.ndarray, index: np.ndarray) -> np.nda
     Scores are sorted once into tie groups; a resample only changes how many times each question counts, so
     AUC = sum over groups of positive weight x (negative weight below + half the tied negative weight) / (W+ W-).
     """
+    return auc_weighted(y, score, resample_counts(index, len(y)))
+
+
+def resample_counts(index: np.ndarray, n: int) -> np.ndarray:
+    """How many times each of ``n`` questions appears in each resample ``index [B, n]``, as ``[B, n]`` floats."""
+    n_boot = index.shape[0]
+    return np.bincount((index + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
+
+
+def auc_weighted(y: np.ndarray, score: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """ROC-AUC for each row of question weights ``counts [B, n]`` (see :func:`auc_resampled`)."""
     y = np.asarray(y, float)
-    n_boot, n = index.shape
-    counts = np.bincount((index + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
     order = np.argsort(score, kind="stable")
     sorted_score = np.asarray(score, float)[order]
     starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])
@@ -119,6 +128,24 @@ def auc_metric(y, score, **kwargs) -> Metric:
 
     value = float(roc_auc_score(np.asarray(y).astype(int), score))
     return Metric("roc_auc", value, *bootstrap_ci(y, score, auc_rows, from_index=auc_resampled, **kwargs), len(y))
+
+
+def mean_auc_metric(y: np.ndarray, score: np.ndarray, *, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> Metric:
+    """The mean ROC-AUC over labels (columns of ``y [n, L]``, NaN where a label is unknown or unscored) with a bootstrap CI that
+    resamples questions (rows; one resample for every label, so the labels' shared questions move together); n: questions."""
+    y, score = np.asarray(y, float), np.asarray(score, float)
+    known = np.isfinite(y) & np.isfinite(score)
+    counts = resample_counts(np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y))), len(y))
+    values, resampled = [], []
+    for column in range(y.shape[1]):
+        rows = known[:, column]
+        values.append(auc_rows(y[rows, column], score[rows, column]))
+        resampled.append(auc_weighted(y[rows, column], score[rows, column], counts[:, rows]))
+    with np.errstate(invalid="ignore"):
+        means = np.nanmean(np.array(resampled), axis=0)
+    means = means[np.isfinite(means)]
+    low, high = np.percentile(means, [2.5, 97.5]) if means.size else (float("nan"), float("nan"))
+    return Metric("mean_roc_auc", float(np.nanmean(values)), float(low), float(high), int(known.any(axis=1).sum()))
 
 
 def ece_metric(y, prob, **kwargs) -> Metric:

@@ -19,7 +19,7 @@ from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.extract.models import display_id_for
 from probes_hub.hub.registry import Registry
-from probes_hub.leaderboard import leaderboard_table
+from probes_hub.leaderboard import leaderboard_table, task_metrics_of
 from probes_hub.matrix import model_task_cells
 from probes_hub.routing.suggest import Suggestion
 from probes_hub.schema.validation import ProbeValidationError
@@ -311,7 +311,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 shown = filter_table(full, model=model_value, dataset=dataset_value, label=label_value, probe_type=type_value, search=search_value)
                 charts = leaderboard_charts(chart_rows(shown)) if len(shown) else {}
                 choices = [gr.Dropdown(choices=["all", *sorted(full[column].dropna().unique())]) for column in (TITLES[name] for name in FILTERS)]
-                overview = overview_charts(model_task_cells(library))  # every model and task: the filters act on the table only
+                overview = overview_charts(model_task_cells(library, task_metrics_of(leaderboard)))  # every model and task: the filters act on the table only
                 return (plain(" ".join(filter(None, [notice, refreshed_at(leaderboard, ctx.registry)]))), overview.get("model_task_matrix"),
                         overview.get("task_ci"), overview.get("scaling"), shown, charts.get("metric_by_model_dataset"), *choices,
                         source_version(ctx.leaderboard_source))

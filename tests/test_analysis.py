@@ -114,8 +114,8 @@ def test_steering_with_alpha_zero_is_the_identity(tiny):
         steered = run_to(tiny, batch, 3, [add_to_residual(tiny, 2, zero)])
     assert torch.equal(clean, steered)
     questions, answers = QUESTIONS[:3], ["1", "2", "3"]
-    plain = steered_generations(tiny, questions, answers, 2, None, max_new_tokens=6, batch_size=3)
-    assert steered_generations(tiny, questions, answers, 2, zero, max_new_tokens=6, batch_size=3) == plain
+    plain = steered_generations(tiny, target.fmt, questions, answers, 2, None, max_new_tokens=6, batch_size=3)
+    assert steered_generations(tiny, target.fmt, questions, answers, 2, zero, max_new_tokens=6, batch_size=3) == plain
 
 
 def test_steering_moves_the_reading_along_the_probe_direction_only(tiny):

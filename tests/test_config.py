@@ -47,3 +47,10 @@ def test_the_app_stops_with_one_line_naming_a_bad_variable():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == ["error: PROBES_HUB_MAX_BATCH='abc' is not accepted: use a whole number >= 1 (default 32)."]
+
+
+def test_the_cli_reference_is_generated_from_the_parser():
+    from probes_hub.cli_reference import reference_markdown
+
+    assert (PROJECT_ROOT / "docs" / "cli.md").read_text(encoding="utf-8") == reference_markdown(), \
+        "run: python -m probes_hub.cli_reference > docs/cli.md"

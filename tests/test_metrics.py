@@ -72,3 +72,19 @@ def test_partial_spearman_matches_the_closed_form_and_removes_a_shared_cause():
     assert partial_spearman_metric(y, x, rng.normal(size=500)).value == pytest.approx(r["xy"], abs=0.03)
     # The length baseline itself (a monotone function of the control) says nothing beyond it.
     assert partial_spearman_metric(y, 2 * z + 1, z).value == 0.0
+
+
+def test_mean_auc_over_labels_resamples_questions_and_counts_them():
+    """The matrix's success cell: the mean of the labels' AUCs, a CI from resampling questions (shared by every label), n = questions."""
+    from probes_hub.metrics import mean_auc_metric
+
+    rng = np.random.default_rng(0)
+    score = rng.normal(size=(400, 4))
+    y = (score + rng.normal(size=(400, 4)) > 0).astype(float)
+    y[:100, 3] = np.nan  # one label unknown on a quarter of the questions
+    metric = mean_auc_metric(y, score)
+    per_label = [auc_metric(y[np.isfinite(y[:, c]), c], score[np.isfinite(y[:, c]), c]) for c in range(4)]
+    assert metric.value == pytest.approx(np.mean([m.value for m in per_label]), abs=1e-12) and metric.n == 400
+    assert metric.low < metric.value < metric.high
+    # the labels' errors are independent here, so the mean's interval is narrower than a single label's
+    assert metric.high - metric.low < min(m.high - m.low for m in per_label)

@@ -36,12 +36,18 @@ def read_predictions(folder: str | Path, *, data_dir: str | None = None) -> pd.D
     """A probe folder's saved predictions as a table indexed by question id, with ``role`` and ``prediction`` columns."""
     folder = Path(folder)
     config = validate_probe_dir(folder)
-    arrays = load_file(str(folder / REPORTS_DIR / PREDICTIONS_REPORT))
+    rows = saved_rows(folder)
     ids = _dataset_ids(config.record.data, config.record.label.name, data_dir)
-    if len(ids) != len(arrays["prediction"]):
-        raise ProbeValidationError(f"{folder}: {PREDICTIONS_REPORT} has {len(arrays['prediction'])} rows, the dataset {len(ids)}.")
-    table = pd.DataFrame({"role": np.asarray(ROLES)[arrays["role"]], "prediction": arrays["prediction"]}, index=pd.Index(ids, name="id"))
+    if len(ids) != len(rows):
+        raise ProbeValidationError(f"{folder}: {PREDICTIONS_REPORT} has {len(rows)} rows, the dataset {len(ids)}.")
+    table = rows.set_index(pd.Index(ids, name="id"))
     return table[table["role"] != ROLES[-1]]
+
+
+def saved_rows(folder: str | Path) -> pd.DataFrame:
+    """A probe folder's saved ``role`` and ``prediction`` per row of its training dataset, by position (the dataset's order)."""
+    arrays = load_file(str(Path(folder) / REPORTS_DIR / PREDICTIONS_REPORT))
+    return pd.DataFrame({"role": np.asarray(ROLES)[arrays["role"]], "prediction": arrays["prediction"]})
 
 
 @lru_cache(maxsize=8)
