@@ -180,6 +180,26 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--data-dir", default=None, help=DATA_HELP)
     upgrade.set_defaults(func=cmd_upgrade)
 
+    data = sub.add_parser("data", help="get the data folder on a fresh machine (pull), or publish one (push)",
+                          description="The data folder is looked for in this order: --data-dir, $PROBES_HUB_DATA_DIR, ../shared/data beside "
+                                      "the project, then the folder `data pull` fills (in the cache).")
+    data_verbs = data.add_subparsers(dest="data_command", required=True)
+    data_pull = data_verbs.add_parser("pull", help="download the data folder from a Hugging Face dataset repo with the same layout",
+                                      description="Resolves --revision to a commit (printed, and recorded in .pulled.json), downloads that "
+                                                  "commit, checks every file against the repo's SHA256SUMS, and swaps the folder in; a failed "
+                                                  "check replaces nothing. Uses HF_ENDPOINT / HF_TOKEN.")
+    data_pull.add_argument("--repo", required=True, help="dataset repo id (org/name) made with `probes-hub data push`")
+    data_pull.add_argument("--revision", default=None, help="branch, tag or commit to pin (default main)")
+    data_pull.add_argument("--out", default=None, help="destination (default: the pulled-data folder in the cache, which the data folder "
+                           "search falls back to)")
+    data_pull.set_defaults(func=cmd_data_pull)
+    data_push = data_verbs.add_parser("push", help="upload a data folder as a dataset repo, with the SHA256SUMS that `data pull` checks",
+                                      description="Uploads the folder's files and their SHA256SUMS in one commit (the repo is created "
+                                                  "if missing; uses HF_TOKEN); the folder is not changed. Mind the data's licenses before publishing it.")
+    data_push.add_argument("--repo", required=True, help="dataset repo id (org/name)")
+    data_push.add_argument("--data-dir", default=None, help=DATA_HELP)
+    data_push.set_defaults(func=cmd_data_push)
+
     route = sub.add_parser("route", help="evaluate probe routing on recorded outcomes (accuracy-cost curve, AIQ, cost ratios)",
                            description="Routes each test question of the pool's dataset to a model of the pool from the registry's success "
                                        "probes (utility p - lambda x normalized expected cost, lambda swept; and a cascade), scores with the "
@@ -538,6 +558,23 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     registry = Registry(args.registry)
     names = upgrade_registry(registry.root, data_dir=args.data_dir)
     print(f"rewrote {len(names)} probe(s) in {registry.root} in the current format")
+    return 0
+
+
+def cmd_data_pull(args: argparse.Namespace) -> int:
+    from probes_hub.data.pull import pull_data
+
+    pulled = pull_data(args.repo, revision=args.revision, out=args.out)
+    print(f"pulled {pulled.files} files of {pulled.repo_id} at commit {pulled.commit} into {pulled.folder} (every sha256 checked)")
+    return 0
+
+
+def cmd_data_push(args: argparse.Namespace) -> int:
+    from probes_hub.data.datasets import data_dir
+    from probes_hub.data.pull import push_data
+
+    commit = push_data(data_dir(args.data_dir), args.repo)
+    print(f"pushed {data_dir(args.data_dir)} to the dataset repo {args.repo} (commit {commit})")
     return 0
 
 

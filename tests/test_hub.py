@@ -133,3 +133,49 @@ def test_hand_fitted_probe_saves_loads_and_pushes_to_the_hub(hub, tiny, tmp_path
     name = pushed.stdout.strip().splitlines()[-1]
     cli(hub, tmp_path, "pull", name, "--registry", "org/hand-fitted", "--out", str(tmp_path / "pulled"))
     np.testing.assert_array_equal(Probe.from_pretrained(tmp_path / "pulled" / name).predict(features), probe.predict(features))
+
+
+def test_data_pull_syncs_a_pinned_hash_checked_data_folder_and_refuses_a_tampered_one(hub, tmp_path):
+    """``data push`` publishes a data folder with its SHA256SUMS; ``data pull`` gets it back byte for byte at a pinned commit, and a
+    repo whose file no longer matches its sum replaces nothing."""
+    data = tmp_path / "data"
+    (data / "gsm8k").mkdir(parents=True)
+    (data / "gsm8k" / "test.jsonl").write_text('{"question": "What is 7 + 5?", "answer": "#### 12"}\n')
+    (data / "README.md").write_text("# data\n")
+    cli(hub, tmp_path, "data", "push", "--repo", "org/data", "--data-dir", str(data))
+    assert _tree_bytes(data) == {"gsm8k/test.jsonl": (data / "gsm8k" / "test.jsonl").read_bytes(), "README.md": b"# data\n"}  # untouched
+    pulled = cli(hub, tmp_path, "data", "pull", "--repo", "org/data", "--out", str(tmp_path / "pulled"))
+    assert "every sha256 checked" in pulled.stdout
+    got = _tree_bytes(tmp_path / "pulled")
+    assert got["gsm8k/test.jsonl"] == (data / "gsm8k" / "test.jsonl").read_bytes() and "SHA256SUMS" in got
+    record = json.loads(got[".pulled.json"])
+    assert record["repo"] == "org/data" and len(record["revision"]) == 40 and record["revision"] in pulled.stdout
+
+    repo = hub.repo_path("org/data", "dataset")
+    (repo / "gsm8k" / "test.jsonl").write_text('{"question": "tampered"}\n')
+    subprocess.run(["git", "commit", "-qam", "tamper"], cwd=repo, check=True, capture_output=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    before = _tree_bytes(tmp_path / "pulled")
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf-home-2"), "PROBES_HUB_CACHE": str(tmp_path / "probes-cache"),
+           "HF_HUB_OFFLINE": "0", "PROBES_HUB_NO_PROGRESS": "1"}
+    refused = subprocess.run([sys.executable, "-m", "probes_hub", "data", "pull", "--repo", "org/data", "--out", str(tmp_path / "pulled")],
+                             cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "gsm8k/test.jsonl differs from its sha256" in refused.stderr
+    assert _tree_bytes(tmp_path / "pulled") == before and not list(tmp_path.glob(".pulled.pulling-*"))
+
+
+def test_the_data_folder_is_looked_for_in_the_documented_order(tmp_path, monkeypatch):
+    from probes_hub.data import datasets
+
+    monkeypatch.setenv("PROBES_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("PROBES_HUB_DATA_DIR", raising=False)
+    monkeypatch.setattr(datasets, "DEFAULT_DATA_DIR", tmp_path / "no-shared-data")
+    with pytest.raises(FileNotFoundError, match="probes-hub data pull --repo"):
+        datasets.data_dir()
+    (tmp_path / "cache" / "data").mkdir(parents=True)
+    assert datasets.data_dir() == (tmp_path / "cache" / "data").resolve()  # the pulled folder, last
+    (tmp_path / "no-shared-data").mkdir()
+    assert datasets.data_dir() == (tmp_path / "no-shared-data").resolve()  # ../shared/data before it
+    monkeypatch.setenv("PROBES_HUB_DATA_DIR", str(tmp_path / "env"))
+    (tmp_path / "env").mkdir()
+    assert datasets.data_dir() == (tmp_path / "env").resolve() and datasets.data_dir(tmp_path / "cache") == (tmp_path / "cache").resolve()

@@ -74,19 +74,24 @@ class QuestionSet:
 
 
 def data_dir(override: str | os.PathLike | None = None) -> Path:
-    """The data folder: ``override`` (CLI flag), else ``$PROBES_HUB_DATA_DIR``, else ``../shared/data``.
+    """The data folder: ``override`` (the ``--data-dir`` flag), else ``$PROBES_HUB_DATA_DIR``, else ``../shared/data`` beside the
+    project when it exists, else the folder ``probes-hub data pull`` fills (in the cache).
 
     Raises:
-        FileNotFoundError: naming the folder that was looked in and how to change it.
+        FileNotFoundError: naming the folders that were looked in and how to get the data.
     """
-    chosen = override or setting("PROBES_HUB_DATA_DIR") or DEFAULT_DATA_DIR
-    path = Path(chosen).expanduser().resolve()
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"Data directory not found: {path}. Pass --data-dir DIR or set PROBES_HUB_DATA_DIR to the folder "
-            "holding gsm8k/, math500/, arc/ and mmlu_pro/."
-        )
-    return path
+    from probes_hub.data.pull import pulled_data_dir
+
+    chosen = override or setting("PROBES_HUB_DATA_DIR")
+    candidates = [Path(chosen)] if chosen else [DEFAULT_DATA_DIR, pulled_data_dir()]
+    for path in candidates:
+        if path.expanduser().is_dir():
+            return path.expanduser().resolve()
+    looked = " or ".join(str(p) for p in candidates)
+    raise FileNotFoundError(
+        f"Data directory not found: {looked}. Get the data with `probes-hub data pull --repo ORG/NAME` (a Hugging Face dataset repo "
+        "with the data folder's layout), or pass --data-dir DIR / set PROBES_HUB_DATA_DIR to a folder holding gsm8k/, math500/, arc/ "
+        "and mmlu_pro/.")
 
 
 def stratified_split(strata: pd.Series, *, seed: int = SPLIT_SEED, train_fraction: float = TRAIN_FRACTION) -> np.ndarray:
