@@ -19,6 +19,7 @@ import pandas as pd
 
 from probes_hub.cache import sha256_text
 from probes_hub.config import setting
+from probes_hub.errors import UnknownName
 from probes_hub.paths import DEFAULT_DATA_DIR
 from probes_hub.schema.records import BINARY, GRADED, DataInfo
 
@@ -61,7 +62,7 @@ class QuestionSet:
     def task(self, label: str) -> str:
         """Task type of a label, with an error listing the available labels."""
         if label not in self.labels:
-            raise KeyError(f"Dataset '{self.name}' has no label '{label}'. Available: {', '.join(sorted(self.labels))}")
+            raise UnknownName(f"Dataset '{self.name}' has no label '{label}'. Available: {', '.join(sorted(self.labels))}")
         return self.labels[label]
 
     def subset(self, limit: int | None, *, seed: int = SPLIT_SEED) -> QuestionSet:

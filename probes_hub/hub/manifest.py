@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from probes_hub.constants import CONFIG_NAME
+from probes_hub.errors import UnknownName
 from probes_hub.schema.records import ProbeConfig
 from probes_hub.schema.validation import ProbeValidationError, validate_probe_dir
 
@@ -20,6 +21,7 @@ MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 REGISTRY_CARD_NAME = "README.md"
 FILTER_FIELDS = ("model", "dataset", "label", "probe_type")
+
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class Manifest:
             return self.entries[name]
         close = difflib.get_close_matches(name, list(self.entries), n=5, cutoff=0.5)
         hint = f" Close matches: {', '.join(close)}." if close else f" The registry has {len(self.entries)} probes; run 'list' to see them."
-        raise KeyError(f"No probe named {name!r} in this registry.{hint}")
+        raise UnknownName(f"No probe named {name!r} in this registry.{hint}")
 
 
 def scan_folders(root: Path) -> tuple[Manifest, dict[str, str]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from probes_hub.atomic import atomic_folder, atomic_write_text
 from probes_hub.cache import cache_dir
 from probes_hub.constants import CONFIG_NAME
+from probes_hub.errors import UnknownName
 from probes_hub.hub.manifest import MANIFEST_NAME, REGISTRY_CARD_NAME, Manifest, ProbeEntry, registry_card, scan_folders
 from probes_hub.paths import BUNDLED_REGISTRY
 from probes_hub.schema.naming import is_hub_id, slug
@@ -87,7 +88,7 @@ class RegistryStore:
         found = self.list(**filters)
         if len(found) != 1:
             names = ", ".join(e.name for e in found[:10]) or "none"
-            raise KeyError(f"Filters {filters} match {len(found)} probes in {self.spec} ({names}); give name= or narrower filters.")
+            raise UnknownName(f"Filters {filters} match {len(found)} probes in {self.spec} ({names}); give name= or narrower filters.")
         return found[0]
 
     def folder(self, name: str) -> Path:
@@ -119,7 +120,7 @@ class RegistryStore:
         """Copy probe folders (by name, or all matching the filters) into ``destination``, validated, atomically each."""
         entries = [self.manifest().get(n) for n in names] if names else self.list(**filters)
         if not entries:
-            raise KeyError(f"Nothing to pull from {self.spec} with names={names} filters={filters}.")
+            raise UnknownName(f"Nothing to pull from {self.spec} with names={names} filters={filters}.")
         source = self._fetch([e.folder for e in entries])
         destination = Path(destination)
         destination.mkdir(parents=True, exist_ok=True)
