@@ -3,6 +3,8 @@ regenerated leaderboard), filtered and laid out by the library's column specific
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from probes_hub.hub.registry import Registry
@@ -69,3 +71,39 @@ def refreshed_at(leaderboard: dict | None, registry: Registry) -> str:
     if leaderboard:
         return f"Leaderboard last refreshed {leaderboard.get('refreshed_at')} (registry index {registry.manifest().generated_at})."
     return f"No regenerated leaderboard yet: showing the metrics recorded at training (registry index {registry.manifest().generated_at})."
+
+
+@dataclass
+class LeaderboardView:
+    """Everything the Leaderboard tab shows, in the order of its outputs (the dropdowns' choices as lists)."""
+
+    refreshed: str
+    matrix_chart: object | None
+    task_ci_chart: object | None
+    scaling_chart: object | None
+    table: pd.DataFrame
+    chart: object | None
+    choices: list[list[str]]
+    version: str | None
+
+
+def leaderboard_view(reader: LeaderboardReader, source: str | None, registry: Registry, problems: dict[str, str], *, search: str = "",
+                     model: str = "all", dataset: str = "all", label: str = "all", probe_type: str = "all") -> LeaderboardView:
+    """Read the leaderboard (the last good copy if it is corrupt), join it with the registry, filter the table and build the charts;
+    the model x task overview always shows every model and task (the filters act on the table only)."""
+    from probes_hub.charts import leaderboard_charts, overview_charts
+    from probes_hub.leaderboard import leaderboard_table, task_metrics_of
+    from probes_hub.matrix import model_task_cells
+
+    from .predict_view import plain
+
+    leaderboard, notice = reader.read(source)
+    library = leaderboard_table(registry, leaderboard, problems=problems)
+    full = display_table(library)
+    shown = filter_table(full, model=model, dataset=dataset, label=label, probe_type=probe_type, search=search)
+    charts = leaderboard_charts(chart_rows(shown)) if len(shown) else {}
+    overview = overview_charts(model_task_cells(library, task_metrics_of(leaderboard)))
+    choices = [["all", *sorted(full[TITLES[name]].dropna().unique())] for name in FILTERS]
+    return LeaderboardView(plain(" ".join(filter(None, [notice, refreshed_at(leaderboard, registry)]))), overview.get("model_task_matrix"),
+                           overview.get("task_ci"), overview.get("scaling"), shown, charts.get("metric_by_model_dataset"), choices,
+                           source_version(source))

@@ -131,8 +131,8 @@ def test_rest_call_with_too_few_inputs_names_the_expected_inputs(app):
 
 
 def test_a_reading_that_does_not_beat_length_says_so():
+    from space_app.predict_view import difficulty_markdown
     from space_app.predictor import Prediction, Reading
-    from space_app.ui import difficulty_markdown
 
     def reading(partial_low: float, value: float) -> Reading:
         return Reading("math level", "math", "level", "linear", 3.2, (1.0, 5.0), {"name": "spearman", "value": value, "low": 0.5, "high": 0.6, "n": 500},

@@ -1,0 +1,48 @@
+"""The app's views without a server: the Predict and Leaderboard tabs' outputs from a real predictor (the tiny model and the toy
+probes) and a real leaderboard; the layout in ui.py only places them and maps refusals to gr.Error."""
+
+import shutil
+
+import pytest
+
+from probes_hub.extract.feature_source import ModelFeatures
+from probes_hub.hub.registry import Registry, write_index
+from space_app.leaderboard_view import LeaderboardReader, leaderboard_view
+from space_app.predict_view import predict_view
+from space_app.predictor import Predictor
+
+
+@pytest.fixture
+def toy_registry(toy_probes, tmp_path):
+    _, _, out = toy_probes
+    shutil.copytree(out, tmp_path / "registry")
+    write_index(tmp_path / "registry")
+    return tmp_path / "registry"
+
+
+def test_predict_view_reads_every_probe_and_refuses_bad_controls(tiny, toy_registry):
+    predictor = Predictor(ModelFeatures(tiny), Registry(str(toy_registry)))
+    view = predict_view(predictor, "how many apples cost one two three", "", "utility", 0.3, 0.7)
+    assert "stopped after layer" in view.status and view.routing.startswith("No routing")
+    assert [r["probe"] for r in view.payload["difficulty"]] == ["toy difficulty"] and set(view.payload["success"]) == {"toy solved"}
+    assert "toy difficulty" in view.difficulty and view.layers_chart is not None and view.success_chart is not None
+    for controls, message in ((("cheapest!", 0.3, 0.7), "Routing rule must be"), (("utility", float("nan"), 0.7), "lambda must be a number"),
+                              (("utility", 0.3, 2.0), "target must be a number from 0 to 1"), (("utility", True, 0.7), "lambda must be")):
+        with pytest.raises(ValueError, match=message):
+            predict_view(predictor, "how many apples", "", *controls)
+    with pytest.raises(ValueError, match="type a question"):
+        predict_view(predictor, "   ", "", "utility", 0.3, 0.7)
+
+
+def test_leaderboard_view_filters_the_table_and_keeps_the_overview_whole(toy_registry, tmp_path, tiny, monkeypatch):
+    from probes_hub.leaderboard import regenerate
+
+    monkeypatch.setattr("probes_hub.extract.models.load_model", lambda spec: tiny)  # the toy probes' in-memory model (test-only)
+    regenerate(str(toy_registry), tmp_path / "lb")
+    registry = Registry(str(toy_registry))
+    view = leaderboard_view(LeaderboardReader(), str(tmp_path / "lb"), registry, {}, label="solved")
+    assert len(view.table) == 3 and set(view.table["label"]) == {"solved"}
+    assert view.choices[2] == ["all", "difficulty", "solved"] and "refreshed" in view.refreshed.lower() and view.version
+    assert view.chart is not None
+    nothing = leaderboard_view(LeaderboardReader(), str(tmp_path / "none"), registry, {})
+    assert len(nothing.table) == 6  # no leaderboard yet: the values recorded at training
