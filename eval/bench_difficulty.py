@@ -59,12 +59,12 @@ def cross_benchmark_targets(data_dir: str | None, *, questions: int | None) -> l
     """GSM8K test, MATH level 5 and ARC-Challenge test with their difficulty targets (seeded subsets of ``questions`` when given)."""
     targets = []
     for benchmark, name in (("gsm8k", "outcomes-gsm8k"), ("math-l5", "outcomes-math-l5")):
-        frame = _subset(load_dataset(name, data_dir_override=data_dir).frame, questions)
+        frame = _subset(load_dataset(name, data_dir=data_dir).frame, questions)
         targets.append(Target(benchmark, "1 - success share", frame["question"].tolist(), 1 - frame["success_rate"].to_numpy(dtype=float)))
         if "irt_difficulty" in frame:
             targets.append(Target(benchmark, "IRT difficulty", frame["question"].tolist(), frame["irt_difficulty"].to_numpy(dtype=float)))
-    arc = load_dataset("arc-challenge", data_dir_override=data_dir).frame
-    outcomes = load_dataset("outcomes-arc-challenge", data_dir_override=data_dir).frame.drop_duplicates("stem", keep=False)
+    arc = load_dataset("arc-challenge", data_dir=data_dir).frame
+    outcomes = load_dataset("outcomes-arc-challenge", data_dir=data_dir).frame.drop_duplicates("stem", keep=False)
     arc = _subset(arc.merge(outcomes[["stem", "success_rate", "irt_difficulty"]], on="stem", how="left"), questions)
     questions = arc["question"].tolist()
     targets.append(Target("arc-challenge", "grade", questions, arc["grade"].to_numpy(dtype=float)))
@@ -85,9 +85,9 @@ def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *,
     probes = registry.load_all(names=names).probes
     source = source_for_probe(next(p for p in probes.values() if p.fingerprint))
     rows = []
-    math500 = load_dataset("math500", data_dir_override=data_dir).subset(math500_questions)
+    math500 = load_dataset("math500", data_dir=data_dir).subset(math500_questions)
     features, _ = probe_features(source, probes, math500.frame["question"].tolist(), data_hash=math500.content_hash, use_cache=True)
-    irt = load_dataset("outcomes-math500", data_dir_override=data_dir).frame.set_index("question")["irt_difficulty"]
+    irt = load_dataset("outcomes-math500", data_dir=data_dir).frame.set_index("question")["irt_difficulty"]
     targets = {"level": math500.frame["level"].to_numpy(dtype=float), "IRT difficulty": irt.reindex(math500.frame["question"]).to_numpy(dtype=float)}
     for name, probe in probes.items():
         own = probe.record_.data.dataset == "math500"

@@ -78,7 +78,7 @@ def main() -> None:
 
     lm = load_model("smollm2")
     fmt = lm.prompt_format()
-    questions = load_dataset("math500", data_dir_override=args.data_dir).frame["question"].tolist()[:n]
+    questions = load_dataset("math500", data_dir=args.data_dir).frame["question"].tolist()[:n]
     prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer)
     tokens = sum(len(p) for p in prompt_ids)
     computed_tokens = tokens - (n - 1) * len(fmt.prefix_ids)

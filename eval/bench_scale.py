@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     lm = load_model("smollm2")
     fmt = lm.prompt_format()
-    questions = load_dataset("math500", data_dir_override=args.data_dir).frame["question"].tolist()[:n]
+    questions = load_dataset("math500", data_dir=args.data_dir).frame["question"].tolist()[:n]
     prompt_ids, _ = encode_prompts(questions, fmt, lm.tokenizer)
     layers, positions = list(range(depth)), fmt.eoi_positions
 

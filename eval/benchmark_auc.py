@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="data folder (default: $PROBES_HUB_DATA_DIR or ../shared/data)")
     args = parser.parse_args(argv)
     registry = Registry(args.registry)
-    dataset = load_dataset("mixed", data_dir_override=args.data_dir)
+    dataset = load_dataset("mixed", data_dir=args.data_dir)
     frame = dataset.frame.set_index("id")
     labels = sorted({e.label for e in registry.list(dataset="mixed", probe_type="shared")})
     labels = [label for label in labels if all(registry.list(dataset="mixed", label=label, probe_type=t) for t in SAVED)]

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device here: running the CPU part only (the comparison needs a GPU machine)")
     else:
         print(f"CUDA device: {torch.cuda.get_device_name(0)}")
-    questions = load_dataset("math500", data_dir_override=args.data_dir).frame["question"].tolist()[:n]
+    questions = load_dataset("math500", data_dir=args.data_dir).frame["question"].tolist()[:n]
     registry = Registry(args.registry)
     act_diffs, reading_diffs, summary = [], [], []
     aliases = installed_aliases()
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         summary.append(name)
     vllm = "not installed" if importlib.util.find_spec("vllm") is None else "needs a GPU"
     if importlib.util.find_spec("vllm") is not None and "cuda" in devices and aliases:
-        gsm8k = load_dataset("gsm8k", data_dir_override=args.data_dir).frame.head(4)
+        gsm8k = load_dataset("gsm8k", data_dir=args.data_dir).frame.head(4)
         vllm = vllm_agreement(aliases[0], gsm8k["question"].tolist(), gsm8k["final_answer"].astype(str).tolist())
         print(f"vLLM vs transformers, greedy answers that agree: {vllm}")
     print(f"RESULT devices={','.join(devices)} models={','.join(summary)} "

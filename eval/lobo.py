@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="data folder (default: $PROBES_HUB_DATA_DIR or ../shared/data)")
     parser.add_argument("--out", default=None, help="also write all metrics to this JSON file")
     args = parser.parse_args(argv)
-    dataset = load_dataset("mixed", data_dir_override=args.data_dir).subset(SMOKE_QUESTIONS if args.smoke else None)
+    dataset = load_dataset("mixed", data_dir=args.data_dir).subset(SMOKE_QUESTIONS if args.smoke else None)
     layers = sized(args, full=list(BUNDLED_LAYERS), quick=list(range(8, 15)), smoke=[8, 9])
     features, _ = ModelFeatures(load_model()).features(dataset.frame["question"].tolist(), layers, data_hash=dataset.content_hash, use_cache=True)
     all_success = [name for name, task in dataset.labels.items() if task == BINARY]

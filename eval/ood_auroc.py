@@ -47,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, foreign in CASES:
         probe = registry.load(name)
         data = probe.record_.data
-        own = load_dataset(data.dataset, data_dir_override=args.data_dir).subset(data.limit, seed=data.seed)
+        own = load_dataset(data.dataset, data_dir=args.data_dir).subset(data.limit, seed=data.seed)
         test = row_roles(own, probe.record_.label.name, seed=data.seed)["test"]
         positives = sample(own.frame["question"].to_numpy()[test].tolist(), n)
         for benchmark in foreign:
-            negatives = sample(load_dataset(benchmark, data_dir_override=args.data_dir).frame.query("split == 'test'")["question"].tolist(), n)
+            negatives = sample(load_dataset(benchmark, data_dir=args.data_dir).frame.query("split == 'test'")["question"].tolist(), n)
             features, _ = source.features(positives + negatives, [probe.layer])
             score = probe.in_distribution(features)
             metric = auc_metric(np.r_[np.ones(len(positives)), np.zeros(len(negatives))], score)

@@ -361,7 +361,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _questions_from_args(args: argparse.Namespace) -> tuple[list[str], list[str], object | None]:
     """(ids, questions, dataset or None) from --question / --file / --dataset; a bad question is refused naming where it is."""
     if args.dataset:
-        dataset = load_dataset(args.dataset, data_dir_override=args.data_dir).subset(args.limit)
+        dataset = load_dataset(args.dataset, data_dir=args.data_dir).subset(args.limit)
         return dataset.frame["id"].tolist(), dataset.frame["question"].tolist(), dataset
     located = [(f"--question number {number}", question) for number, question in enumerate(args.question, start=1)]
     if args.file:
@@ -422,7 +422,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from probes_hub.extract.models import load_model
     from probes_hub.train import build_features
 
-    dataset = load_dataset(args.dataset, data_dir_override=args.data_dir, question_column=args.question_column).subset(args.limit)
+    dataset = load_dataset(args.dataset, data_dir=args.data_dir, question_column=args.question_column).subset(args.limit)
     lm = load_model(args.model)
     layers = list(args.layers or range(lm.n_layers))
     fmt = lm.prompt_format(False if args.raw else None)
@@ -501,7 +501,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     if args.method == "loglik" and args.engine == "ray":
         raise ValueError("--engine ray runs --method generate (log-likelihood scoring is one cheap forward pass per option).")
-    dataset = load_dataset(args.dataset, data_dir_override=args.data_dir)
+    dataset = load_dataset(args.dataset, data_dir=args.data_dir)
     frame = dataset.frame
     if args.split:
         frame = frame[frame["split"] == args.split]
@@ -570,11 +570,11 @@ def cmd_data_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_data_push(args: argparse.Namespace) -> int:
-    from probes_hub.data.datasets import data_dir
+    from probes_hub.data.datasets import resolve_data_dir
     from probes_hub.data.pull import push_data
 
-    commit = push_data(data_dir(args.data_dir), args.repo)
-    print(f"pushed {data_dir(args.data_dir)} to the dataset repo {args.repo} (commit {commit})")
+    commit = push_data(resolve_data_dir(args.data_dir), args.repo)
+    print(f"pushed {resolve_data_dir(args.data_dir)} to the dataset repo {args.repo} (commit {commit})")
     return 0
 
 
@@ -582,7 +582,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     from probes_hub.hub.registry import Registry
     from probes_hub.routing.evaluate import evaluate_routing, load_pool, write_routing_outputs
 
-    result = evaluate_routing(load_pool(args.pool), Registry(args.registry), model=args.model, data_dir_override=args.data_dir, n_boot=args.n_boot)
+    result = evaluate_routing(load_pool(args.pool), Registry(args.registry), model=args.model, data_dir=args.data_dir, n_boot=args.n_boot)
     print(f"pool {result['pool']}: {len(result['models'])} models, probes of {result['source_model']} on {result['dataset']}, cost in {result['cost_unit']}; "
           f"{result['dropped_questions']} test question(s) dropped (a pool model has no outcome)")
     _print_stream("all test questions", result)
@@ -613,7 +613,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     if not question:
         raise ValueError("--question is empty.")
     source = ModelFeatures(load_model(args.model))
-    router = router_for(args.pool, Registry(args.registry), source, data_dir_override=args.data_dir)
+    router = router_for(args.pool, Registry(args.registry), source, data_dir=args.data_dir)
     chat, max_length = router.prompt_rule
     features, _ = source.features([question], router.layers_needed(), chat=chat, max_length=max_length)
     suggestion = router.suggest(features, lam=args.lam, target=args.target)

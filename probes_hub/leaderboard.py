@@ -95,7 +95,7 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
     for (fingerprint, dataset_name, limit, seed), names in progress_bar(ordered, desc="Leaderboard groups", unit="group"):
         try:
             probes = [loaded.probes[n] for n in names]
-            dataset = training_dataset(probes[0].record_.data, sorted({p.record_.label.name for p in probes}), data_dir_override=data_dir)
+            dataset = training_dataset(probes[0].record_.data, sorted({p.record_.label.name for p in probes}), data_dir=data_dir)
             data_hashes[f"{dataset_name}:{limit}"] = dataset.content_hash
             names = [n for n in names if not _carry_over(rows[n], previous, registry.folder(n), f"{dataset_name}:{limit}", dataset.content_hash)]
             if not names:
@@ -153,7 +153,7 @@ def success_task_metrics(registry: Registry, table: pd.DataFrame, *, data_dir: s
             continue
         folders = [registry.folder(name) for name in group["name"]]
         labels = group["label"].tolist()
-        frame = training_dataset(validate_probe_dir(folders[0]).record.data, labels, data_dir_override=data_dir).frame  # the rows' order
+        frame = training_dataset(validate_probe_dir(folders[0]).record.data, labels, data_dir=data_dir).frame  # the rows' order
         score = np.full((len(frame), len(labels)), np.nan)
         for column, folder in enumerate(folders):
             saved = saved_rows(folder)
@@ -308,7 +308,7 @@ def regenerate(registry: str | None, out: str | Path, *, data_dir: str | None = 
     Raises :class:`LeaderboardRefused`, with the existing leaderboard left as it was, when the data folder or the
     registry's manifest is unusable or when more than ``max_failed`` of the rows failed.
     """
-    from probes_hub.data.datasets import data_dir as resolve_data_dir
+    from probes_hub.data.datasets import resolve_data_dir
 
     started = time.time()
     try:

@@ -121,7 +121,7 @@ def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, 
     unknown = [p for p in options.probes if p not in PROBE_TYPES]
     if unknown:
         raise ValueError(f"Unknown probe type(s) {unknown}; choose from {sorted(PROBE_TYPES)}.")
-    dataset = load_dataset(options.dataset, data_dir_override=options.data_dir, label_columns=list(options.label_columns) or None,
+    dataset = load_dataset(options.dataset, data_dir=options.data_dir, label_columns=list(options.label_columns) or None,
                            question_column=options.question_column).subset(options.limit, seed=options.seed)
     labels = resolve_labels(dataset, options.labels)
     for probe_type in options.probes:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probes_hub.data.datasets import data_dir, load_dataset, stratified_split
+from probes_hub.data.datasets import load_dataset, resolve_data_dir, stratified_split
 
 
 @pytest.mark.parametrize("name,rows,label,task", [
@@ -44,7 +44,7 @@ def test_mmlu_pro_missing_outcomes_stay_missing():
 def test_mmlu_pro_output_length_label_averages_the_recorded_lengths():
     dataset = load_dataset("mmlu-pro")
     assert dataset.task("log_output_chars") == "graded" and dataset.frame["log_output_chars"].notna().all()
-    outcomes = pd.read_csv(data_dir() / "mmlu_pro" / "outcomes.csv")
+    outcomes = pd.read_csv(resolve_data_dir() / "mmlu_pro" / "outcomes.csv")
     first = dataset.frame.iloc[0]
     chars = outcomes[(outcomes["question_id"].astype(str) == first["id"]) & (outcomes["output_chars"] > 0)]["output_chars"]
     assert first["log_output_chars"] == np.log(chars).mean()
@@ -60,7 +60,7 @@ def test_subset_keeps_each_rows_split():
 
 def test_missing_data_dir_says_where_it_looked(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere")):
-        load_dataset("math500", data_dir_override=tmp_path / "nowhere")
+        load_dataset("math500", data_dir=tmp_path / "nowhere")
 
 
 def test_unknown_dataset_and_label_are_clear_errors(tmp_path):

@@ -171,11 +171,11 @@ def test_the_data_folder_is_looked_for_in_the_documented_order(tmp_path, monkeyp
     monkeypatch.delenv("PROBES_HUB_DATA_DIR", raising=False)
     monkeypatch.setattr(datasets, "DEFAULT_DATA_DIR", tmp_path / "no-shared-data")
     with pytest.raises(FileNotFoundError, match="probes-hub data pull --repo"):
-        datasets.data_dir()
+        datasets.resolve_data_dir()
     (tmp_path / "cache" / "data").mkdir(parents=True)
-    assert datasets.data_dir() == (tmp_path / "cache" / "data").resolve()  # the pulled folder, last
+    assert datasets.resolve_data_dir() == (tmp_path / "cache" / "data").resolve()  # the pulled folder, last
     (tmp_path / "no-shared-data").mkdir()
-    assert datasets.data_dir() == (tmp_path / "no-shared-data").resolve()  # ../shared/data before it
+    assert datasets.resolve_data_dir() == (tmp_path / "no-shared-data").resolve()  # ../shared/data before it
     monkeypatch.setenv("PROBES_HUB_DATA_DIR", str(tmp_path / "env"))
     (tmp_path / "env").mkdir()
-    assert datasets.data_dir() == (tmp_path / "env").resolve() and datasets.data_dir(tmp_path / "cache") == (tmp_path / "cache").resolve()
+    assert datasets.resolve_data_dir() == (tmp_path / "env").resolve() and datasets.resolve_data_dir(tmp_path / "cache") == (tmp_path / "cache").resolve()

@@ -40,10 +40,10 @@ def test_questions_keep_the_split_of_the_dataset_they_join():
 
 
 def test_math500_models_use_their_zero_shot_outcomes():
-    from probes_hub.data.datasets import data_dir
+    from probes_hub.data.datasets import resolve_data_dir
     from probes_hub.data.outcomes import outcome_table
 
-    table = outcome_table(data_dir(), "math500")
+    table = outcome_table(resolve_data_dir(), "math500")
     assert set(table["setting"]) == {"zero-shot"} and table.groupby("model").size().eq(500).all()
 
 

@@ -180,7 +180,7 @@ def analyze_steering(target: ProbeTarget, *, alphas=DEFAULT_ALPHAS, n_generate: 
     here, deeper, vectors = readings.here, readings.downstream, readings.vectors
     generations = {}
     if n_generate:
-        gsm8k = load_dataset("gsm8k", data_dir_override=data_dir).frame
+        gsm8k = load_dataset("gsm8k", data_dir=data_dir).frame
         sample = gsm8k[gsm8k["split"] == "test"].sample(n=min(n_generate, int((gsm8k["split"] == "test").sum())), random_state=seed)
         questions, answers = sample["question"].tolist(), sample["final_answer"].astype(str).tolist()
         for key in progress_bar([("none", 0.0), *vectors], desc="Steered generations", unit="alpha", disable=not progress):

@@ -95,7 +95,7 @@ def load_target(spec: str = DEFAULT_PROBE, *, model: str | None = None, registry
     elif not probe_matches(probe, lm):
         raise ValueError(f"{name} was trained on {probe.fingerprint}, not on {lm.fingerprint}.")
     record = probe.record_
-    dataset = training_dataset(record.data, [record.label.name], data_dir_override=data_dir)
+    dataset = training_dataset(record.data, [record.label.name], data_dir=data_dir)
     test = row_roles(dataset, record.label.name, seed=record.data.seed)["test"]
     if limit is not None and limit < len(test):
         test = np.sort(np.random.default_rng(seed).choice(test, size=limit, replace=False))

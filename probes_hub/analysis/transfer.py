@@ -131,7 +131,7 @@ def labelled_frame(target: ProbeTarget, label: str, data_dir: str | None = None)
     outcomes = f"outcomes-{target.dataset.name}"
     if outcomes not in BUILTIN:
         raise ValueError(f"{target.dataset.name} has no label {label!r} and no outcomes dataset; its labels: {', '.join(target.dataset.labels)}.")
-    other = load_dataset(outcomes, data_dir_override=data_dir).frame
+    other = load_dataset(outcomes, data_dir=data_dir).frame
     if label not in other:
         raise ValueError(f"neither {target.dataset.name} nor {outcomes} has a label {label!r}.")
     return frame["question"].map(other.drop_duplicates("question").set_index("question")[label]).astype(float)

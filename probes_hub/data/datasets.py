@@ -74,7 +74,7 @@ class QuestionSet:
         return QuestionSet(self.name, self.frame.iloc[keep].reset_index(drop=True), self.labels, self.split_rule, self.source)
 
 
-def data_dir(override: str | os.PathLike | None = None) -> Path:
+def resolve_data_dir(override: str | os.PathLike | None = None) -> Path:
     """The data folder: ``override`` (the ``--data-dir`` flag), else ``$PROBES_HUB_DATA_DIR``, else ``../shared/data`` beside the
     project when it exists, else the folder ``probes-hub data pull`` fills (in the cache).
 
@@ -240,7 +240,7 @@ BUILTIN = {
 def load_dataset(
     name_or_path: str,
     *,
-    data_dir_override: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
     question_column: str = "question",
     label_columns: list[str] | None = None,
     id_column: str | None = None,
@@ -249,7 +249,7 @@ def load_dataset(
 
     Args:
         name_or_path: one of ``gsm8k, math500, arc-easy, arc-challenge, mmlu-pro`` or a file path.
-        data_dir_override: data folder for built-ins (see :func:`data_dir`).
+        data_dir: data folder for built-ins (see :func:`data_dir`).
         question_column / label_columns / id_column: column names for local files. Labels with exactly
             two values {0, 1} are binary, others graded.
 
@@ -258,7 +258,7 @@ def load_dataset(
     (['id', 'question', 'split', 'level'], {'level': 'graded'})
     """
     if name_or_path in BUILTIN:
-        dataset = BUILTIN[name_or_path](data_dir(data_dir_override))
+        dataset = BUILTIN[name_or_path](resolve_data_dir(data_dir))
         dataset.source = name_or_path
         return dataset
     path = Path(name_or_path)
@@ -272,14 +272,14 @@ class DataChangedError(RuntimeError):
     (the CLI exits 1); retrain the probe or restore the data."""
 
 
-def training_dataset(data: DataInfo, labels: list[str], *, data_dir_override: str | os.PathLike | None = None) -> QuestionSet:
+def training_dataset(data: DataInfo, labels: list[str], *, data_dir: str | os.PathLike | None = None) -> QuestionSet:
     """The exact rows a probe was trained on (built-in dataset or local file, subset and seed as recorded).
 
     Raises:
         DataChangedError: the rows here differ from the recorded content hash.
     """
     spec = data.dataset if data.dataset in BUILTIN else data.source
-    dataset = load_dataset(spec, data_dir_override=data_dir_override, label_columns=labels).subset(data.limit, seed=data.seed)
+    dataset = load_dataset(spec, data_dir=data_dir, label_columns=labels).subset(data.limit, seed=data.seed)
     if dataset.content_hash != data.content_hash:
         raise DataChangedError(f"{data.dataset} changed since the probe was trained (content hash differs); retrain or restore the data.")
     return dataset

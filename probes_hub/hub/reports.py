@@ -55,4 +55,4 @@ def _dataset_ids(data: DataInfo, label: str, data_dir: str | None) -> tuple[str,
     """Question ids of the rows a probe was trained on (memoized: many probes share one dataset)."""
     from probes_hub.data.datasets import training_dataset
 
-    return tuple(str(i) for i in training_dataset(data, [label], data_dir_override=data_dir).frame["id"])
+    return tuple(str(i) for i in training_dataset(data, [label], data_dir=data_dir).frame["id"])

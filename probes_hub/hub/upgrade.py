@@ -50,7 +50,7 @@ def _add_training_summary(probe: Probe, sources: dict, extracted: dict, data_dir
     from probes_hub.data.datasets import row_roles, training_dataset
 
     data = probe.record_.data
-    dataset = training_dataset(probe.record_.data, [probe.record_.label.name], data_dir_override=data_dir)
+    dataset = training_dataset(probe.record_.data, [probe.record_.label.name], data_dir=data_dir)
     source = sources.get(probe.fingerprint) or sources.setdefault(probe.fingerprint, source_for_probe(probe))
     fit = row_roles(dataset, probe.record_.label.name, seed=data.seed)["fit"]
     prompt = probe.record_.model.prompt
@@ -78,7 +78,7 @@ def _convert_predictions(probe: Probe, path: Path, data_dir: str | None) -> byte
     """``predictions.json`` rows (id, role, prediction) as the dataset-ordered arrays of ``predictions.safetensors``."""
     from probes_hub.data.datasets import training_dataset
 
-    dataset = training_dataset(probe.record_.data, [probe.record_.label.name], data_dir_override=data_dir)
+    dataset = training_dataset(probe.record_.data, [probe.record_.label.name], data_dir=data_dir)
     index = {str(i): row for row, i in enumerate(dataset.frame["id"])}
     prediction = np.full(len(index), np.nan)
     role = np.full(len(index), len(ROLES) - 1, dtype=np.uint8)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL, data_dir, load_dataset
+from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL, load_dataset, resolve_data_dir
 from probes_hub.data.outcomes import BENCHMARK_FOLDERS, outcome_table
 from probes_hub.extract.models import display_id_for
 from probes_hub.hub.registry import Registry
@@ -132,25 +132,25 @@ def outcome_tables(pool: Pool, data_root: Path) -> tuple[pd.DataFrame, pd.DataFr
     return correct, cost
 
 
-def saved_predictions(registry: Registry, name: str, data_dir_override: str | None = None) -> pd.DataFrame:
+def saved_predictions(registry: Registry, name: str, data_dir: str | None = None) -> pd.DataFrame:
     """A probe's predictions saved at training time: ``role`` and ``prediction`` by question id."""
-    return read_predictions(registry.folder(name), data_dir=data_dir_override)
+    return read_predictions(registry.folder(name), data_dir=data_dir)
 
 
 def role_predictions(registry: Registry, pool: Pool, probe_type: str, role: str, *, source: str,
-                     data_dir_override: str | None = None) -> pd.DataFrame:
+                     data_dir: str | None = None) -> pd.DataFrame:
     """Each pool model's probe predictions (read by ``source``, a source model's display id) on the rows of one role
     (``test``, ``calibration``), saved at training time, ``[id x model]``."""
     columns = {}
     for model in pool.models:
         name = registry.entry(model=source, dataset=pool.dataset, label=model.label, probe_type=probe_type).name
-        saved = saved_predictions(registry, name, data_dir_override)
+        saved = saved_predictions(registry, name, data_dir)
         columns[model.name] = saved.loc[saved["role"] == role, "prediction"]
     return pd.DataFrame(columns)[pool.names]
 
 
 def predicted_costs(registry: Registry, pool: Pool, probe_type: str, cost: pd.DataFrame, ids: list[str], *, source: str,
-                    data_dir_override: str | None = None) -> np.ndarray | None:
+                    data_dir: str | None = None) -> np.ndarray | None:
     """Per-question expected costs ``[ids x model]`` from an output-length probe, or None when the registry has none.
 
     log(chars of model m on q) is predicted as the probe's reading for q plus model m's mean offset from it on
@@ -159,7 +159,7 @@ def predicted_costs(registry: Registry, pool: Pool, probe_type: str, cost: pd.Da
     found = registry.list(model=source, dataset=pool.dataset, label=OUTPUT_LENGTH_LABEL, probe_type=probe_type)
     if not found:
         return None
-    saved = saved_predictions(registry, found[0].name, data_dir_override)
+    saved = saved_predictions(registry, found[0].name, data_dir)
     reading, train_ids = saved["prediction"], saved.index[saved["role"] != "test"]
     log_chars = np.log(cost * pool.chars_per_token / pool.token_costs)  # [id x model], the recorded lengths
     train_ids = [i for i in train_ids if i in log_chars.index]
@@ -167,10 +167,10 @@ def predicted_costs(registry: Registry, pool: Pool, probe_type: str, cost: pd.Da
     return pool.token_costs * np.exp(reading.loc[ids].to_numpy()[:, None] + offset) / pool.chars_per_token
 
 
-def expected_costs(pool: Pool, data_dir_override: str | None = None, *, tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict[str, float]:
+def expected_costs(pool: Pool, data_dir: str | None = None, *, tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict[str, float]:
     """Each pool model's mean cost per question on the pool dataset's *training* questions: what a router may know in advance."""
-    correct, cost = tables or outcome_tables(pool, data_dir(data_dir_override))
-    split = load_dataset(pool.dataset, data_dir_override=data_dir_override).frame.set_index("id")["split"]
+    correct, cost = tables or outcome_tables(pool, resolve_data_dir(data_dir))
+    split = load_dataset(pool.dataset, data_dir=data_dir).frame.set_index("id")["split"]
     complete = correct.notna().all(axis=1)
     train_ids = [i for i in split.index[split == "train"] if i in complete.index and complete[i]]
     if not train_ids:
@@ -210,7 +210,7 @@ def routing_source(registry: Registry, pool: Pool, model: str | None) -> str:
     return sources[0] if len(sources) == 1 else display_id_for(None)
 
 
-def evaluate_routing(pool: Pool, registry: Registry, *, model: str | None = None, data_dir_override: str | None = None, n_boot: int = 200) -> dict:
+def evaluate_routing(pool: Pool, registry: Registry, *, model: str | None = None, data_dir: str | None = None, n_boot: int = 200) -> dict:
     """Everything ``route`` prints: single models, oracle, random, and a router per probe type with CIs, on the whole
     test stream and (for pools over several benchmarks) on each benchmark's part of it.
 
@@ -218,17 +218,17 @@ def evaluate_routing(pool: Pool, registry: Registry, *, model: str | None = None
     ``result["probe"]`` names the headline activation router: the first available of :data:`ACTIVATION_ROUTERS`.
     """
     source = routing_source(registry, pool, model)
-    root = data_dir(data_dir_override)
+    root = resolve_data_dir(data_dir)
     correct_all, cost_all = outcome_tables(pool, root)
     complete = correct_all.notna().all(axis=1)
     types = router_probe_types(registry, pool, source=source)
-    predictions = {t: role_predictions(registry, pool, t, "test", source=source, data_dir_override=data_dir_override) for t in types}
+    predictions = {t: role_predictions(registry, pool, t, "test", source=source, data_dir=data_dir) for t in types}
     first = predictions[types[0]]
     ids = [i for i in first.index if all(i in p.index for p in predictions.values()) and i in complete.index and complete[i]]
     dropped = int(len(first) - len(ids))
-    expected_cost = np.array([expected_costs(pool, data_dir_override, tables=(correct_all, cost_all))[m] for m in pool.names])
+    expected_cost = np.array([expected_costs(pool, data_dir, tables=(correct_all, cost_all))[m] for m in pool.names])
     correct, cost = correct_all.loc[ids].to_numpy(float), cost_all.loc[ids].to_numpy(float)
-    length_costs = {kind: predicted_costs(registry, pool, kind, cost_all, ids, source=source, data_dir_override=data_dir_override)
+    length_costs = {kind: predicted_costs(registry, pool, kind, cost_all, ids, source=source, data_dir=data_dir)
                     for kind in {LENGTH_PROBE_FOR[t] for t in types}}
     choices, cost_sources = {}, {}
     for name, frame in predictions.items():
@@ -247,19 +247,19 @@ def evaluate_routing(pool: Pool, registry: Registry, *, model: str | None = None
             per_benchmark[benchmark] = part
     return {**result, "pool": pool.name, "dataset": pool.dataset, "source_model": source, "cost_unit": pool.cost_unit, "dropped_questions": dropped,
             "probe": types[0], "probe_types": types, "cost_sources": cost_sources, "per_benchmark": per_benchmark,
-            "held_out_lambda": held_out_lambda(pool, registry, source=source, data_dir_override=data_dir_override, tables=(correct_all, cost_all))
+            "held_out_lambda": held_out_lambda(pool, registry, source=source, data_dir=data_dir, tables=(correct_all, cost_all))
             if types[0] == ACTIVATION_ROUTERS[0] else None}
 
 
-def held_out_lambda(pool: Pool, registry: Registry, level: float = 0.95, *, source: str, data_dir_override: str | None = None,
+def held_out_lambda(pool: Pool, registry: Registry, level: float = 0.95, *, source: str, data_dir: str | None = None,
                     tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> float:
     """The largest lambda (the cheapest routing) that still reaches ``level`` of the best single model's accuracy on the
     pool's *calibration* questions (training questions held out from fitting the probes; never test questions).
 
     This is how a pool file's ``default_lambda`` is chosen; ``route`` prints it. ``tables``: the pool's outcome tables, when read already.
     """
-    correct_all, cost_all = tables or outcome_tables(pool, data_dir(data_dir_override))
-    p = role_predictions(registry, pool, ACTIVATION_ROUTERS[0], "calibration", source=source, data_dir_override=data_dir_override)
+    correct_all, cost_all = tables or outcome_tables(pool, resolve_data_dir(data_dir))
+    p = role_predictions(registry, pool, ACTIVATION_ROUTERS[0], "calibration", source=source, data_dir=data_dir)
     ids = [i for i in p.index if i in correct_all.index and correct_all.loc[i].notna().all()]
     correct, p = correct_all.loc[ids].to_numpy(float), p.loc[ids].to_numpy()
     expected = cost_all.loc[ids].mean().to_numpy()

@@ -49,15 +49,15 @@ class PoolFacts:
         return max(known, key=known.get) if known else None
 
 
-def pool_facts(pool: Pool, data_dir_override: str | None = None) -> PoolFacts:
+def pool_facts(pool: Pool, data_dir: str | None = None) -> PoolFacts:
     """The pool's facts from its outcome data, cached on disk by the pool and the outcome files' contents; without
     the data, each model's price for a typical answer (and unknown accuracies)."""
     from probes_hub.atomic import atomic_write_json
     from probes_hub.cache import cache_dir, file_sha256, sha256_text
-    from probes_hub.data.datasets import data_dir, load_dataset
+    from probes_hub.data.datasets import load_dataset, resolve_data_dir
 
     try:
-        root = data_dir(data_dir_override)
+        root = resolve_data_dir(data_dir)
         files = sorted(p for b in pool.benchmarks for p in outcome_folder(root, b).glob("*.*"))
         if not files:
             raise FileNotFoundError(f"no outcome files for {', '.join(pool.benchmarks)} under {root}")
@@ -67,8 +67,8 @@ def pool_facts(pool: Pool, data_dir_override: str | None = None) -> PoolFacts:
             data = json.loads(cached.read_text())
             return PoolFacts(data["expected_cost"], data["accuracy"], tuple(data["train_ids"]))
         tables = outcome_tables(pool, root)
-        costs = expected_costs(pool, data_dir_override, tables=tables)
-        split = load_dataset(pool.dataset, data_dir_override=data_dir_override).frame.set_index("id")["split"]
+        costs = expected_costs(pool, data_dir, tables=tables)
+        split = load_dataset(pool.dataset, data_dir=data_dir).frame.set_index("id")["split"]
         correct = tables[0]
         train_ids = [i for i in correct.index[correct.notna().all(axis=1)] if split.get(i) == "train"]
         facts = PoolFacts(costs, {m: float(v) for m, v in correct.loc[train_ids].mean().items()}, tuple(train_ids))
@@ -187,7 +187,7 @@ def _in_distribution(probes: dict[str, Probe], names: list[str], features: Featu
     return float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan")
 
 
-def router_for(pool_spec: str | None, registry, source, *, data_dir_override: str | None = None) -> PoolRouter:
+def router_for(pool_spec: str | None, registry, source, *, data_dir: str | None = None) -> PoolRouter:
     """A :class:`PoolRouter` for a pool (file or bundled name) from a registry's probes that read ``source``'s model."""
     from probes_hub.apply import choose_probes
 
@@ -195,7 +195,7 @@ def router_for(pool_spec: str | None, registry, source, *, data_dir_override: st
     wanted = {m.label for m in pool.models} | {OUTPUT_LENGTH_LABEL}
     entries = [e for e in registry.list() if e.dataset in (pool.dataset, BROADEST_DATASET) and e.label in wanted]
     report = registry.load_all(names=choose_probes(entries, source))
-    return PoolRouter.from_probes(pool, pool_facts(pool, data_dir_override), report.probes, registry)
+    return PoolRouter.from_probes(pool, pool_facts(pool, data_dir), report.probes, registry)
 
 
 def _mean_reading(registry, name: str, ids: tuple[str, ...]) -> float | None:
