@@ -13,20 +13,16 @@ import importlib
 
 from probes_hub.constants import LIBRARY_VERSION as __version__
 
-_EXPORTS = {
-    "predict": "probes_hub.api",
-    "Registry": "probes_hub.hub.registry",
-    "Probe": "probes_hub.probes",
-    "LinearProbe": "probes_hub.probes",
-    "SharedDirectionProbe": "probes_hub.probes",
-    "LengthProbe": "probes_hub.probes",
-    "TfidfProbe": "probes_hub.probes",
-    "load_probe": "probes_hub.probes",
-}
-__all__ = ["__version__", *_EXPORTS]
+_EXPORTS = {"predict": "probes_hub.api", "Registry": "probes_hub.hub.registry", "Probe": "probes_hub.probes", "load_probe": "probes_hub.probes"}
+"""Public names by module; every probe class (``LinearProbe``, ``MultiLayerProbe``, ...) is public too, from ``probes_hub.probes``."""
+__all__ = ["__version__", *_EXPORTS]  # plus each probe class's name (resolved on first use, so listing them here would import torch)
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name.endswith("Probe"):
+        probes = importlib.import_module("probes_hub.probes")
+        if name in {cls.__name__ for cls in probes.PROBE_TYPES.values()}:
+            return getattr(probes, name)
     raise AttributeError(f"module 'probes_hub' has no attribute {name!r}")

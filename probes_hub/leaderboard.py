@@ -384,10 +384,12 @@ def read_leaderboard(source: str | Path) -> dict:
         from huggingface_hub import hf_hub_download
 
         path = Path(hf_hub_download(str(source), "leaderboard.json", repo_type="dataset"))
+    from probes_hub.schema.validation import ProbeValidationError, read_json
+
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise LeaderboardError(f"{path.name} is corrupt ({type(error).__name__}: {error})") from error
+        data = read_json(path)
+    except ProbeValidationError as error:
+        raise LeaderboardError(f"{path.name} is corrupt ({error})") from error
     rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not all(isinstance(row, dict) and isinstance(row.get("name"), str) for row in rows):
         raise LeaderboardError(f"{path.name} is corrupt: expected an object whose 'rows' is a list of rows with a 'name'")

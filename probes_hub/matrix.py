@@ -17,10 +17,11 @@ import pandas as pd
 from probes_hub.apply import choice_rank
 from probes_hub.constants import EMBEDDED_MODEL_ALIAS
 from probes_hub.extract.packaged import PACKAGED_MODELS
-from probes_hub.probes import PROBE_TYPES
+from probes_hub.probes import PROBE_TYPES, baseline_types
 
 SUCCESS_PREFIX = "correct:"
-BASELINE_ROWS = {"length": "prompt length (baseline)", "tfidf": "TF-IDF (baseline)", "embedding": "MiniLM-L6 embedding (baseline)"}
+BASELINE_ROWS = {kind: f"{PROBE_TYPES[kind].display_name} (baseline)" for kind in baseline_types()}
+"""Each baseline's row name, from its probe type."""
 EMBEDDING_PARAMETERS = 22_713_216
 """Parameters of the all-MiniLM-L6-v2 sentence encoder behind the embedding baseline (the scaling view's text-only reference)."""
 PARAMETERS = {m.display_id: m.parameters for m in PACKAGED_MODELS.values()}

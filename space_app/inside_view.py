@@ -6,7 +6,6 @@ Only attribution patching runs live: one forward and one backward pass per batch
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from gradio.components.plot import PlotData
 
 from probes_hub.analysis import DEFAULT_PROBE
 from probes_hub.paths import BUNDLED_ANALYSIS
+from probes_hub.schema.validation import read_json
 
 KINDS = ("heads", "steer", "transfer")
 LIVE_LIMITS = (4, 64)
@@ -43,7 +43,7 @@ def read_section(probe: str, kind: str, root: Path = BUNDLED_ANALYSIS) -> Sectio
     if probe not in analyzed_probes(root) or kind not in KINDS or not (folder / "result.json").is_file():
         return Section(None)
     charts = {path.name[: -len(".vl.json")]: PlotData(type="altair", plot=path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.vl.json"))}
-    return Section(json.loads((folder / "result.json").read_text(encoding="utf-8")), charts)
+    return Section(read_json(folder / "result.json"), charts)
 
 
 def _ci(metric: dict | None, digits: int = 3) -> str:

@@ -23,7 +23,7 @@ from probes_hub.errors import UnknownName
 from probes_hub.hub.manifest import MANIFEST_NAME, REGISTRY_CARD_NAME, Manifest, ProbeEntry, registry_card, scan_folders
 from probes_hub.paths import BUNDLED_REGISTRY
 from probes_hub.schema.naming import is_hub_id, slug
-from probes_hub.schema.validation import ProbeValidationError, validate_probe_dir
+from probes_hub.schema.validation import ProbeValidationError, read_json, validate_probe_dir
 
 
 class RegistryStore:
@@ -225,8 +225,8 @@ def _manifest_bytes(manifest: Manifest) -> bytes:
 
 def _read_manifest(path: Path, *, where: str | None = None) -> Manifest:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        data = read_json(path)
+    except (OSError, ProbeValidationError) as error:
         raise ProbeValidationError(f"{where or path}: unreadable manifest ({type(error).__name__}: {error}).") from error
     return Manifest.from_dict(data, where=where or str(path))
 

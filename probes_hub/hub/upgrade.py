@@ -7,7 +7,6 @@ Older folders keep the TF-IDF vocabulary inside ``config.json`` and per-row pred
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from probes_hub.hub.registry import Registry, write_index
 from probes_hub.hub.reports import encode_predictions
 from probes_hub.probes import Probe
 from probes_hub.progress import progress_bar
+from probes_hub.schema.validation import read_json
 
 LEGACY_PREDICTIONS = "predictions.json"
 
@@ -82,7 +82,7 @@ def _convert_predictions(probe: Probe, path: Path, data_dir: str | None) -> byte
     index = {str(i): row for row, i in enumerate(dataset.frame["id"])}
     prediction = np.full(len(index), np.nan)
     role = np.full(len(index), len(ROLES) - 1, dtype=np.uint8)
-    for row in json.loads(path.read_text(encoding="utf-8"))["rows"]:
+    for row in read_json(path)["rows"]:
         prediction[index[row["id"]]] = row["prediction"]
         role[index[row["id"]]] = ROLES.index(row["role"])
     return encode_predictions(prediction, role)

@@ -60,6 +60,8 @@ class Probe:
     """True when the probe's input depends on the model (activations or its tokenizer): it applies to that model only."""
     preference: ClassVar[int] = 50
     """Where several probe types answer the same label, the app and ``probes_hub.predict`` read the lowest."""
+    display_name: ClassVar[str] = ""
+    """How tables and charts name the type's row when it is a baseline (e.g. "prompt length")."""
     array_dtypes: ClassVar[dict[str, tuple[str, ...]]] = {}
     """Dtypes of the arrays that are not real-valued (float32/float64), by name: checked on load and save."""
     joint_fit: ClassVar[bool] = False

@@ -26,6 +26,7 @@ class EmbeddingProbe(Probe):
     probe_type = "embedding"
     preference = 25
     is_baseline = True
+    display_name = "MiniLM-L6 embedding"
     model_bound = False
     array_names = ("coef_", "intercept_")
 

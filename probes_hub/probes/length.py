@@ -20,6 +20,7 @@ class LengthProbe(Probe):
     probe_type = "length"
     preference = 30
     is_baseline = True
+    display_name = "prompt length"
     array_names = ("coef_", "intercept_")
 
     def fit(self, features: Features, y: np.ndarray) -> LengthProbe:

@@ -32,6 +32,7 @@ class TfidfProbe(Probe):
     probe_type = "tfidf"
     preference = 20
     is_baseline = True
+    display_name = "TF-IDF"
     model_bound = False
     array_names = ("coef_", "intercept_", "idf_", "vocabulary_")
     array_dtypes = {"idf_codes_": ("uint16", "uint32"), "vocabulary_": ("uint8",)}

@@ -10,7 +10,6 @@ questions. Every headline number carries a bootstrap 95% CI over test questions.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,18 +23,22 @@ from probes_hub.hub.registry import Registry
 from probes_hub.hub.reports import read_predictions
 from probes_hub.metrics import BOOTSTRAP_SEED
 from probes_hub.paths import DEFAULT_POOL, POOLS_DIR
+from probes_hub.probes import PROBE_TYPES, baseline_types
 from probes_hub.routing.policies import CurvePoint, aiq, apgr, cascade_curve, cost_to_reach, cpt, oracle_choice, random_curve, route_utility, single_models
+from probes_hub.schema.records import BINARY
+from probes_hub.schema.validation import read_json
 
 LAMBDAS = np.concatenate([[0.0], np.logspace(-3, 1, 160)])
 THRESHOLDS = np.linspace(0.0, 1.0, 101)
 LEVELS = (0.90, 0.95, 1.00)
 WEAK_MODEL = "Meta-Llama-3_1-8B-Instruct"
-ACTIVATION_ROUTERS = ("shared", "linear")
-TEXT_ROUTERS = ("tfidf", "embedding")
+ACTIVATION_ROUTERS = tuple(sorted((t for t, cls in PROBE_TYPES.items() if cls.reads_activations and BINARY in cls.tasks),
+                                  key=lambda t: PROBE_TYPES[t].preference))
+"""Activation probe types the probe router can read, in order of preference (fixed before any test result): ``shared`` success
+probes are built for routing; per-model ``linear`` probes and the other activation types are the fallbacks."""
+TEXT_ROUTERS = tuple(sorted((t for t in baseline_types() if not PROBE_TYPES[t].model_bound), key=lambda t: PROBE_TYPES[t].preference))
 """Routers from text-only baseline probes; a pool needs ``tfidf`` probes, ``embedding`` ones are used when present."""
-"""Activation probe types the probe router can read, in order of preference (fixed before any test result):
-``shared`` success probes are built for routing; per-model ``linear`` probes are the fallback."""
-LENGTH_PROBE_FOR = {"shared": "linear", "linear": "linear", "tfidf": "tfidf", "embedding": "embedding"}
+LENGTH_PROBE_FOR = {**{t: "linear" for t in ACTIVATION_ROUTERS}, **{t: t for t in TEXT_ROUTERS}}
 """Which output-length probe each router reads: activation routers the activation probe, the text router the text one."""
 
 
@@ -78,13 +81,13 @@ def load_pool(path: str | Path | None = None) -> Pool:
     """Read and check a pool file: a path, or the name of a bundled pool (``math``, ``mmlu-pro-25``...)."""
     path = pool_path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         models = tuple(PoolModel(m["name"], m["label"], float(m["usd_per_mtok_out"] if "usd_per_mtok_out" in m else m["active_params_b"]),
                                  float(m.get("output_multiplier", 1.0))) for m in data["models"])
         usd = any("usd_per_mtok_out" in m for m in data["models"])
         pool = Pool(data["name"], models, float(data["chars_per_token"]), data.get("dataset", "mmlu-pro"), tuple(data.get("benchmarks", ["mmlu-pro"])),
                     "micro-USD (USD per million output tokens x output tokens)" if usd else Pool.cost_unit, float(data.get("default_lambda", Pool.default_lambda)))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+    except (OSError, KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path}: not a valid pool file ({error}); see {DEFAULT_POOL.name} in {DEFAULT_POOL.parent} for the format.") from error
     if len(set(pool.names)) != len(pool.names) or not models or any(m.cost_per_token <= 0 or m.output_multiplier <= 0 for m in models):
         raise ValueError(f"{path}: model names must be unique and every cost per token and output multiplier positive.")

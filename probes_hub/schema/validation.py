@@ -94,9 +94,10 @@ def validate_probe_dir(path: str | Path) -> ProbeConfig:
 
 
 def read_json(path: Path) -> object:
-    """Parse a JSON file, naming the file, line and column of a syntax error and refusing nesting deeper than MAX_JSON_DEPTH."""
+    """Parse a JSON file, naming the file, line and column of a syntax error and refusing nesting deeper than MAX_JSON_DEPTH: the one
+    reader of JSON that comes from outside (probe configs, manifests, pools, leaderboards, analysis results)."""
     try:
-        value = json.loads(path.read_bytes().decode("utf-8"))
+        value = json.loads(Path(path).read_bytes().decode("utf-8"))
     except UnicodeDecodeError as error:
         raise ProbeValidationError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8 JSON.") from error
     except json.JSONDecodeError as error:
