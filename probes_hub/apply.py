@@ -97,8 +97,9 @@ PromptRule = tuple[bool | None, int]
 
 
 def prompt_rule(probe: Probe) -> PromptRule:
-    """The prompt rule ``probe`` was trained with (recorded in its config); a probe that records no model reads the model's default."""
-    prompt = probe.record_.model.prompt if probe.record_.model else None
+    """The prompt rule ``probe`` was trained with (recorded in its config). A probe that reads only the question's text (TF-IDF, a
+    sentence embedding) or records no model takes any rule: ``(None, ...)``, the model's default unless other probes ask for one."""
+    prompt = probe.record_.model.prompt if probe.record_.model and probe.model_bound else None
     return (prompt.mode == "chat", prompt.max_length) if prompt else (None, MAX_PROMPT_TOKENS)
 
 

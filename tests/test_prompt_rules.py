@@ -48,3 +48,19 @@ def test_app_and_cli_read_a_long_question_with_the_probes_max_length(short_promp
     assert prediction.truncated and "longer than 64 tokens" in prediction.notices[0]
     full = ModelFeatures(load_model(str(model))).features([LONG_QUESTION], [0, 1, 2, 3], max_length=1024)[0]
     assert full.token_counts[0] > 64  # the question really is cut at 64: read at 1024 tokens it would be longer
+
+
+def test_text_only_probes_follow_the_model_bound_probes_rule(short_prompt_probe, toy_probes):
+    """A TF-IDF probe recorded with another model's chat prompt reads the question's text only: it joins the rule of the probes that
+    read the model (a base model without a chat template must not be asked for one)."""
+    from probes_hub.apply import probe_inputs, prompt_rule
+    from probes_hub.probes import Probe
+
+    model, registry = short_prompt_probe
+    [folder] = [p for p in registry.iterdir() if p.is_dir()]
+    linear = Probe.from_pretrained(folder)
+    _, _, out = toy_probes
+    tfidf = Probe.from_pretrained(next(p for p in out.iterdir() if p.name.endswith("difficulty--tfidf")))
+    assert prompt_rule(tfidf)[0] is None and prompt_rule(linear) == (True, 64)
+    inputs = probe_inputs(ModelFeatures(load_model(str(model))), {"linear": linear, "tfidf": tfidf}, [LONG_QUESTION])
+    assert list(inputs.by_rule) == [(True, 64)] and inputs.of("tfidf") is inputs.of("linear")
