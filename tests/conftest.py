@@ -88,3 +88,12 @@ def smollm2_source(smollm2):
     from probes_hub.extract.feature_source import ModelFeatures
 
     return ModelFeatures(smollm2)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that needs the data folder and finds none fails with one line saying how to get it, not a traceback."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and call.excinfo.errisinstance(FileNotFoundError) and "Data directory not found" in str(call.excinfo.value):
+        report.longrepr = f"this test needs the data folder: {call.excinfo.value}"
