@@ -573,8 +573,9 @@ def cmd_data_push(args: argparse.Namespace) -> int:
     from probes_hub.data.datasets import resolve_data_dir
     from probes_hub.data.pull import push_data
 
-    commit = push_data(resolve_data_dir(args.data_dir), args.repo)
-    print(f"pushed {resolve_data_dir(args.data_dir)} to the dataset repo {args.repo} (commit {commit})")
+    folder = resolve_data_dir(args.data_dir)
+    commit = push_data(folder, args.repo)
+    print(f"pushed {folder} to the dataset repo {args.repo} (commit {commit})")
     return 0
 
 

@@ -229,7 +229,8 @@ def evaluate_routing(pool: Pool, registry: Registry, *, model: str | None = None
     first = predictions[types[0]]
     ids = [i for i in first.index if all(i in p.index for p in predictions.values()) and i in complete.index and complete[i]]
     dropped = int(len(first) - len(ids))
-    expected_cost = np.array([expected_costs(pool, data_dir, tables=(correct_all, cost_all))[m] for m in pool.names])
+    mean_costs = expected_costs(pool, data_dir, tables=(correct_all, cost_all))  # loads the pool's dataset once, not once per model
+    expected_cost = np.array([mean_costs[m] for m in pool.names])
     correct, cost = correct_all.loc[ids].to_numpy(float), cost_all.loc[ids].to_numpy(float)
     length_costs = {kind: predicted_costs(registry, pool, kind, cost_all, ids, source=source, data_dir=data_dir)
                     for kind in {LENGTH_PROBE_FOR[t] for t in types}}
