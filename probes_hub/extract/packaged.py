@@ -1,7 +1,7 @@
 """Source models shipped as PyPI packages, by alias: where their GGUF lives, its pinned sha256, how to prompt them.
 
-A package holds the GGUF whole (SmolLM2) or in chunk packages (Gemma-3-270M), found through
-``importlib.metadata.files`` without importing anything. Chunks are assembled once into the cache (temp file,
+A package holds the GGUF whole (SmolLM2) or in chunk packages (Gemma-3-270M), found through its file list
+(:func:`model_packages.distribution`: installed, or obtained into the cache) without importing anything. Chunks are assembled once into the cache (temp file,
 then rename); a GGUF whose sha256 differs from the pinned one is refused, so a corrupted or swapped file is
 never loaded. Adding a model is one entry in :data:`PACKAGED_MODELS` (or, with network, any Hub id).
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from probes_hub.atomic import atomic_file
 from probes_hub.cache import cache_dir, file_sha256
+from probes_hub.extract import model_packages
 
 
 class ModelNotInstalled(FileNotFoundError):
@@ -91,7 +92,7 @@ def check_sha256(path: Path, model: PackagedModel) -> None:
 def _package_file(model: PackagedModel, distribution: str) -> Path:
     """The GGUF (or chunk) file a distribution ships, located through its installed file list."""
     try:
-        files = importlib.metadata.files(distribution) or []
+        files = model_packages.distribution(distribution).files or []
     except importlib.metadata.PackageNotFoundError:
         raise ModelNotInstalled(f"Model '{model.alias}' needs the package '{distribution}': run `{model.install}`.") from None
     for file in files:

