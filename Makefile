@@ -39,6 +39,7 @@ smoke: scale models
 	$(BIN)/python -m eval.bench_app --load --smoke
 	$(BIN)/python -m eval.bench_app --space
 	$(BIN)/python -m eval.bench_difficulty --smoke
+	$(BIN)/python -m eval.joint_irt --smoke
 	$(BIN)/python -m eval.benchmark_auc --smoke
 	$(BIN)/python -m eval.lobo --smoke
 	$(BIN)/python -m eval.ood_auroc --smoke

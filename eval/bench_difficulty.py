@@ -7,10 +7,13 @@ probes as a comparison row:
 - GSM8K test: Spearman with 1 - the share of its recorded models that answered correctly;
 - MATH level 5 (all level 5, so only a reading finer than the level can rank them): the same, and with the IRT difficulty;
 - ARC-Challenge test: Spearman with the school grade, 1 - success share, and the IRT difficulty.
+- leave one benchmark out on the joint IRT scale (``mixed``'s ``irt_difficulty``, one ability per model across benchmarks):
+  a linear probe and the length, TF-IDF and MiniLM readings trained on every other benchmark, scored on the left-out one.
 Every cell has n and a bootstrap 95% CI, and the partial Spearman given the prompt's token count (with its CI). The activation probes are read through the product's own path
 (``probes_hub.apply``); features are cached, so a second run only reads. Ends with
-``RESULT math500_spearman=... math500_partial=... gsm8k_spearman=... gsm8k_length=... mathl5_spearman=... mathl5_length=...``
-for the level probe the app reads (chosen by training-data CV) and the length baseline.
+``RESULT math500_spearman=... math500_partial=... gsm8k_spearman=... gsm8k_length=... mathl5_spearman=... mathl5_length=...
+lobo_gsm8k=... lobo_gsm8k_best_text=... lobo_mathl5=... lobo_mathl5_best_text=...`` for the level probe the app reads (chosen by
+training-data CV), the length baseline, and the leave-one-benchmark-out linear probe against the best text-only reading (vs 1 - success share).
 
     python -m eval.bench_difficulty [--quick] [--registry DIR] [--data-dir DIR] [--out FILE]
 """
@@ -27,10 +30,15 @@ import pandas as pd
 
 from eval import add_size_options, sized
 from probes_hub.apply import choose_probes, probe_features, source_for_probe
+from probes_hub.bundled import BUNDLED_LAYERS
 from probes_hub.cache import sha256_text
-from probes_hub.data.datasets import load_dataset
+from probes_hub.data.datasets import BUILTIN, GRADED, load_dataset, resolve_data_dir
+from probes_hub.data.outcomes import benchmark_models, joint_irt_difficulty
+from probes_hub.extract.feature_source import ModelFeatures
+from probes_hub.extract.models import load_model
 from probes_hub.hub.registry import Registry
 from probes_hub.metrics import partial_spearman_metric, spearman_metric
+from probes_hub.probes import PROBE_TYPES
 
 TRAINED_ON = ("math", "math500")
 """Datasets whose ``level`` probes are compared: MATH train (7,415 questions) and MATH-500's own 300 training questions."""
@@ -38,6 +46,13 @@ QUICK_QUESTIONS = 200
 """Questions per cross-benchmark set with ``--quick`` (a seeded subset)."""
 SMOKE_QUESTIONS = 24
 """Questions per set, MATH-500 included, with ``--smoke``."""
+LOBO_PROBES = ("linear", "length", "tfidf", "embedding")
+"""Readings trained leave-one-benchmark-out: the activation probe and every text-only one."""
+ACTIVATION_KINDS = ("linear",)
+LOBO_QUICK = ("gsm8k", "math-l5")
+"""Left-out benchmarks with ``--quick`` and ``--smoke`` (every benchmark of ``mixed`` otherwise)."""
+LOBO_SMOKE_QUESTIONS = 300
+"""Questions of ``mixed`` (a seeded subset) for the leave-one-benchmark-out part with ``--smoke``."""
 
 
 @dataclass
@@ -104,11 +119,48 @@ def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *,
 
 
 def _cell(name: str, probe, benchmark: str, target: str, y: np.ndarray, prediction: np.ndarray, token_counts: np.ndarray) -> dict:
+    """One registry probe's cell."""
+    return _scored(name, probe.record_.model.display_id if probe.record_.model else "", probe.record_.data.dataset, probe.probe_type,
+                   benchmark, target, y, prediction, token_counts)
+
+
+def _scored(name: str, model: str, trained_on: str, probe_type: str, benchmark: str, target: str, y: np.ndarray, prediction: np.ndarray,
+            token_counts: np.ndarray) -> dict:
+    """Spearman and partial Spearman given prompt length, each with its CI and n."""
     spearman = spearman_metric(y, prediction)
     partial = partial_spearman_metric(y, prediction, token_counts)
-    return {"probe": name, "model": probe.record_.model.display_id if probe.record_.model else "", "trained_on": probe.record_.data.dataset,
-            "probe_type": probe.probe_type, "benchmark": benchmark, "target": target, "spearman": spearman.value, "low": spearman.low,
-            "high": spearman.high, "n": spearman.n, "partial": partial.value, "partial_low": partial.low, "partial_high": partial.high}
+    return {"probe": name, "model": model, "trained_on": trained_on, "probe_type": probe_type, "benchmark": benchmark, "target": target,
+            "spearman": spearman.value, "low": spearman.low, "high": spearman.high, "n": spearman.n, "partial": partial.value,
+            "partial_low": partial.low, "partial_high": partial.high}
+
+
+def lobo_rows(data_dir: str | None, *, benchmarks: list[str] | None, layers: list[int], questions: int | None) -> list[dict]:
+    """Leave one benchmark out on the joint IRT scale: probes trained on ``mixed``'s ``irt_difficulty`` of every other benchmark
+    (the joint fit redone without the left-out one, so none of its responses shape the labels), scored on all of the left-out
+    benchmark's questions against 1 - its success share and its own IRT difficulty; the text-only readings trained the same way."""
+    mixed = load_dataset("mixed", data_dir=data_dir).subset(questions)
+    frame = mixed.frame
+    features, _ = ModelFeatures(load_model()).features(frame["question"].tolist(), layers, data_hash=mixed.content_hash, use_cache=True)
+    models = benchmark_models(resolve_data_dir(data_dir))
+    model = features.model.display_id
+    rows = []
+    for left_out in benchmarks or list(dict.fromkeys(frame["benchmark"])):
+        inside = (frame["benchmark"] == left_out).to_numpy()
+        train, test = np.flatnonzero(~inside), np.flatnonzero(inside)
+        y = joint_irt_difficulty(frame.iloc[train], models)
+        targets = {"1 - success share": 1 - frame["success_rate"].to_numpy(dtype=float)[test]}
+        own = f"outcomes-{left_out}"
+        if own in BUILTIN and "irt_difficulty" in load_dataset(own, data_dir=data_dir).labels:
+            irt = load_dataset(own, data_dir=data_dir).frame.set_index("id")["irt_difficulty"]
+            targets["its IRT difficulty"] = irt.reindex(frame["id"].iloc[test]).to_numpy(dtype=float)
+        test_features = features.take(test)
+        for kind in LOBO_PROBES:
+            prediction = PROBE_TYPES[kind].for_training(GRADED).fit(features.take(train), y).predict(test_features)
+            for target, values in targets.items():
+                known = np.isfinite(values)
+                rows.append(_scored(f"mixed irt_difficulty {kind}", model if kind in ACTIVATION_KINDS else "", "mixed (LOBO)", kind,
+                                    left_out, target, values[known], prediction[known], test_features.token_counts[known]))
+    return rows
 
 
 def print_tables(table: pd.DataFrame) -> None:
@@ -134,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     questions = sized(args, full=None, quick=QUICK_QUESTIONS, smoke=SMOKE_QUESTIONS)
     rows = [row for model in models for row in evaluate_model(registry, model, args.data_dir, questions=questions,
                                                              math500_questions=SMOKE_QUESTIONS if args.smoke else None)]
+    rows += lobo_rows(args.data_dir, benchmarks=sized(args, full=None, quick=list(LOBO_QUICK), smoke=list(LOBO_QUICK)),
+                      layers=sized(args, full=list(BUNDLED_LAYERS), quick=list(range(8, 15)), smoke=[8, 9]),
+                      questions=sized(args, full=None, quick=None, smoke=LOBO_SMOKE_QUESTIONS))
     table = pd.DataFrame(rows)
     print_tables(table)
     if args.out:
@@ -148,6 +203,7 @@ def result_line(registry: Registry, table: pd.DataFrame) -> str:
     entries = registry.list(dataset="math", label="level", model=model)
     chosen = choose_probes(entries, _Identity(next(e.fingerprint for e in entries if e.fingerprint)))[0]
     cells = table.set_index(["probe", "benchmark", "target"])
+    lobo = table[(table["trained_on"] == "mixed (LOBO)") & (table["target"] == "1 - success share")].set_index(["benchmark", "probe_type"])["spearman"]
     length = next((e.name for e in entries if e.probe_type == "length"), None)
     if length is None:
         raise SystemExit("the registry has no 'length' probe for math level; train it beside the others: "
@@ -159,7 +215,9 @@ def result_line(registry: Registry, table: pd.DataFrame) -> str:
     return (f"RESULT probe={registry.load_all(names=[chosen]).probes[chosen].probe_type} math500_spearman={value(chosen, 'math500', 'level'):.4f} "
             f"math500_partial={value(chosen, 'math500', 'level', 'partial'):.4f} "
             f"gsm8k_spearman={value(chosen, 'gsm8k', '1 - success share'):.4f} gsm8k_length={value(length, 'gsm8k', '1 - success share'):.4f} "
-            f"mathl5_spearman={value(chosen, 'math-l5', '1 - success share'):.4f} mathl5_length={value(length, 'math-l5', '1 - success share'):.4f}")
+            f"mathl5_spearman={value(chosen, 'math-l5', '1 - success share'):.4f} mathl5_length={value(length, 'math-l5', '1 - success share'):.4f}"
+            + "".join(f" lobo_{key}={lobo.loc[(benchmark, 'linear')]:.4f} lobo_{key}_best_text={lobo.loc[benchmark].drop('linear').max():.4f}"
+                      for benchmark, key in (("gsm8k", "gsm8k"), ("math-l5", "mathl5"))))
 
 
 @dataclass(frozen=True)

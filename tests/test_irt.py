@@ -59,3 +59,45 @@ def test_bad_input_is_a_clear_error():
         fit_2pl(np.array([[0.5, 1.0], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="at least two training questions"):
         fit_2pl(np.ones((5, 3)), [0])
+
+
+def test_one_ability_per_model_across_benchmarks_places_every_benchmark_on_one_scale():
+    """Three simulated benchmarks of different hardness, each answered by an overlapping subset of 40 models (some in one
+    benchmark only); the benchmark without training questions (like GSM8K here) is placed through the shared models."""
+    rng = np.random.default_rng(3)
+    ability = rng.normal(0, 1, 40)
+    shifts, sizes = (-1.5, 0.0, 1.5), (200, 200, 200)
+    difficulty = np.concatenate([rng.normal(shift, 0.7, size) for shift, size in zip(shifts, sizes)])
+    benchmark = np.repeat([0, 1, 2], sizes)
+    answered = np.zeros((3, 40), dtype=bool)
+    answered[0, :25], answered[1, 10:35], answered[2, 20:] = True, True, True  # models 0-9 and 35-39 answer one benchmark only
+    p = 1 / (1 + np.exp(-2 * (ability[None, :] - difficulty[:, None])))
+    Y = np.where(answered[benchmark], (rng.random(p.shape) < p).astype(float), np.nan)
+    train = (rng.random(len(Y)) < 0.6) & (benchmark != 0)  # benchmark 0 is test-only
+    fit = fit_2pl(Y, train)
+    assert pearsonr(fit.difficulty, difficulty).statistic >= 0.9  # across benchmarks: their hardness is on the one scale
+    assert fit.difficulty[benchmark == 0].mean() < fit.difficulty[benchmark == 1].mean() < fit.difficulty[benchmark == 2].mean()
+    seen = answered[1:].any(axis=0)  # models with training responses (120 to 240 questions each)
+    assert pearsonr(fit.ability[seen], ability[seen]).statistic >= 0.9
+
+
+def test_sources_spellings_of_one_model_meet_and_one_benchmark_keeps_its_two_servings_apart():
+    from probes_hub.data.model_names import common_name, match_models
+
+    spellings = ["Meta-Llama-3.1-8B-Instruct", "meta_llama_Llama_3.1_8B_Instruct", "Meta-Llama-3_1-8B-Instruct"]
+    assert {common_name(s) for s in spellings} == {"llama-3-1-8b-instruct"}
+    assert common_name("Qwen_Qwen2.5_7B_Instruct") == common_name("Qwen2.5-7B-Instruct") == "qwen2-5-7b-instruct"
+    assert common_name("gemma-2-27b-it@together") == common_name("google_gemma_2_27b_it")
+    matched = match_models({"a": ["Meta-Llama-3.1-70B-Instruct", "Meta-Llama-3.1-70B-Instruct@hyperbolic"], "b": ["Meta-Llama-3_1-70B-Instruct"]})
+    assert matched["a", "Meta-Llama-3.1-70B-Instruct"] == matched["b", "Meta-Llama-3_1-70B-Instruct"] == "llama-3-1-70b-instruct"
+    assert matched["a", "Meta-Llama-3.1-70B-Instruct@hyperbolic"] == "meta-llama-3-1-70b-instruct@hyperbolic"
+
+
+def test_model_matching_doc_is_generated_from_the_data():
+    from probes_hub.data.datasets import resolve_data_dir
+    from probes_hub.data.model_matching_doc import matching_markdown
+    from probes_hub.data.outcomes import benchmark_models
+    from probes_hub.paths import PROJECT_ROOT
+
+    assert (PROJECT_ROOT / "docs" / "model-matching.md").read_text() == matching_markdown(benchmark_models(resolve_data_dir())), \
+        "regenerate: python -m probes_hub.data.model_matching_doc > docs/model-matching.md"

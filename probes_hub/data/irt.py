@@ -14,7 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from safetensors.numpy import load_file, save
 
+from probes_hub.atomic import atomic_write_bytes
+from probes_hub.cache import cache_dir, sha256_text
+
+FIT_VERSION = "1"
+"""Part of the on-disk memo's key: change it when the fit itself changes."""
 ABILITY_SD, LOG_DISCRIMINATION_SD, DIFFICULTY_SD = 1.0, 0.5, 3.0
 
 
@@ -46,10 +52,15 @@ def fit_2pl(responses: np.ndarray, train_items: np.ndarray | None = None, *, max
     train[np.arange(len(Y)) if train_items is None else np.asarray(train_items)] = True
     if train.sum() < 2:
         raise ValueError("IRT needs at least two training questions to place the models' abilities.")
+    memo = cache_dir("irt") / (sha256_text(FIT_VERSION, str(max_iter), str(Y.shape), Y.tobytes().hex(), train.tobytes().hex()) + ".safetensors")
+    if memo.exists():  # the joint fit over every benchmark takes ~20 s; the same responses give the same fit
+        return IRTFit(**load_file(str(memo)))
     ability, _, _ = _fit_joint(Y[train], max_iter)
     ability = (ability - ability.mean()) / (ability.std() or 1.0)  # the scale: abilities of mean 0, sd 1
     log_a, b = _fit_items(Y, ability, max_iter)
-    return IRTFit(difficulty=b, discrimination=np.exp(log_a), ability=ability)
+    fit = IRTFit(difficulty=b, discrimination=np.exp(log_a), ability=ability)
+    atomic_write_bytes(memo, save(vars(fit)))
+    return fit
 
 
 def _terms(Y: np.ndarray, theta: np.ndarray, log_a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -111,8 +122,11 @@ def _fit_items(Y: np.ndarray, theta: np.ndarray, max_iter: int) -> tuple[np.ndar
 
 
 def _starting_ability(Y: np.ndarray) -> np.ndarray:
-    """Logit of each model's accuracy, standardized: a start close to the answer for well-behaved data."""
-    rate = np.clip(np.nanmean(Y, axis=0), 0.02, 0.98)
+    """Logit of each model's accuracy, standardized: a start close to the answer for well-behaved data (0 for a model with no
+    response here, whose ability then rests on the prior)."""
+    answered = ~np.isnan(Y).all(axis=0)
+    rate = np.full(Y.shape[1], 0.5)
+    rate[answered] = np.clip(np.nanmean(Y[:, answered], axis=0), 0.02, 0.98)
     logit = np.log(rate / (1 - rate))
     return (logit - logit.mean()) / (logit.std() or 1.0)
 

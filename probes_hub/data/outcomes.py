@@ -36,6 +36,7 @@ from probes_hub.data.datasets import (
     stratified_split,
 )
 from probes_hub.data.irt import fit_2pl
+from probes_hub.data.model_names import match_models
 
 SUCCESS_RATE_LABEL = "success_rate"
 IRT_LABEL = "irt_difficulty"
@@ -107,9 +108,9 @@ def _splits(root: Path, benchmark: str, frame: pd.DataFrame) -> np.ndarray:
 def load_mixed(root: Path) -> QuestionSet:
     """The union of the outcome benchmarks and MMLU-Pro's seeded 2,000-question subset (the bundled registry's, so
     MMLU-Pro does not outnumber the other benchmarks three to one); labels are shared by name (a model's success, success rate,
-    answer length); IRT difficulty is left out, as each benchmark's scale is its own."""
-    parts = [load_outcomes(root, benchmark) for benchmark in BENCHMARK_FOLDERS]
-    mmlu = BUILTIN["mmlu-pro"](root).subset(MMLU_PRO_SUBSET)
+    answer length). ``irt_difficulty`` here is one scale across benchmarks (:func:`joint_irt_difficulty`), not the
+    per-benchmark scales of the ``outcomes-*`` datasets."""
+    parts, mmlu = _mixed_parts(root)
     mmlu_frame = mmlu.frame.assign(benchmark="mmlu-pro", id="mmlu-pro:" + mmlu.frame["id"])
     frames = [p.frame.drop(columns=[IRT_LABEL], errors="ignore") for p in parts] + [mmlu_frame]
     labels: dict[str, str] = {}
@@ -118,8 +119,48 @@ def load_mixed(root: Path) -> QuestionSet:
     mmlu_rate = mmlu.frame[[n for n, t in mmlu.labels.items() if t == BINARY]].mean(axis=1)
     frames[-1] = frames[-1].assign(**{SUCCESS_RATE_LABEL: mmlu_rate.to_numpy()})
     table = pd.concat(frames, ignore_index=True, sort=False)
+    table[IRT_LABEL] = joint_irt_difficulty(table, {part.name.removeprefix("outcomes-"): _models(part) for part in [*parts, mmlu]})
+    labels[IRT_LABEL] = GRADED
     columns = ["id", "question", "split", "benchmark", *labels]
     return QuestionSet("mixed", table[columns], labels, MIXED_SPLIT_RULE)
+
+
+def _mixed_parts(root: Path) -> tuple[list[QuestionSet], QuestionSet]:
+    """The outcome benchmarks, and MMLU-Pro's seeded subset, that ``mixed`` joins."""
+    return [load_outcomes(root, benchmark) for benchmark in BENCHMARK_FOLDERS], BUILTIN["mmlu-pro"](root).subset(MMLU_PRO_SUBSET)
+
+
+def _models(part: QuestionSet) -> list[str]:
+    """The models a benchmark recorded, as it names them."""
+    return [name.removeprefix("correct:") for name, task in part.labels.items() if task == BINARY and name.startswith("correct:")]
+
+
+def benchmark_models(root: Path) -> dict[str, list[str]]:
+    """Each benchmark of ``mixed`` (its ``benchmark`` column's value) with the models it recorded."""
+    parts, mmlu = _mixed_parts(root)
+    return {part.name.removeprefix("outcomes-"): _models(part) for part in [*parts, mmlu]}
+
+
+def response_matrix(table: pd.DataFrame, models: dict[str, list[str]]) -> tuple[np.ndarray, list[str]]:
+    """``[questions, models]`` responses of ``mixed``'s rows (NaN where a model did not answer that question's benchmark), one
+    column per model across benchmarks (:func:`~probes_hub.data.model_names.match_models`), and the columns' names."""
+    matched = match_models(models)
+    names = sorted(set(matched.values()))
+    column = {name: i for i, name in enumerate(names)}
+    Y = np.full((len(table), len(names)), np.nan)
+    benchmark = table["benchmark"].to_numpy()
+    for (bench, model), name in matched.items():
+        rows = benchmark == bench
+        Y[rows, column[name]] = table.loc[rows, label_for_model(model)].to_numpy(dtype=float)
+    return Y, names
+
+
+def joint_irt_difficulty(table: pd.DataFrame, models: dict[str, list[str]]) -> np.ndarray:
+    """2PL difficulty of every row of ``mixed`` on one scale: one ability per model across benchmarks, fitted on the training
+    questions of every benchmark (a model seen in one benchmark only gets its ability from that benchmark's training questions),
+    then every question's parameters with the abilities fixed."""
+    Y, _ = response_matrix(table, models)
+    return fit_2pl(Y, (table["split"] == "train").to_numpy()).difficulty
 
 
 BUILTIN.update({f"outcomes-{benchmark}": (lambda root, b=benchmark: load_outcomes(root, b)) for benchmark in BENCHMARK_FOLDERS})
