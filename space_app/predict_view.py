@@ -79,6 +79,35 @@ def describe(reading: Reading) -> str:
     return f"{value:.2f} on a scale of {low:.1f} to {high:.1f}" + (f" ({where})" if where else "")
 
 
+NOT_DIFFICULTY = ("log_output_chars",)
+"""Graded labels that are not a question's difficulty (a cost signal): never the headline."""
+DIFFICULTY_WORDS = ((1 / 3, "Easy"), (2 / 3, "Medium"), (1.01, "Hard"))
+"""The headline's word by how hard the question reads among its dataset's questions (the share below it, under each bound)."""
+EASIER_WHEN_HIGHER = ("success_rate",)
+"""Difficulty labels whose higher values mean easier questions."""
+
+
+def headline_reading(prediction: Prediction) -> Reading | None:
+    """The one difficulty reading the tab leads with: of the readings that are a difficulty, the one whose probe had the best CV
+    Spearman on its training questions (never a test score), so the choice is the one the probes' selection already trusts."""
+    candidates = [r for r in prediction.difficulty if r.label not in NOT_DIFFICULTY and not math.isnan(r.cv_spearman)]
+    return max(candidates, key=lambda r: r.cv_spearman, default=None)
+
+
+def headline_markdown(reading: Reading | None) -> str:
+    """"Hard: MATH level 4.6 of 5, harder than 83% of its math questions", and where the reading comes from."""
+    if reading is None:
+        return "### No difficulty reading\nThe registry has no difficulty probe for this model."
+    harder_than = 1 - reading.percentile if reading.label in EASIER_WHEN_HIGHER else reading.percentile
+    word = "" if math.isnan(harder_than) else next(w for bound, w in DIFFICULTY_WORDS if harder_than < bound) + ": "
+    m = reading.metric
+    trust = f"; test {m['name']} {m['value']:.2f} [{m['low']:.2f}, {m['high']:.2f}], n={m['n']}" if m else ""
+    caution = " ⚠️ Mostly question length." if reading.mostly_length else ""
+    caution += " ⚠️ Unlike this probe's training questions." if reading.unfamiliar else ""
+    return (f"### {word}{plain(describe(reading))}\nRead by the {plain(reading.dataset)} {plain(reading.label)} {plain(reading.probe_type)} probe, "
+            f"chosen by its CV Spearman {reading.cv_spearman:.2f} on training questions{trust}.{caution} Every reading: *Details* below.")
+
+
 def difficulty_markdown(prediction: Prediction) -> str:
     lines = []
     for r in prediction.difficulty:
@@ -120,6 +149,7 @@ class PredictView:
     """Everything the Predict tab shows for one question, in the order of its outputs."""
 
     status: str
+    headline: str
     difficulty: str
     routing: str
     layers_chart: alt.Chart | None
@@ -143,7 +173,7 @@ def predict_view(predictor: Predictor, text: str, pool_name: str, mode_value: st
     prediction = predictor.predict(text)
     suggestion = predictor.route(prediction, pool_name, lam=lam if mode_value == UTILITY else None, target=target if mode_value == CHEAPEST else None)
     pool = predictor.pools.get(pool_name)
-    return PredictView(status_line(prediction, predictor.layers), difficulty_markdown(prediction),
+    return PredictView(status_line(prediction, predictor.layers), headline_markdown(headline_reading(prediction)), difficulty_markdown(prediction),
                        routing_markdown(suggestion, pool_name, getattr(pool, "dataset", None)),
                        layer_chart(prediction) if prediction.layerwise else None, success_chart(prediction, suggestion), payload(prediction, suggestion))
 
@@ -157,8 +187,12 @@ def status_line(prediction: Prediction, layers: list[int]) -> str:
 
 
 def payload(prediction: Prediction, suggestion: Suggestion | None) -> dict:
-    """The tab's raw output (JSON): every reading with its test metric, the success probabilities and the suggestion."""
-    return {"difficulty": [{"probe": r.name, "probe_type": r.probe_type, "value": r.value, "range": list(r.label_range), "test_metric": r.metric,
+    """The tab's raw output (JSON): the headline, every reading with its test metric, the success probabilities and the suggestion."""
+    headline = headline_reading(prediction)
+    return {"headline": {"probe": headline.name, "probe_type": headline.probe_type, "description": describe(headline), "value": headline.value,
+                         "percentile": None if math.isnan(headline.percentile) else headline.percentile, "cv_spearman": headline.cv_spearman}
+            if headline else None,
+            "difficulty": [{"probe": r.name, "probe_type": r.probe_type, "value": r.value, "range": list(r.label_range), "test_metric": r.metric,
                             "description": describe(r), "in_distribution": None if math.isnan(r.in_distribution) else r.in_distribution,
                             "beyond_length": r.partial_length or None, "mostly_length": r.mostly_length} for r in prediction.difficulty],
             "in_distribution": {r.name: r.in_distribution for r in prediction.success if not math.isnan(r.in_distribution)},

@@ -44,6 +44,8 @@ class Reading:
     """Graded probes: test partial Spearman given prompt length (value, low, high, n), what the reading tells beyond length."""
     length_baseline: float = float("nan")
     """The length baseline's test value on the same label (NaN when not recorded)."""
+    cv_spearman: float = float("nan")
+    """Graded probes: the CV Spearman on the training rows that chose the probe (what picks the headline; NaN when none)."""
 
     @property
     def unfamiliar(self) -> bool:
@@ -178,7 +180,9 @@ class Predictor:
             reading = Reading(f"{record.data.dataset} {record.label.name}", record.data.dataset, record.label.name, probe.probe_type,
                               value, record.label.range, test.to_dict() if test else {}, float(in_distribution[row]),
                               float(np.mean(reference < value)) if reference is not None else float("nan"),
-                              partial.to_dict() if partial else {}, record.baselines().get("length", float("nan")))
+                              partial.to_dict() if partial else {}, record.baselines().get("length", float("nan")),
+                              float(probe.selection_.cv_score) if probe.selection_.cv_metric == "spearman" and probe.selection_.cv_score is not None
+                              else float("nan"))
             (success if probe.task == BINARY else difficulty).append(reading)
             if per_layer is not None:
                 probe_layers, layer_values = per_layer

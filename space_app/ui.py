@@ -113,18 +113,18 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                                     label="lambda (cost weight; the pool's default is set so that easy and hard questions go to different models)")
                     target = gr.Slider(0.3, 0.99, value=0.7, step=0.01, label="target P(correct)")
                     button = gr.Button("Predict", variant="primary", elem_id="predict")
+            with gr.Row(equal_height=True):
+                headline = gr.Markdown(elem_id="headline", container=True)
+                routing = gr.Markdown(elem_id="routing", container=True)
             status = gr.Markdown(elem_id="status")
-            with gr.Row():
-                with gr.Column():
-                    gr.Markdown("### Difficulty")
-                    difficulty = gr.Markdown(elem_id="difficulty")
-                    gr.Markdown("### Routing suggestion")
-                    routing = gr.Markdown(elem_id="routing")
-                    layers_plot = gr.Plot(label="Layer-wise reading", elem_id="layers-plot")
-                with gr.Column():
-                    success_plot = gr.Plot(label="Success", elem_id="success-plot")
-            with gr.Accordion("Raw output (JSON)", open=False):
-                raw = gr.JSON(elem_id="raw")
+            with gr.Accordion("Details: every reading with its test metric, layer by layer, and per model", open=False, elem_id="details"):
+                with gr.Row():
+                    with gr.Column():
+                        difficulty = gr.Markdown(elem_id="difficulty")
+                        layers_plot = gr.Plot(label="Layer-wise reading", elem_id="layers-plot")
+                    with gr.Column():
+                        success_plot = gr.Plot(label="Success", elem_id="success-plot")
+                raw = gr.JSON(label="Raw output (JSON)", elem_id="raw")
 
             def on_predict(text: str, pool_name: str, mode_value: str, lam_value: float, target_value: float):
                 try:
@@ -134,9 +134,10 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 except Exception as error:  # a bug: logged with its traceback, reported to the user in one line
                     traceback.print_exc()
                     raise refusal(f"The prediction failed ({type(error).__name__}); please retry. If it persists, report it.") from error
-                return view.status, view.difficulty, view.routing, view.layers_chart, view.success_chart, view.payload
+                return view.status, view.headline, view.difficulty, view.routing, view.layers_chart, view.success_chart, view.payload
 
-            predict_event = dict(fn=on_predict, inputs=[question, pool, mode, lam, target], outputs=[status, difficulty, routing, layers_plot, success_plot, raw],
+            predict_event = dict(fn=on_predict, inputs=[question, pool, mode, lam, target],
+                                 outputs=[status, headline, difficulty, routing, layers_plot, success_plot, raw],
                                  preprocess=False)  # on_predict checks the raw values itself, so that any bad value gets its own clear message
             button.click(**predict_event, api_name="predict", concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
             question.submit(**predict_event, api_name=False, concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")

@@ -250,15 +250,24 @@ def test_browser_predict_leaderboard_and_bad_upload(app, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(url, wait_until="load")
         page.locator("#question textarea").wait_for(timeout=60000)
         page.locator("#question textarea").fill(QUESTION)
         page.locator("#predict").click()
+        page.locator("#headline").get_by_text("Read by the").wait_for(timeout=60000)
+        page.locator("#routing").get_by_text("Route to").wait_for(timeout=60000)
+        page.screenshot(path=str(ARTIFACTS / "predict_first_screen.png"))
+        for card in ("#headline", "#routing"):  # one difficulty headline and one routing card on the first screen
+            box = page.locator(card).bounding_box()
+            assert box and box["y"] + box["height"] <= 900, (card, box)
+        assert page.locator("#headline h3").count() == 1 and re.match(r"(Easy|Medium|Hard): ", page.locator("#headline h3").inner_text())
+        assert not page.locator("#difficulty").is_visible()  # every other reading waits in the collapsed details
+        page.set_viewport_size({"width": 1400, "height": 1800})
+        page.locator("#details").get_by_text("Details:").first.click()
         page.locator("#difficulty").get_by_text("math500 level").wait_for(timeout=60000)
         page.locator("#success-plot canvas, #success-plot svg").first.wait_for(timeout=60000)
         page.locator("#layers-plot canvas, #layers-plot svg").first.wait_for(timeout=60000)
-        assert "Route to" in page.locator("#routing").inner_text()
         page.screenshot(path=str(ARTIFACTS / "predict.png"), full_page=True)
 
         page.get_by_role("tab", name="Leaderboard").click()

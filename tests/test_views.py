@@ -26,12 +26,30 @@ def test_predict_view_reads_every_probe_and_refuses_bad_controls(tiny, toy_regis
     assert "stopped after layer" in view.status and view.routing.startswith("No routing")
     assert [r["probe"] for r in view.payload["difficulty"]] == ["toy difficulty"] and set(view.payload["success"]) == {"toy solved"}
     assert "toy difficulty" in view.difficulty and view.layers_chart is not None and view.success_chart is not None
+    assert view.headline.startswith("### ") and "toy difficulty" in view.headline and view.payload["headline"]["probe"] == "toy difficulty"
     for controls, message in ((("cheapest!", 0.3, 0.7), "Routing rule must be"), (("utility", float("nan"), 0.7), "lambda must be a number"),
                               (("utility", 0.3, 2.0), "target must be a number from 0 to 1"), (("utility", True, 0.7), "lambda must be")):
         with pytest.raises(ValueError, match=message):
             predict_view(predictor, "how many apples", "", *controls)
     with pytest.raises(ValueError, match="type a question"):
         predict_view(predictor, "   ", "", "utility", 0.3, 0.7)
+
+
+def test_the_headline_is_the_difficulty_reading_with_the_best_training_cv_never_a_cost_label():
+    from space_app.predict_view import headline_markdown, headline_reading
+    from space_app.predictor import Prediction, Reading
+
+    def reading(dataset: str, label: str, cv: float, test: float, percentile: float) -> Reading:
+        return Reading(f"{dataset} {label}", dataset, label, "linear", 3.2, (1.0, 5.0), {"name": "spearman", "value": test, "low": 0.5, "high": 0.6,
+                       "n": 500}, percentile=percentile, cv_spearman=cv)
+
+    readings = [reading("math500", "level", 0.55, 0.70, 0.5), reading("math", "level", 0.61, 0.58, 0.9), reading("mixed", "log_output_chars", 0.9, 0.9, 0.2)]
+    chosen = headline_reading(Prediction(readings, [], {}, 0.0, 0.0, 10, False, []))
+    assert chosen.name == "math level"  # the best CV, not the best test score; the answer-length label is a cost, not a difficulty
+    assert headline_markdown(chosen).startswith("### Hard: MATH level 3.2 of 5") and "CV Spearman 0.61" in headline_markdown(chosen)
+    assert headline_reading(Prediction([readings[2]], [], {}, 0.0, 0.0, 10, False, [])) is None
+    share = Reading("mixed success_rate", "mixed", "success_rate", "linear", 0.9, (0.0, 1.0), {}, percentile=0.9, cv_spearman=0.66)
+    assert headline_markdown(share).startswith("### Easy: 90% of the benchmark's models")  # most models solve it: easy, not hard
 
 
 def test_leaderboard_view_filters_the_table_and_keeps_the_overview_whole(toy_registry, tmp_path, tiny, monkeypatch):
