@@ -4,8 +4,9 @@ For each benchmark of ``mixed`` and each model with outcomes on it *and* on anot
 trained on every other benchmark's questions (both splits: the left-out benchmark is the only test) and
 scored by ROC-AUC with a bootstrap 95% CI on all of the left-out benchmark's questions that model answered.
 Probe types: ``shared`` (one direction for the questions' logit of success over every model of the training
-benchmarks, then the model's offset), per-model ``linear``, and the ``tfidf``, ``embedding`` and ``length``
-baselines. Layer, position and regularization are chosen by cross-validation inside the training
+benchmarks, then the model's offset), per-model ``linear``, ``stacked`` (linear, length and embedding readings combined on
+out-of-fold predictions), the ``tfidf``, ``embedding`` and ``length`` baselines, and ``text_stack`` (length, TF-IDF and
+embedding combined the same way: the best text-only reading). Layer, position and regularization are chosen by cross-validation inside the training
 benchmarks. Ends with one line ``RESULT key=value ...`` (per left-out benchmark: the mean AUC over its
 models for each probe type).
 
@@ -30,7 +31,9 @@ from probes_hub.probes import PROBE_TYPES
 from probes_hub.probes.shared import success_logit
 from probes_hub.progress import progress_bar
 
-PROBES = ("shared", "linear", "tfidf", "embedding", "length")
+PROBES = ("shared", "linear", "stacked", "tfidf", "embedding", "length", "text_stack")
+TEXT_STACK = ("length", "tfidf", "embedding")
+"""The text-only stack: the best a reading without activations can do by combining them the way ``stacked`` does."""
 QUICK_MODELS = 6
 SMOKE_QUESTIONS = 400
 """Questions of the mixed dataset (a seeded subset, splits kept) with ``--smoke``."""
@@ -67,8 +70,10 @@ def evaluate_left_out(dataset, features, left_out: str, labels: list[str], all_s
             continue
         test_features = features.take(known_test)
         fitted = {"shared": shared[t], "linear": linear[t]}
-        for kind in ("tfidf", "embedding", "length"):
-            fitted[kind] = PROBE_TYPES[kind].for_training(BINARY).fit(features.take(known_train), Y[known_train, t])
+        train_features = features.take(known_train)
+        for kind in ("tfidf", "embedding", "length", "stacked"):
+            fitted[kind] = PROBE_TYPES[kind].for_training(BINARY).fit(train_features, Y[known_train, t])
+        fitted["text_stack"] = PROBE_TYPES["stacked"](task=BINARY, inputs=TEXT_STACK).fit(train_features, Y[known_train, t])
         for kind, probe in fitted.items():
             results[label][kind] = auc_metric(y_test, probe.decision_function(test_features))
     return {label: metrics for label, metrics in results.items() if metrics}

@@ -19,7 +19,8 @@ from .base import PROBE_TYPES, Probe
 from .linear import DEFAULT_ALPHAS, DEFAULT_CS, cv_folds, fit_text_model
 
 STACK_INPUTS = ("linear", "length", "embedding")
-"""The input probes, in the combiner's column order: the activation probe first."""
+"""The default input probes, in the combiner's column order: the activation probe and the text-only readings. Without
+``linear`` (e.g. ``("length", "tfidf", "embedding")``) the stack is text-only: the reference a stack with activations must beat."""
 ACTIVATION_INPUT = "linear"
 
 
@@ -35,8 +36,12 @@ class StackedProbe(Probe):
     reads_activations = True
     array_names = ("coef_", "intercept_", "input_mean_", "input_scale_")
 
-    def __init__(self, *, task: str = "graded", alphas=DEFAULT_ALPHAS, cs=DEFAULT_CS, cv_folds: int = 5, seed: int = 0):
+    def __init__(self, *, task: str = "graded", inputs=STACK_INPUTS, alphas=DEFAULT_ALPHAS, cs=DEFAULT_CS, cv_folds: int = 5, seed: int = 0):
         super().__init__(task=task)
+        unknown = [kind for kind in inputs if kind not in PROBE_TYPES or kind == self.probe_type]
+        if unknown or not inputs:
+            raise ValueError(f"StackedProbe inputs must be probe types other than 'stacked'; got {list(inputs)}.")
+        self.inputs = tuple(inputs)
         self.alphas = tuple(alphas)
         self.cs = tuple(cs)
         self.cv_folds = cv_folds
@@ -48,10 +53,10 @@ class StackedProbe(Probe):
 
     def out_of_fold(self, features: Features, y: np.ndarray) -> np.ndarray:
         """``[N, inputs]``: each input probe's decision value for each row, from a fit on the other folds only."""
-        readings = np.zeros((len(y), len(STACK_INPUTS)))
+        readings = np.zeros((len(y), len(self.inputs)))
         for train_rows, held_rows in cv_folds(y, self.task, self.cv_folds, self.seed):
             held = features.take(held_rows)
-            for j, kind in enumerate(STACK_INPUTS):
+            for j, kind in enumerate(self.inputs):
                 readings[held_rows, j] = self._new_input(kind).fit(features.take(train_rows), y[train_rows]).decision_function(held)
         return readings
 
@@ -61,18 +66,20 @@ class StackedProbe(Probe):
         self.input_mean_, self.input_scale_ = readings.mean(axis=0), np.maximum(readings.std(axis=0), 1e-12)
         standardized = (readings - self.input_mean_) / self.input_scale_
         self.coef_, self.intercept_, combiner = self._combine(standardized, values)
-        with_activations = self._cv_score(standardized, values)
-        without = self._cv_score(standardized[:, 1:], values)
-        self.inputs_ = {kind: self._new_input(kind).fit(features, values) for kind in STACK_INPUTS}
-        activation = self.inputs_[ACTIVATION_INPUT].selection_
+        score = self._cv_score(standardized, values)
+        self.inputs_ = {kind: self._new_input(kind).fit(features, values) for kind in self.inputs}
+        details = {"inputs": list(self.inputs), "weights": [float(w) for w in self.coef_], **combiner.details}
+        activation = self.inputs_[ACTIVATION_INPUT].selection_ if ACTIVATION_INPUT in self.inputs_ else Selection()
+        if ACTIVATION_INPUT in self.inputs and len(self.inputs) > 1:
+            text_only = [j for j, kind in enumerate(self.inputs) if kind != ACTIVATION_INPUT]
+            without = self._cv_score(standardized[:, text_only], values)
+            details.update({f"{ACTIVATION_INPUT}_{key}": value for key, value in activation.details.items()})
+            details.update(cv_score_without_activations=without, activations_add=score - without)
         self.selection_ = Selection(
-            method=f"stacked: {', '.join(STACK_INPUTS)} fitted within {self.cv_folds} folds, combined on their out-of-fold predictions "
+            method=f"stacked: {', '.join(self.inputs)} fitted within {self.cv_folds} folds, combined on their out-of-fold predictions "
                    f"({combiner.method}); CV score of the combination over the same folds",
-            layer=activation.layer, position=activation.position, cv_metric="spearman" if self.task != BINARY else "roc_auc",
-            cv_score=with_activations, layers_searched=activation.layers_searched, positions_searched=activation.positions_searched,
-            details={**{f"{ACTIVATION_INPUT}_{key}": value for key, value in activation.details.items()}, "inputs": list(STACK_INPUTS),
-                     "weights": [float(w) for w in self.coef_], **combiner.details, "cv_score_without_activations": without,
-                     "activations_add": with_activations - without})
+            layer=activation.layer, position=activation.position, cv_metric="spearman" if self.task != BINARY else "roc_auc", cv_score=score,
+            layers_searched=activation.layers_searched, positions_searched=activation.positions_searched, details=details)
         self._record_fit(features, y)
         return self
 
@@ -92,14 +99,15 @@ class StackedProbe(Probe):
 
     def readings(self, features: Features) -> np.ndarray:
         """``[N, inputs]`` decision values of the refitted input probes."""
-        return np.column_stack([self.inputs_[kind].decision_function(features) for kind in STACK_INPUTS])
+        return np.column_stack([self.inputs_[kind].decision_function(features) for kind in self.inputs])
 
     def decision_function(self, features: Features) -> np.ndarray:
         self._check_fitted()
         return ((self.readings(features) - self.input_mean_) / self.input_scale_) @ self.coef_ + self.intercept_[0]
 
     def in_distribution(self, features: Features) -> np.ndarray:
-        return self.inputs_[ACTIVATION_INPUT].in_distribution(features)
+        reader = self.inputs_.get(ACTIVATION_INPUT)
+        return reader.in_distribution(features) if reader is not None else super().in_distribution(features)
 
     # -- persistence: the input probes' arrays live in this probe's weights file, prefixed by their type ---------------------
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -111,16 +119,16 @@ class StackedProbe(Probe):
     def _load_arrays(self, arrays: dict[str, np.ndarray], config: ProbeConfig) -> None:
         super()._load_arrays({name: value for name, value in arrays.items() if "." not in name}, config)
         self.inputs_ = {}
-        for kind in STACK_INPUTS:
+        for kind in self.inputs:
             probe = self._new_input(kind)
             probe.record_, probe.selection_ = config.record, config.selection  # the activation input's layer and position
             probe._load_arrays(_inputs_arrays(arrays, kind), config)
             self.inputs_[kind] = probe
 
     def _expected_shapes(self, config: ProbeConfig, arrays: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
-        n = len(STACK_INPUTS)
+        n = len(self.inputs)
         shapes = {"coef_": (n,), "intercept_": (1,), "input_mean_": (n,), "input_scale_": (n,)}
-        for kind in STACK_INPUTS:
+        for kind in self.inputs:
             own = self._new_input(kind)._expected_shapes(config, _inputs_arrays(arrays, kind))
             shapes.update({f"{kind}.{name}": shape for name, shape in own.items()})
         return shapes
