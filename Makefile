@@ -39,6 +39,7 @@ smoke: scale models
 	$(BIN)/python -m eval.bench_app --load --smoke
 	$(BIN)/python -m eval.bench_app --space
 	$(BIN)/python -m eval.bench_difficulty --smoke
+	$(BIN)/python -m eval.serving_depth --smoke
 	$(BIN)/python -m eval.joint_irt --smoke
 	$(BIN)/python -m eval.benchmark_auc --smoke
 	$(BIN)/python -m eval.lobo --smoke
@@ -58,6 +59,7 @@ bench: scale
 	$(BIN)/python -m eval.bench_app --quick
 	$(BIN)/python -m eval.bench_app --load --quick
 	$(BIN)/python -m eval.bench_scale --quick
+	$(BIN)/python -m eval.serving_depth --quick
 
 registry: install
 	$(BIN)/probes-hub build-registry --out registry

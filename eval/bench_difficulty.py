@@ -7,13 +7,17 @@ probes as a comparison row:
 - GSM8K test: Spearman with 1 - the share of its recorded models that answered correctly;
 - MATH level 5 (all level 5, so only a reading finer than the level can rank them): the same, and with the IRT difficulty;
 - ARC-Challenge test: Spearman with the school grade, 1 - success share, and the IRT difficulty.
+Beside them, every text-only reading (length, TF-IDF, MiniLM embedding and their stack) trained here on the same MATH
+training rows as the registry's probes, so "the best text-only reading" is a fair reference.
 - leave one benchmark out on the joint IRT scale (``mixed``'s ``irt_difficulty``, one ability per model across benchmarks):
-  a linear probe and the length, TF-IDF and MiniLM readings trained on every other benchmark, scored on the left-out one.
-Every cell has n and a bootstrap 95% CI, and the partial Spearman given the prompt's token count (with its CI). The activation probes are read through the product's own path
-(``probes_hub.apply``); features are cached, so a second run only reads. Ends with
-``RESULT math500_spearman=... math500_partial=... gsm8k_spearman=... gsm8k_length=... mathl5_spearman=... mathl5_length=...
-lobo_gsm8k=... lobo_gsm8k_best_text=... lobo_mathl5=... lobo_mathl5_best_text=...`` for the level probe the app reads (chosen by
-training-data CV), the length baseline, and the leave-one-benchmark-out linear probe against the best text-only reading (vs 1 - success share).
+  the linear and stacked probes and the text-only readings trained on every other benchmark, scored on the left-out one; the
+  activation reading compared is the one with the better CV score on the training benchmarks.
+Every cell has n and a bootstrap 95% CI, and the partial Spearman given the prompt's token count (with its CI); the chosen
+reading's lead over the best text-only one has a paired bootstrap CI. The activation probes are read through the product's
+own path (``probes_hub.apply``); features are cached, so a second run only reads. Ends with ``RESULT probe=... math500_spearman=...
+math500_partial=... gsm8k_spearman=... gsm8k_length=... gsm8k_best_text=... mathl5_spearman=... mathl5_length=... mathl5_best_text=...
+lobo_gsm8k=... lobo_gsm8k_best_text=... lobo_mathl5=... lobo_mathl5_best_text=...`` (and each lead's CI) for the level probe the
+app reads (chosen by training-data CV), against 1 - success share.
 
     python -m eval.bench_difficulty [--quick] [--registry DIR] [--data-dir DIR] [--out FILE]
 """
@@ -30,15 +34,15 @@ import pandas as pd
 
 from eval import add_size_options, sized
 from probes_hub.apply import choose_probes, probe_features, source_for_probe
-from probes_hub.bundled import BUNDLED_LAYERS
 from probes_hub.cache import sha256_text
-from probes_hub.data.datasets import BUILTIN, GRADED, load_dataset, resolve_data_dir
+from probes_hub.data.datasets import BUILTIN, GRADED, load_dataset, resolve_data_dir, row_roles
 from probes_hub.data.outcomes import benchmark_models, joint_irt_difficulty
 from probes_hub.extract.feature_source import ModelFeatures
 from probes_hub.extract.models import load_model
 from probes_hub.hub.registry import Registry
-from probes_hub.metrics import partial_spearman_metric, spearman_metric
+from probes_hub.metrics import partial_spearman_metric, spearman_difference_metric, spearman_metric
 from probes_hub.probes import PROBE_TYPES
+from probes_hub.probes.stacked import TEXT_STACK, reading_for_training
 
 TRAINED_ON = ("math", "math500")
 """Datasets whose ``level`` probes are compared: MATH train (7,415 questions) and MATH-500's own 300 training questions."""
@@ -46,9 +50,15 @@ QUICK_QUESTIONS = 200
 """Questions per cross-benchmark set with ``--quick`` (a seeded subset)."""
 SMOKE_QUESTIONS = 24
 """Questions per set, MATH-500 included, with ``--smoke``."""
-LOBO_PROBES = ("linear", "length", "tfidf", "embedding")
-"""Readings trained leave-one-benchmark-out: the activation probe and every text-only one."""
-ACTIVATION_KINDS = ("linear",)
+TEXT_READINGS = ("length", "tfidf", "embedding", TEXT_STACK)
+"""The text-only readings: the references an activation reading must beat."""
+LOBO_PROBES = ("linear", "stacked", *TEXT_READINGS)
+"""Readings trained leave-one-benchmark-out: the activation probes and every text-only one."""
+ACTIVATION_KINDS = tuple(kind for kind in LOBO_PROBES if kind in PROBE_TYPES and PROBE_TYPES[kind].reads_activations)
+TEXT_TRAINED_ON = "math (text)"
+"""How the table names the text-only readings trained here on MATH's training rows."""
+SMOKE_MATH_TRAIN = 300
+"""MATH training questions (a seeded subset) the text-only readings train on with ``--smoke``."""
 LOBO_QUICK = ("gsm8k", "math-l5")
 """Left-out benchmarks with ``--quick`` and ``--smoke`` (every benchmark of ``mixed`` otherwise)."""
 LOBO_SMOKE_QUESTIONS = 300
@@ -110,12 +120,31 @@ def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *,
         prediction = probe.predict(features.take(rows_used))
         for target, values in targets.items():
             rows.append(_cell(name, probe, "math500", target, values[rows_used], prediction, features.token_counts[rows_used]))
+    text = text_readings(source, data_dir, limit=SMOKE_MATH_TRAIN if math500_questions else None)
+    text_features = source.features(math500.frame["question"].tolist(), [])[0]
+    for kind, probe in text.items():
+        for target, values in targets.items():
+            rows.append(_scored(f"math level {kind} (text)", display_id, TEXT_TRAINED_ON, kind, "math500", target, values, probe.predict(text_features),
+                                text_features.token_counts))
     for target in cross_benchmark_targets(data_dir, questions=questions):
         known = np.flatnonzero(np.isfinite(target.values))
         features = probe_features(source, probes, target.questions, data_hash=target.key, use_cache=True)[0].take(known)
         for name, probe in probes.items():
             rows.append(_cell(name, probe, target.benchmark, target.target, target.values[known], probe.predict(features), features.token_counts))
+        for kind, probe in text.items():
+            rows.append(_scored(f"math level {kind} (text)", display_id, TEXT_TRAINED_ON, kind, target.benchmark, target.target, target.values[known],
+                                probe.predict(features), features.token_counts))
     return rows
+
+
+def text_readings(source, data_dir: str | None, *, limit: int | None) -> dict:
+    """Every text-only reading of :data:`TEXT_READINGS` fitted on the MATH training rows the registry's ``math`` level probes
+    trained on (the token counts are ``source``'s, as the length probe's are)."""
+    math = load_dataset("math", data_dir=data_dir).subset(limit)
+    fit = row_roles(math, "level")["fit"]
+    features = source.features(math.frame["question"].tolist(), [])[0].take(fit)
+    y = math.frame["level"].to_numpy(dtype=float)[fit]
+    return {kind: reading_for_training(kind, GRADED).fit(features, y) for kind in TEXT_READINGS}
 
 
 def _cell(name: str, probe, benchmark: str, target: str, y: np.ndarray, prediction: np.ndarray, token_counts: np.ndarray) -> dict:
@@ -131,16 +160,19 @@ def _scored(name: str, model: str, trained_on: str, probe_type: str, benchmark: 
     partial = partial_spearman_metric(y, prediction, token_counts)
     return {"probe": name, "model": model, "trained_on": trained_on, "probe_type": probe_type, "benchmark": benchmark, "target": target,
             "spearman": spearman.value, "low": spearman.low, "high": spearman.high, "n": spearman.n, "partial": partial.value,
-            "partial_low": partial.low, "partial_high": partial.high}
+            "partial_low": partial.low, "partial_high": partial.high, "y": y, "prediction": prediction, "chosen": False}
 
 
-def lobo_rows(data_dir: str | None, *, benchmarks: list[str] | None, layers: list[int], questions: int | None) -> list[dict]:
+def lobo_rows(data_dir: str | None, *, benchmarks: list[str] | None, layers: list[int] | None, questions: int | None) -> list[dict]:
     """Leave one benchmark out on the joint IRT scale: probes trained on ``mixed``'s ``irt_difficulty`` of every other benchmark
     (the joint fit redone without the left-out one, so none of its responses shape the labels), scored on all of the left-out
-    benchmark's questions against 1 - its success share and its own IRT difficulty; the text-only readings trained the same way."""
+    benchmark's questions against 1 - its success share and its own IRT difficulty; the text-only readings trained the same way.
+    ``layers``: the layers searched (None: every layer). Each cell records whether its reading is the CV-chosen activation reading."""
     mixed = load_dataset("mixed", data_dir=data_dir).subset(questions)
     frame = mixed.frame
-    features, _ = ModelFeatures(load_model()).features(frame["question"].tolist(), layers, data_hash=mixed.content_hash, use_cache=True)
+    lm = load_model()
+    features, _ = ModelFeatures(lm).features(frame["question"].tolist(), layers or list(range(lm.n_layers)), data_hash=mixed.content_hash,
+                                             use_cache=True)
     models = benchmark_models(resolve_data_dir(data_dir))
     model = features.model.display_id
     rows = []
@@ -149,25 +181,29 @@ def lobo_rows(data_dir: str | None, *, benchmarks: list[str] | None, layers: lis
         train, test = np.flatnonzero(~inside), np.flatnonzero(inside)
         y = joint_irt_difficulty(frame.iloc[train], models)
         targets = {"1 - success share": 1 - frame["success_rate"].to_numpy(dtype=float)[test]}
-        own = f"outcomes-{left_out}"
-        if own in BUILTIN and "irt_difficulty" in load_dataset(own, data_dir=data_dir).labels:
-            irt = load_dataset(own, data_dir=data_dir).frame.set_index("id")["irt_difficulty"]
+        own = load_dataset(f"outcomes-{left_out}", data_dir=data_dir) if f"outcomes-{left_out}" in BUILTIN else None
+        if own is not None and "irt_difficulty" in own.labels:
+            irt = own.frame.set_index("id")["irt_difficulty"]
             targets["its IRT difficulty"] = irt.reindex(frame["id"].iloc[test]).to_numpy(dtype=float)
         test_features = features.take(test)
-        for kind in LOBO_PROBES:
-            prediction = PROBE_TYPES[kind].for_training(GRADED).fit(features.take(train), y).predict(test_features)
+        fitted = {kind: reading_for_training(kind, GRADED).fit(features.take(train), y) for kind in LOBO_PROBES}
+        chosen = max(ACTIVATION_KINDS, key=lambda kind: fitted[kind].selection_.cv_score)
+        for kind, probe in fitted.items():
+            prediction = probe.predict(test_features)
             for target, values in targets.items():
                 known = np.isfinite(values)
-                rows.append(_scored(f"mixed irt_difficulty {kind}", model if kind in ACTIVATION_KINDS else "", "mixed (LOBO)", kind,
-                                    left_out, target, values[known], prediction[known], test_features.token_counts[known]))
+                rows.append({**_scored(f"mixed irt_difficulty {kind}", model if kind in ACTIVATION_KINDS else "", "mixed (LOBO)", kind,
+                                       left_out, target, values[known], prediction[known], test_features.token_counts[known]),
+                             "chosen": kind == chosen})
     return rows
 
 
 def print_tables(table: pd.DataFrame) -> None:
     for (benchmark, target), part in table.groupby(["benchmark", "target"], sort=False):
-        print(f"\n== {benchmark}: Spearman with {target} [95% CI] | partial given prompt length [95% CI] (n={sorted(set(part['n']))})")
+        print(f"\n== {benchmark}: Spearman with {target} [95% CI] | partial given prompt length [95% CI] (n={sorted(set(part['n']))}; "
+              "*: the activation reading chosen by CV on the training benchmarks)")
         for row in part.itertuples():
-            print(f"  {row.trained_on:8s} {row.probe_type:11s} {row.spearman:+.3f} [{row.low:+.3f}, {row.high:+.3f}] | "
+            print(f"  {row.model.split('/')[-1][:22]:22s} {row.trained_on:12s} {row.probe_type:11s}{'*' if row.chosen else ' '} {row.spearman:+.3f} [{row.low:+.3f}, {row.high:+.3f}] | "
                   f"{row.partial:+.3f} [{row.partial_low:+.3f}, {row.partial_high:+.3f}]")
 
 
@@ -187,23 +223,24 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for model in models for row in evaluate_model(registry, model, args.data_dir, questions=questions,
                                                              math500_questions=SMOKE_QUESTIONS if args.smoke else None)]
     rows += lobo_rows(args.data_dir, benchmarks=sized(args, full=None, quick=list(LOBO_QUICK), smoke=list(LOBO_QUICK)),
-                      layers=sized(args, full=list(BUNDLED_LAYERS), quick=list(range(8, 15)), smoke=[8, 9]),
+                      layers=sized(args, full=None, quick=list(range(8, 15)), smoke=[8, 9]),
                       questions=sized(args, full=None, quick=None, smoke=LOBO_SMOKE_QUESTIONS))
     table = pd.DataFrame(rows)
     print_tables(table)
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        Path(args.out).write_text(json.dumps([{k: v for k, v in row.items() if k not in ("y", "prediction")} for row in rows], indent=1),
+                                  encoding="utf-8")
     print(result_line(registry, table))
     return 0
 
 
 def result_line(registry: Registry, table: pd.DataFrame) -> str:
-    """The RESULT line for the first model: its CV-chosen ``math`` level probe and the length baseline."""
+    """The RESULT line for the first model: its CV-chosen ``math`` level probe against the length baseline and the best text-only
+    reading (against 1 - success share), and the leave-one-benchmark-out CV-chosen activation reading against the best text-only one."""
     model = table["model"].iloc[0]
     entries = registry.list(dataset="math", label="level", model=model)
     chosen = choose_probes(entries, _Identity(next(e.fingerprint for e in entries if e.fingerprint)))[0]
     cells = table.set_index(["probe", "benchmark", "target"])
-    lobo = table[(table["trained_on"] == "mixed (LOBO)") & (table["target"] == "1 - success share")].set_index(["benchmark", "probe_type"])["spearman"]
     length = next((e.name for e in entries if e.probe_type == "length"), None)
     if length is None:
         raise SystemExit("the registry has no 'length' probe for math level; train it beside the others: "
@@ -212,12 +249,25 @@ def result_line(registry: Registry, table: pd.DataFrame) -> str:
     def value(name: str, benchmark: str, target: str, column: str = "spearman") -> float:
         return float(cells.loc[(name, benchmark, target), column])
 
-    return (f"RESULT probe={registry.load_all(names=[chosen]).probes[chosen].probe_type} math500_spearman={value(chosen, 'math500', 'level'):.4f} "
-            f"math500_partial={value(chosen, 'math500', 'level', 'partial'):.4f} "
-            f"gsm8k_spearman={value(chosen, 'gsm8k', '1 - success share'):.4f} gsm8k_length={value(length, 'gsm8k', '1 - success share'):.4f} "
-            f"mathl5_spearman={value(chosen, 'math-l5', '1 - success share'):.4f} mathl5_length={value(length, 'math-l5', '1 - success share'):.4f}"
-            + "".join(f" lobo_{key}={lobo.loc[(benchmark, 'linear')]:.4f} lobo_{key}_best_text={lobo.loc[benchmark].drop('linear').max():.4f}"
-                      for benchmark, key in (("gsm8k", "gsm8k"), ("math-l5", "mathl5"))))
+    parts = [f"probe={registry.load_all(names=[chosen]).probes[chosen].probe_type}", f"math500_spearman={value(chosen, 'math500', 'level'):.4f}",
+             f"math500_partial={value(chosen, 'math500', 'level', 'partial'):.4f}"]
+    success = "1 - success share"
+    text = table[(table["trained_on"] == TEXT_TRAINED_ON) & (table["target"] == success) & (table["model"] == model)]
+    lobo = table[(table["trained_on"] == "mixed (LOBO)") & (table["target"] == success)]
+    for benchmark, key in (("gsm8k", "gsm8k"), ("math-l5", "mathl5")):
+        best = text[text["benchmark"] == benchmark].sort_values("spearman").iloc[-1]
+        lead = spearman_difference_metric(best["y"], cells.loc[(chosen, benchmark, success), "prediction"], best["prediction"])
+        parts += [f"{key}_spearman={value(chosen, benchmark, success):.4f}", f"{key}_length={value(length, benchmark, success):.4f}",
+                  f"{key}_best_text={best['spearman']:.4f}", f"{key}_lead={lead.value:.4f}", f"{key}_lead_low={lead.low:.4f}"]
+    for benchmark, key in (("gsm8k", "gsm8k"), ("math-l5", "mathl5")):
+        cells_here = lobo[lobo["benchmark"] == benchmark]
+        if cells_here.empty:
+            continue
+        activation = cells_here[cells_here["chosen"].astype(bool)].iloc[0]
+        best = cells_here[cells_here["probe_type"].isin(TEXT_READINGS)].sort_values("spearman").iloc[-1]
+        lead = spearman_difference_metric(best["y"], activation["prediction"], best["prediction"])
+        parts += [f"lobo_{key}={activation['spearman']:.4f}", f"lobo_{key}_best_text={best['spearman']:.4f}", f"lobo_{key}_lead_low={lead.low:.4f}"]
+    return "RESULT " + " ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -22,18 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from eval import add_size_options, sized
-from probes_hub.bundled import BUNDLED_LAYERS
+from probes_hub.bundled import SUCCESS_LAYERS
 from probes_hub.data.datasets import BINARY, load_dataset
 from probes_hub.extract.feature_source import ModelFeatures
 from probes_hub.extract.models import load_model
 from probes_hub.metrics import auc_metric
 from probes_hub.probes import PROBE_TYPES
 from probes_hub.probes.shared import success_logit
+from probes_hub.probes.stacked import TEXT_STACK, reading_for_training
 from probes_hub.progress import progress_bar
 
-PROBES = ("shared", "linear", "stacked", "tfidf", "embedding", "length", "text_stack")
-TEXT_STACK = ("length", "tfidf", "embedding")
-"""The text-only stack: the best a reading without activations can do by combining them the way ``stacked`` does."""
+PROBES = ("shared", "linear", "stacked", "tfidf", "embedding", "length", TEXT_STACK)
 QUICK_MODELS = 6
 SMOKE_QUESTIONS = 400
 """Questions of the mixed dataset (a seeded subset, splits kept) with ``--smoke``."""
@@ -71,9 +70,8 @@ def evaluate_left_out(dataset, features, left_out: str, labels: list[str], all_s
         test_features = features.take(known_test)
         fitted = {"shared": shared[t], "linear": linear[t]}
         train_features = features.take(known_train)
-        for kind in ("tfidf", "embedding", "length", "stacked"):
-            fitted[kind] = PROBE_TYPES[kind].for_training(BINARY).fit(train_features, Y[known_train, t])
-        fitted["text_stack"] = PROBE_TYPES["stacked"](task=BINARY, inputs=TEXT_STACK).fit(train_features, Y[known_train, t])
+        for kind in ("tfidf", "embedding", "length", "stacked", TEXT_STACK):
+            fitted[kind] = reading_for_training(kind, BINARY).fit(train_features, Y[known_train, t])
         for kind, probe in fitted.items():
             results[label][kind] = auc_metric(y_test, probe.decision_function(test_features))
     return {label: metrics for label, metrics in results.items() if metrics}
@@ -87,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="also write all metrics to this JSON file")
     args = parser.parse_args(argv)
     dataset = load_dataset("mixed", data_dir=args.data_dir).subset(SMOKE_QUESTIONS if args.smoke else None)
-    layers = sized(args, full=list(BUNDLED_LAYERS), quick=list(range(8, 15)), smoke=[8, 9])
+    layers = sized(args, full=list(SUCCESS_LAYERS), quick=list(range(8, 15)), smoke=[8, 9])
     features, _ = ModelFeatures(load_model()).features(dataset.frame["question"].tolist(), layers, data_hash=dataset.content_hash, use_cache=True)
     all_success = [name for name, task in dataset.labels.items() if task == BINARY]
     benchmarks = ["gsm8k"] if args.quick or args.smoke else list(dict.fromkeys(dataset.frame["benchmark"]))

@@ -137,7 +137,7 @@ def probe_inputs(source: FeatureSource, probes: dict[str, Probe], questions: lis
     by_rule, truncated = {}, [False] * len(questions)
     for rule in dict.fromkeys(rules.values()):
         group = [probes[name] for name, r in rules.items() if r == rule]
-        layers = sorted({layer for p in group for layer in (*p.layers_needed(), *(p.selection_.layers_searched if layerwise else ()))})
+        layers = extraction_layers(group, layerwise=layerwise)
         chat, max_length = rule
         by_rule[rule], cut = source.features(questions, layers, chat=chat, max_length=max_length, data_hash=data_hash, use_cache=use_cache,
                                              progress=len(questions) > 16, token_layers=token_layers(group))
@@ -152,6 +152,16 @@ def probe_features(source: FeatureSource, probes: dict[str, Probe], questions: l
     if len(inputs.by_rule) > 1:
         raise ValueError(f"These probes were trained with different prompt rules ({', '.join(map(str, inputs.by_rule))}); read them with probe_inputs.")
     return next(iter(inputs.by_rule.values())), inputs.truncated
+
+
+def extraction_layers(probes, *, layerwise: bool = False) -> list[int]:
+    """The layers to extract for ``probes``: those they read, plus with ``layerwise`` the searched layers no deeper than those,
+    so the layer-wise chart never makes the forward pass deeper (serving cost follows the chosen layers, not the search)."""
+    needed = {layer for p in probes for layer in p.layers_needed()}
+    if not layerwise:
+        return sorted(needed)
+    deepest = max([*needed, *(t for t in token_layers(probes))], default=-1)
+    return sorted(needed | {layer for p in probes for layer in p.selection_.layers_searched if layer <= deepest})
 
 
 def token_layers(probes) -> list[int]:

@@ -20,10 +20,13 @@ from probes_hub.hub.manifest import Manifest
 from probes_hub.hub.registry import write_index
 from probes_hub.train import TrainOptions, train
 
-BUNDLED_LAYERS = tuple(range(18))
-"""Layers 0-17 of SmolLM2's 30: extraction stops after layer 17 (MATH-500 selects layer 14 from all 30)."""
+SUCCESS_LAYERS = tuple(range(18))
+"""Layers 0-17 for success labels (29 models x many questions: the search over more layers would double the build)."""
+EVERY_LAYER = None
+"""Difficulty labels search every layer of the source model (30 for SmolLM2, 18 for Gemma); serving still stops the forward
+pass at the deepest layer the chosen probes read (:func:`probes_hub.apply.extraction_layers`)."""
 BUNDLED_PROBES = ("linear", "length", "tfidf")
-DIFFICULTY_PROBES = ("linear", "multilayer", "attention", "length", "tfidf")
+DIFFICULTY_PROBES = ("linear", "multilayer", "attention", "stacked", "length", "tfidf")
 """MATH train's level gets every difficulty probe type; the app reads the one with the best training-data CV score."""
 SUCCESS_PROBES = ("shared", *BUNDLED_PROBES)
 """Success labels also get ``shared`` probes (one direction for all 29 models), which the router reads."""
@@ -38,6 +41,12 @@ class RecipeStep:
     limit: int | None = None
     note: str = ""
     probes: tuple[str, ...] = BUNDLED_PROBES
+    layers: tuple[int, ...] | None = SUCCESS_LAYERS
+    """The layers searched: :data:`SUCCESS_LAYERS`, or :data:`EVERY_LAYER` (None) for difficulty labels."""
+
+    def layers_of(self, n_layers: int) -> tuple[int, ...]:
+        """The layers this step searches on a model with ``n_layers`` layers."""
+        return tuple(layer for layer in (range(n_layers) if self.layers is None else self.layers) if layer < n_layers)
 
 
 def _pool_labels(name: str) -> tuple[str, ...]:
@@ -47,11 +56,12 @@ def _pool_labels(name: str) -> tuple[str, ...]:
 
 
 RECIPE = (
-    RecipeStep("math", ("level",), probes=DIFFICULTY_PROBES,
+    RecipeStep("math", ("level",), probes=DIFFICULTY_PROBES, layers=EVERY_LAYER,
                note="difficulty: MATH level 1-5 learned from the 7,415 MATH training problems, tested on all of MATH-500; linear, "
-                    "multi-layer and attention-pooling probes (the app reads the best by CV on the training problems)"),
-    RecipeStep("math500", ("level",), note="difficulty: MATH level 1-5 from MATH-500's own 300 training questions (the comparison row)"),
-    RecipeStep("arc-challenge", ("grade",), note="difficulty: school grade 3-9"),
+                    "multi-layer, attention-pooling and stacked probes (the app reads the best by CV on the training problems)"),
+    RecipeStep("math500", ("level",), layers=EVERY_LAYER,
+               note="difficulty: MATH level 1-5 from MATH-500's own 300 training questions (the comparison row)"),
+    RecipeStep("arc-challenge", ("grade",), layers=EVERY_LAYER, note="difficulty: school grade 3-9"),
     RecipeStep("mmlu-pro", ("correct:*", "log_output_chars"), limit=MMLU_PRO_SUBSET, probes=SUCCESS_PROBES,
                note="success of each of the 29 models in outcomes.csv, and the mean log length of their answers (a cost signal for routing); "
                     "a seeded subset of 2,000 of the 12,032 questions (seed 0, each keeps its split)"),
@@ -63,15 +73,19 @@ RECIPE = (
                     "fallback for questions unlike MMLU-Pro's"),
     RecipeStep("mixed", (SUCCESS_RATE_LABEL, OUTPUT_LENGTH_LABEL), probes=("linear", "tfidf", "embedding"),
                note="the share of a benchmark's models that answer correctly, and their answers' mean log length (the math pool's cost signal)"),
-    RecipeStep("outcomes-math500", (IRT_LABEL,), note="difficulty: 2PL IRT item difficulty from 70 open models' outcomes on MATH-500"),
+    RecipeStep("mixed", (IRT_LABEL,), probes=("linear", "stacked", "length", "tfidf", "embedding"), layers=EVERY_LAYER,
+               note="difficulty on one scale across benchmarks: the joint 2PL IRT item difficulty (one ability per model over GSM8K, "
+                    "MATH-500, MATH level 5, ARC-Challenge and MMLU-Pro; abilities from training questions only)"),
+    RecipeStep("outcomes-math500", (IRT_LABEL,), layers=EVERY_LAYER,
+               note="difficulty: 2PL IRT item difficulty from 70 open models' outcomes on MATH-500"),
 )
 
 
 EXTRA_MODEL_RECIPE = (
-    RecipeStep("math", ("level",), probes=("linear", "length"), note="MATH level from the 7,415 MATH training problems, tested on MATH-500"),
-    RecipeStep("math500", ("level",), probes=("linear", "length"), note="MATH level from MATH-500's own 300 training questions"),
-    RecipeStep("arc-challenge", ("grade",), probes=("linear", "length"), note="school grade 3-9"),
-    RecipeStep("outcomes-math500", (IRT_LABEL,), probes=("linear", "length"), note="2PL IRT item difficulty on MATH-500"),
+    RecipeStep("math", ("level",), probes=("linear", "length"), layers=EVERY_LAYER, note="MATH level from the 7,415 MATH training problems, tested on MATH-500"),
+    RecipeStep("math500", ("level",), probes=("linear", "length"), layers=EVERY_LAYER, note="MATH level from MATH-500's own 300 training questions"),
+    RecipeStep("arc-challenge", ("grade",), probes=("linear", "length"), layers=EVERY_LAYER, note="school grade 3-9"),
+    RecipeStep("outcomes-math500", (IRT_LABEL,), probes=("linear", "length"), layers=EVERY_LAYER, note="2PL IRT item difficulty on MATH-500"),
     RecipeStep("mmlu-pro", ("correct:*",), limit=MMLU_PRO_SUBSET, probes=("shared", "length"),
                note="success of each of the 29 models, on the same 2,000-question subset as the default model"),
 )
@@ -102,7 +116,7 @@ def build_bundled_registry(out: str | Path, *, model: str | None = None, data_di
         for number, step in enumerate(recipe, start=1):
             t0 = time.time()
             train(TrainOptions(dataset=step.dataset, labels=step.labels, probes=step.probes, out=str(folder), data_dir=data_dir,
-                               limit=step.limit, layers=tuple(layer for layer in BUNDLED_LAYERS if layer < lm.n_layers), use_cache=use_cache,
+                               limit=step.limit, layers=step.layers_of(lm.n_layers), use_cache=use_cache,
                                progress=progress), lm=lm)
             timings[f"{number}. {step.dataset}"] = time.time() - t0
         timings["total"] = time.time() - started
@@ -157,8 +171,8 @@ Rebuild it with `python -m probes_hub build-registry --out registry` (or `make r
 
 {steps}
 
-Every label gets a `linear` probe (layers {BUNDLED_LAYERS[0]}-{BUNDLED_LAYERS[-1]} x the end-of-instruction tokens, selected by 5-fold CV
-on the training split), and the `length` and `tfidf` baselines; success labels also get a `shared` probe (one direction fitted
+Every label gets a `linear` probe (difficulty labels: every layer; success labels: layers {SUCCESS_LAYERS[0]}-{SUCCESS_LAYERS[-1]};
+x the end-of-instruction tokens, selected by 5-fold CV on the training split), and the `length` and `tfidf` baselines; success labels also get a `shared` probe (one direction fitted
 to the questions' logit of success over all models, then one slope and an offset per model), which routing reads. Success probes are Platt-calibrated on 20% of the
 training questions held out from fitting and selection; every metric is on the untouched test split with a
 bootstrap 95% CI. Last build: {took} (CPU)."""

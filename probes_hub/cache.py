@@ -17,11 +17,11 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
-def sha256_text(*parts: str) -> str:
-    """Stable hex digest of several strings (separated so that ('ab','c') != ('a','bc'))."""
+def sha256_text(*parts: str | bytes) -> str:
+    """Stable hex digest of several strings or byte strings (separated so that ('ab','c') != ('a','bc'))."""
     digest = hashlib.sha256()
     for part in parts:
-        digest.update(part.encode("utf-8"))
+        digest.update(part if isinstance(part, bytes) else part.encode("utf-8"))
         digest.update(b"\x00")
     return digest.hexdigest()
 

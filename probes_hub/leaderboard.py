@@ -188,7 +188,7 @@ def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache
     tests = {name: row_roles(dataset, probes[name].record_.label.name, seed=seed)["test"] for name in names}
     scored = np.unique(np.concatenate(list(tests.values())))  # only the rows that are scored are extracted
     questions = dataset.frame["question"].to_numpy()[scored].tolist()
-    features, _ = probe_features(source, {n: probes[n] for n in names}, questions, data_hash=sha256_text(dataset.content_hash, scored.tobytes().hex()),
+    features, _ = probe_features(source, {n: probes[n] for n in names}, questions, data_hash=sha256_text(dataset.content_hash, scored.tobytes()),
                                  use_cache=use_cache)
     taken: dict[bytes, object] = {}  # the labels of a dataset mostly share their test rows: copy those features once
     for name, folder in zip(names, folders):

@@ -122,6 +122,18 @@ def spearman_metric(y, pred, **kwargs) -> Metric:
     return Metric("spearman", value, *bootstrap_ci(y, pred, spearman_rows, **kwargs), len(y))
 
 
+def spearman_difference_metric(y, pred, other, *, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> Metric:
+    """Spearman of ``pred`` minus Spearman of ``other`` with ``y``, with a paired bootstrap CI (the same resampled questions for
+    both), so "does this reading rank better than that one on these questions" has an interval of its own."""
+    y, pred, other = (np.asarray(v, dtype=float) for v in (y, pred, other))
+    value = float(spearman_rows(y, pred) - spearman_rows(y, other))
+    index = np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y)))
+    values = spearman_rows(y[index], pred[index]) - spearman_rows(y[index], other[index])
+    values = values[np.isfinite(values)]
+    low, high = np.percentile(values, [2.5, 97.5]) if values.size else (float("nan"), float("nan"))
+    return Metric("spearman_difference", value, float(low), float(high), len(y))
+
+
 def auc_metric(y, score, **kwargs) -> Metric:
     """ROC-AUC (binary labels) with CI and n."""
     from sklearn.metrics import roc_auc_score

@@ -102,6 +102,10 @@ def headline_markdown(reading: Reading | None) -> str:
     word = "" if math.isnan(harder_than) else next(w for bound, w in DIFFICULTY_WORDS if harder_than < bound) + ": "
     m = reading.metric
     trust = f"; test {m['name']} {m['value']:.2f} [{m['low']:.2f}, {m['high']:.2f}], n={m['n']}" if m else ""
+    if reading.activations_add:
+        with_them, without = reading.activations_add
+        trust += (f". What the activations add: CV Spearman {with_them:.2f} with them, {without:.2f} from the text readings alone "
+                  f"({with_them - without:+.2f})")
     caution = " ⚠️ Mostly question length." if reading.mostly_length else ""
     caution += " ⚠️ Unlike this probe's training questions." if reading.unfamiliar else ""
     return (f"### {word}{plain(describe(reading))}\nRead by the {plain(reading.dataset)} {plain(reading.label)} {plain(reading.probe_type)} probe, "

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probes_hub.apply import ProbeInputs, choose_probes, probe_inputs
+from probes_hub.apply import ProbeInputs, choose_probes, extraction_layers, probe_inputs
 from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.hub.registry import Registry
@@ -46,6 +46,8 @@ class Reading:
     """The length baseline's test value on the same label (NaN when not recorded)."""
     cv_spearman: float = float("nan")
     """Graded probes: the CV Spearman on the training rows that chose the probe (what picks the headline; NaN when none)."""
+    activations_add: tuple[float, float] | None = None
+    """Stacked probes: their CV score on the training rows with and without the activation input (what the activations add)."""
 
     @property
     def unfamiliar(self) -> bool:
@@ -135,7 +137,7 @@ class Predictor:
         with self._lock:
             self.probes, self.problems, self.routers = probes, problems, routers
             self.references = {name: values for name, values in references.items() if values is not None}
-            self.layers = sorted({layer for p in probes.values() for layer in (*p.layers_needed(), *p.selection_.layers_searched)})
+            self.layers = extraction_layers(probes.values(), layerwise=True)
 
     def predict(self, question: str) -> Prediction:
         """Read every probe for one question (batched with concurrent calls); raises ValueError on a question without visible text."""
@@ -182,7 +184,7 @@ class Predictor:
                               float(np.mean(reference < value)) if reference is not None else float("nan"),
                               partial.to_dict() if partial else {}, record.baselines().get("length", float("nan")),
                               float(probe.selection_.cv_score) if probe.selection_.cv_metric == "spearman" and probe.selection_.cv_score is not None
-                              else float("nan"))
+                              else float("nan"), probe.selection_.activations_add)
             (success if probe.task == BINARY else difficulty).append(reading)
             if per_layer is not None:
                 probe_layers, layer_values = per_layer

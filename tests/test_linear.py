@@ -63,7 +63,22 @@ def test_linear_probe_graded_and_layerwise():
     assert np.corrcoef(prediction, y[160:])[0, 1] > 0.8
     layers, readings = probe.layerwise(test)
     assert layers == [10, 11, 12, 13] and readings.shape == (80, 4)
-    np.testing.assert_allclose(readings[:, 2], prediction, rtol=1e-9)  # the chosen layer's per-layer probe is the probe
+    np.testing.assert_allclose(readings[:, 2], prediction, rtol=1e-6)  # the chosen layer's per-layer probe is the probe (kept in float32)
+    assert probe.layer_coef_.dtype == np.float32
+
+
+def test_layerwise_reading_stops_at_the_deepest_layer_the_probes_read():
+    """Serving extracts the searched layers only down to the chosen one, and the layer-wise reading covers those layers."""
+    from probes_hub.apply import extraction_layers
+
+    features, y = _synthetic()
+    probe = LinearProbe(task="graded").fit(features.take(np.arange(160)), y[:160])
+    assert extraction_layers([probe]) == [12]
+    assert extraction_layers([probe], layerwise=True) == [10, 11, 12]  # layer 13 was searched, but is deeper than the chosen 12
+    shallow = Features(features.questions, features.token_counts, features.activations[:, :3], (10, 11, 12), features.positions, features.model)
+    layers, readings = probe.layerwise(shallow)
+    assert layers == [10, 11, 12] and readings.shape == (240, 3)
+    np.testing.assert_allclose(readings[:, 2], probe.predict(shallow), rtol=1e-6)
 
 
 def test_linear_probe_binary_uses_logistic_and_calibrates():

@@ -28,7 +28,12 @@ def test_stacking_uses_the_activations_when_they_carry_signal_and_records_what_t
     probe = StackedProbe(cv_folds=3).fit(features, y)
     details = probe.selection_.details
     assert probe.selection_.layer == 1 and probe.layers_needed() == [1] and probe.selection_.cv_metric == "spearman"
-    assert details["activations_add"] > 0.1 and probe.selection_.cv_score > details["cv_score_without_activations"]
+    assert details["activations_add"] > 0.1 and details["cv_score_nested"] > details["cv_score_without_activations"]
+    # comparable with the other types' CV (the score of the cell their search picked): the activation probe's own CV plus the
+    # stack's gain over that probe's nested out-of-fold readings on the same folds
+    linear = LinearProbe(cv_folds=3).fit(features, y)
+    assert details["gain_over_activation"] == details["cv_score_nested"] - details["activation_cv_score_nested"]
+    assert probe.selection_.cv_score == linear.selection_.cv_score + details["gain_over_activation"]
     test, y_test = _features(200, seed=1, signal=1.0)
     stacked = spearmanr(y_test, probe.predict(test)).statistic
     assert stacked > spearmanr(y_test, LinearProbe(cv_folds=3).fit(features, y).predict(test)).statistic  # length adds to the activations
@@ -55,6 +60,8 @@ def test_save_and_load_give_identical_readings_graded_and_binary(tmp_path):
         assert isinstance(loaded, StackedProbe) and loaded.layers_needed() == probe.layers_needed()
         np.testing.assert_array_equal(loaded.predict(features), probe.predict(features))
         np.testing.assert_array_equal(loaded.in_distribution(features), probe.in_distribution(features))
+        assert loaded.selection_.activations_add == probe.selection_.activations_add is not None
+        assert "What the activations add: CV score" in (tmp_path / task / "README.md").read_text()
 
 
 def test_train_pipeline_fits_a_stacked_probe_that_predicts_from_its_folder(tiny, toy_probes, tmp_path):

@@ -50,6 +50,8 @@ def test_the_headline_is_the_difficulty_reading_with_the_best_training_cv_never_
     assert headline_reading(Prediction([readings[2]], [], {}, 0.0, 0.0, 10, False, [])) is None
     share = Reading("mixed success_rate", "mixed", "success_rate", "linear", 0.9, (0.0, 1.0), {}, percentile=0.9, cv_spearman=0.66)
     assert headline_markdown(share).startswith("### Easy: 90% of the benchmark's models")  # most models solve it: easy, not hard
+    stacked = Reading("math level", "math", "level", "stacked", 4.6, (1.0, 5.0), {}, percentile=0.83, cv_spearman=0.7, activations_add=(0.68, 0.61))
+    assert "What the activations add: CV Spearman 0.68 with them, 0.61 from the text readings alone (+0.07)" in headline_markdown(stacked)
 
 
 def test_leaderboard_view_filters_the_table_and_keeps_the_overview_whole(toy_registry, tmp_path, tiny, monkeypatch):

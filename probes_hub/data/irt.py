@@ -52,7 +52,7 @@ def fit_2pl(responses: np.ndarray, train_items: np.ndarray | None = None, *, max
     train[np.arange(len(Y)) if train_items is None else np.asarray(train_items)] = True
     if train.sum() < 2:
         raise ValueError("IRT needs at least two training questions to place the models' abilities.")
-    memo = cache_dir("irt") / (sha256_text(FIT_VERSION, str(max_iter), str(Y.shape), Y.tobytes().hex(), train.tobytes().hex()) + ".safetensors")
+    memo = cache_dir("irt") / (sha256_text(FIT_VERSION, str(max_iter), str(Y.shape), Y.tobytes(), train.tobytes()) + ".safetensors")
     if memo.exists():  # the joint fit over every benchmark takes ~20 s; the same responses give the same fit
         return IRTFit(**load_file(str(memo)))
     ability, _, _ = _fit_joint(Y[train], max_iter)

@@ -198,7 +198,9 @@ def cell_fits_many(acts: np.ndarray, Y: np.ndarray, sweeps: list[SweepResult]) -
 
 
 LAYER_ARRAYS = ("layer_coef_", "layer_intercept_", "layer_mean_", "layer_scale_", "layer_index_")
-"""A graded probe's per-layer probes at its position, for the layer-wise reading."""
+"""A graded probe's per-layer probes at its position, for the layer-wise reading. They only draw a chart, so they are kept
+(and saved) in float32: half the size of a probe file, and a loaded probe reads them exactly as the fitted one did."""
+LAYER_DTYPE = np.float32
 
 
 class LinearProbe(Probe):
@@ -261,10 +263,10 @@ class LinearProbe(Probe):
         else:
             self._fit_logistic(acts[:, li, pi].astype(np.float64), y)
         if self.task == "graded":
-            self.layer_coef_ = cells.coef[:, pi]
-            self.layer_intercept_ = np.full(len(result.layers), cells.intercept)
-            self.layer_mean_, self.layer_scale_ = cells.mean[:, pi], cells.scale[:, pi]
-            self.layer_index_ = np.array(result.layers, dtype=np.float64)
+            self.layer_coef_ = cells.coef[:, pi].astype(LAYER_DTYPE)
+            self.layer_intercept_ = np.full(len(result.layers), cells.intercept, dtype=LAYER_DTYPE)
+            self.layer_mean_, self.layer_scale_ = cells.mean[:, pi].astype(LAYER_DTYPE), cells.scale[:, pi].astype(LAYER_DTYPE)
+            self.layer_index_ = np.array(result.layers, dtype=LAYER_DTYPE)
         return self
 
     def _fit_logistic(self, X: np.ndarray, y: np.ndarray) -> None:
@@ -316,14 +318,16 @@ class LinearProbe(Probe):
         return 1.0 - np.interp(distance, quantiles, OOD_LEVELS, left=0.0, right=1.0)
 
     def layerwise(self, features: Features) -> tuple[list[int], np.ndarray] | None:
-        """Each layer's best probe read at the chosen position: ``(layers, [N, L])`` (None for binary probes, which keep no per-layer probes)."""
+        """Each layer's best probe read at the chosen position: ``(layers, [N, L])``, for the layers the features hold (serving
+        extracts no deeper than the probes' chosen layers: :func:`probes_hub.apply.extraction_layers`). None for binary probes,
+        which keep no per-layer probes."""
         self._check_fitted()
         if getattr(self, "layer_index_", None) is None:
             return None
-        layers = [int(v) for v in self.layer_index_]
-        readings = [((features.at(layer, self.position) - self.layer_mean_[i]) / self.layer_scale_[i]) @ self.layer_coef_[i] + self.layer_intercept_[i]
-                    for i, layer in enumerate(layers)]
-        return layers, np.stack(readings, axis=1)
+        kept = [(i, int(layer)) for i, layer in enumerate(self.layer_index_) if int(layer) in features.layers]
+        readings = [((features.at(layer, self.position).astype(np.float64) - self.layer_mean_[i]) / self.layer_scale_[i]) @ self.layer_coef_[i]
+                    + self.layer_intercept_[i] for i, layer in kept]
+        return [layer for _, layer in kept], np.stack(readings, axis=1) if readings else np.zeros((len(features), 0))
 
     def sweep_report(self, test_features: Features, y_test: np.ndarray) -> list[dict] | None:
         """CV and test score of every (layer, position) cell at its CV-best alpha (reported, never used for selection).
@@ -350,7 +354,7 @@ class LinearProbe(Probe):
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = super()._arrays()
         if self.task == "graded":
-            arrays.update({name: np.asarray(getattr(self, name), dtype=np.float64) for name in LAYER_ARRAYS})
+            arrays.update({name: np.asarray(getattr(self, name), dtype=LAYER_DTYPE) for name in LAYER_ARRAYS})
         if getattr(self, "ood_quantiles_", None) is not None:
             arrays["ood_quantiles_"] = np.asarray(self.ood_quantiles_, dtype=np.float64)
         return arrays

@@ -5,6 +5,12 @@ Every input probe (``linear`` on the activations, ``length``, ``embedding``) is 
 predicts its held-out fold; the combiner (ridge for graded labels, logistic regression for success) is fitted on those
 out-of-fold predictions, so it never sees a prediction made on a question the input probe trained on. Its CV score, with
 and without the activation input, is recorded (``selection.details``); the inputs are then refitted on every training row.
+
+Its ``cv_score`` is put on the scale the other probe types report, so that the app's choice by CV compares like with like:
+theirs is the CV score of the cell their search picked (a little optimistic), while the stack's own out-of-fold score is
+nested (each fold re-runs the activation probe's search). So the stack reports its activation probe's ``cv_score`` plus the
+stack's gain over that probe's nested out-of-fold readings on the same folds (``gain_over_activation``; both nested scores are
+in the details).
 """
 
 from __future__ import annotations
@@ -22,6 +28,17 @@ STACK_INPUTS = ("linear", "length", "embedding")
 """The default input probes, in the combiner's column order: the activation probe and the text-only readings. Without
 ``linear`` (e.g. ``("length", "tfidf", "embedding")``) the stack is text-only: the reference a stack with activations must beat."""
 ACTIVATION_INPUT = "linear"
+TEXT_STACK = "text_stack"
+"""The name the evaluations give the text-only stack (a ``stacked`` probe over :data:`TEXT_STACK_INPUTS`)."""
+TEXT_STACK_INPUTS = ("length", "tfidf", "embedding")
+"""The text-only stack's inputs: the best a reading without activations can do by combining them the way ``stacked`` does."""
+
+
+def reading_for_training(kind: str, task: str) -> Probe:
+    """A fresh, unfitted reading of ``kind``: a probe type, or :data:`TEXT_STACK` for the text-only stack (what evaluations compare)."""
+    if kind == TEXT_STACK:
+        return StackedProbe(task=task, inputs=TEXT_STACK_INPUTS)
+    return PROBE_TYPES[kind].for_training(task)
 
 
 class StackedProbe(Probe):
@@ -68,17 +85,21 @@ class StackedProbe(Probe):
         self.coef_, self.intercept_, combiner = self._combine(standardized, values)
         score = self._cv_score(standardized, values)
         self.inputs_ = {kind: self._new_input(kind).fit(features, values) for kind in self.inputs}
-        details = {"inputs": list(self.inputs), "weights": [float(w) for w in self.coef_], **combiner.details}
+        details = {"inputs": list(self.inputs), "weights": [float(w) for w in self.coef_], **combiner.details, "cv_score_nested": score}
         activation = self.inputs_[ACTIVATION_INPUT].selection_ if ACTIVATION_INPUT in self.inputs_ else Selection()
+        comparable = score
         if ACTIVATION_INPUT in self.inputs and len(self.inputs) > 1:
             text_only = [j for j, kind in enumerate(self.inputs) if kind != ACTIVATION_INPUT]
             without = self._cv_score(standardized[:, text_only], values)
+            alone = self._score(values, readings[:, self.inputs.index(ACTIVATION_INPUT)])
             details.update({f"{ACTIVATION_INPUT}_{key}": value for key, value in activation.details.items()})
-            details.update(cv_score_without_activations=without, activations_add=score - without)
+            details.update(cv_score_without_activations=without, activations_add=score - without, activation_cv_score_nested=alone,
+                           gain_over_activation=score - alone)
+            comparable = activation.cv_score + (score - alone)
         self.selection_ = Selection(
             method=f"stacked: {', '.join(self.inputs)} fitted within {self.cv_folds} folds, combined on their out-of-fold predictions "
-                   f"({combiner.method}); CV score of the combination over the same folds",
-            layer=activation.layer, position=activation.position, cv_metric="spearman" if self.task != BINARY else "roc_auc", cv_score=score,
+                   f"({combiner.method}); CV score: the activation probe's own plus the combination's gain over it on the same folds",
+            layer=activation.layer, position=activation.position, cv_metric="spearman" if self.task != BINARY else "roc_auc", cv_score=comparable,
             layers_searched=activation.layers_searched, positions_searched=activation.positions_searched, details=details)
         self._record_fit(features, y)
         return self
@@ -87,14 +108,18 @@ class StackedProbe(Probe):
         return fit_text_model(X, y, self.task, alphas=self.alphas, cs=self.cs, folds=self.cv_folds, seed=self.seed)
 
     def _cv_score(self, X: np.ndarray, y: np.ndarray) -> float:
-        """Spearman (graded) or ROC-AUC (binary) of the combiner's out-of-fold predictions over the stacking folds."""
-        from scipy.stats import spearmanr
-        from sklearn.metrics import roc_auc_score
-
+        """The score (:meth:`_score`) of the combiner's out-of-fold predictions over the stacking folds."""
         predicted = np.zeros(len(y))
         for train_rows, held_rows in cv_folds(y, self.task, self.cv_folds, self.seed):
             coef, intercept, _ = self._combine(X[train_rows], y[train_rows])
             predicted[held_rows] = X[held_rows] @ coef + intercept[0]
+        return self._score(y, predicted)
+
+    def _score(self, y: np.ndarray, predicted: np.ndarray) -> float:
+        """Spearman (graded) or ROC-AUC (binary) of predictions made on rows they were not fitted on."""
+        from scipy.stats import spearmanr
+        from sklearn.metrics import roc_auc_score
+
         return float(roc_auc_score(y.astype(int), predicted) if self.task == BINARY else spearmanr(y, predicted).statistic)
 
     def readings(self, features: Features) -> np.ndarray:

@@ -40,6 +40,7 @@ def probe_card(config: ProbeConfig) -> str:
         f"- Data: `{data.dataset}`, split rule: {data.split_rule}; n_train={data.n_train}, n_test={data.n_test}"
         + (f", calibration rows={data.n_calibration}" if data.n_calibration else "") + ".",
         f"- Selection (training rows only): {selection.method}.",
+        *_activations_add(selection),
         f"- Calibration: {calibration.fitted_on if calibration else 'none'}.",
         "",
         "## Test metrics (untouched test split, bootstrap 95% CI)",
@@ -51,3 +52,13 @@ def probe_card(config: ProbeConfig) -> str:
     lines += ["", "## Load it", "```python", "from probes_hub import Probe", 'probe = Probe.from_pretrained("path/to/this/folder")  # or ("org/repo", subfolder="...")',
               "```", ""]
     return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)
+
+
+
+def _activations_add(selection) -> list[str]:
+    """A stacked probe's line on what its activation input adds; none for other probes."""
+    if selection.activations_add is None:
+        return []
+    with_them, without = selection.activations_add
+    return [f"- What the activations add: CV score {with_them:.3f} with the activation input, {without:.3f} from the text readings "
+            f"alone ({with_them - without:+.3f}), on the same folds of the training rows."]

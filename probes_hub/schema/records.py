@@ -127,6 +127,14 @@ class Selection:
     def __contains__(self, key: object) -> bool:
         return key in self.details or (key in _SELECTION_FIELDS and getattr(self, str(key)) not in (None, ()))
 
+    @property
+    def activations_add(self) -> tuple[float, float] | None:
+        """A stacked probe's nested CV score on its training rows with and without its activation input (what the activations
+        add beyond the text); None for the other probe types."""
+        if "cv_score_nested" not in self.details or "cv_score_without_activations" not in self.details:
+            return None
+        return float(self.details["cv_score_nested"]), float(self.details["cv_score_without_activations"])
+
     def to_dict(self) -> dict:
         common = {name: getattr(self, name) for name in _SELECTION_FIELDS if getattr(self, name) not in (None, ())}
         for name in ("layers_searched", "positions_searched"):
