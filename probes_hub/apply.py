@@ -23,14 +23,12 @@ def check_probe_matches_model(probe: Probe, source: FeatureSource, *, where: str
                                    f"not on the loaded model {source.display_id} ({source.fingerprint}). Pass the matching --model.")
 
 
-def source_for_probe(probe: Probe, model: str | None = None):
-    """The model a probe group reads: ``--model`` if given, the embedded one for its display id, else its Hub id."""
-    from probes_hub.extract.feature_source import ModelFeatures
-    from probes_hub.extract.models import load_model
-    from probes_hub.extract.packaged import alias_for
+def source_for_probe(probe: Probe, model: str | None = None) -> FeatureSource:
+    """The model a probe group reads: ``--model`` if given, the embedded one for its display id, else its Hub id (for a probe on
+    two models, both: :func:`probes_hub.extract.paired.model_source`)."""
+    from probes_hub.extract.paired import model_source
 
-    display = probe.record_.model.display_id if probe.record_.model else None
-    source = ModelFeatures(load_model(model or alias_for(display) or display))
+    source = model_source(model or (probe.record_.model.display_id if probe.record_.model else None))
     if not probe_matches(probe, source):
         raise ValueError(f"model {source.display_id} has fingerprint {source.fingerprint}, the probes need {probe.fingerprint}")
     return source

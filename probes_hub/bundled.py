@@ -15,7 +15,7 @@ from pathlib import Path
 from probes_hub.atomic import atomic_folder
 from probes_hub.data.datasets import MMLU_PRO_SUBSET, OUTPUT_LENGTH_LABEL
 from probes_hub.data.outcomes import IRT_LABEL, SUCCESS_RATE_LABEL
-from probes_hub.extract.models import load_model
+from probes_hub.extract.paired import is_pair, model_source
 from probes_hub.hub.manifest import Manifest
 from probes_hub.hub.registry import write_index
 from probes_hub.train import TrainOptions, train
@@ -93,6 +93,15 @@ EXTRA_MODEL_RECIPE = (
 default model's rows (MMLU-Pro: the same 2,000-question subset); the text-only baselines (TF-IDF, embedding) are the default model's, since they do not depend on the model."""
 
 
+PAIR_RECIPE = (
+    RecipeStep("math", ("level",), probes=("linear",), layers=EVERY_LAYER,
+               note="MATH level from the 7,415 MATH training problems, tested on MATH-500, on both models' activations side by side"),
+    RecipeStep("outcomes-math500", (IRT_LABEL,), probes=("linear",), layers=EVERY_LAYER, note="2PL IRT item difficulty on MATH-500"),
+)
+"""What a pair of source models gets (``build-registry --model smollm2+gemma3-270m --add``): the difficulty rows of the
+leaderboard, so it answers whether two small models read difficulty better than either (their caches serve the features)."""
+
+
 ADDED_MARKER = "\n\nProbes on **"
 """Where the registry's description starts the paragraph of a model added with ``--add`` (the display id follows, then ``**``)."""
 
@@ -108,16 +117,18 @@ def build_bundled_registry(out: str | Path, *, model: str | None = None, data_di
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     timings: dict[str, float] = {}
-    lm = load_model(model)
+    source = model_source(model)
     timings["load_model"] = time.time() - started
-    recipe = EXTRA_MODEL_RECIPE if add else RECIPE
+    recipe = (PAIR_RECIPE if is_pair(model) else EXTRA_MODEL_RECIPE) if add else RECIPE
+    if is_pair(model) and not add:
+        raise ValueError(f"{model!r} names two models: add their probes to a registry with --add (the registry itself is one model's).")
 
     def train_recipe(folder: Path) -> None:
         for number, step in enumerate(recipe, start=1):
             t0 = time.time()
             train(TrainOptions(dataset=step.dataset, labels=step.labels, probes=step.probes, out=str(folder), data_dir=data_dir,
-                               limit=step.limit, layers=step.layers_of(lm.n_layers), use_cache=use_cache,
-                               progress=progress), lm=lm)
+                               limit=step.limit, layers=step.layers_of(source.n_layers), use_cache=use_cache,
+                               progress=progress), lm=source)
             timings[f"{number}. {step.dataset}"] = time.time() - t0
         timings["total"] = time.time() - started
 
@@ -127,13 +138,13 @@ def build_bundled_registry(out: str | Path, *, model: str | None = None, data_di
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.adding-") as scratch:
             train_recipe(Path(scratch))
             registry = Registry(out)
-            registry.push(sorted(p for p in Path(scratch).iterdir() if p.is_dir()), commit_message=f"Add {lm.display_id}'s probes")
-        manifest = write_index(out, about=_about_added(registry.manifest().about, lm.display_id, lm.fingerprint, timings))
+            registry.push(sorted(p for p in Path(scratch).iterdir() if p.is_dir()), commit_message=f"Add {source.display_id}'s probes")
+        manifest = write_index(out, about=_about_added(registry.manifest().about, source.display_id, source.fingerprint, timings))
     else:  # the whole registry is built aside (other source models' probes carried over) and swapped in when complete
         with atomic_folder(out) as building:
             train_recipe(building)
-            others = keep_other_models(out, building, lm.display_id)
-            manifest = write_index(building, about=_about(lm.display_id, lm.fingerprint, timings) + others)
+            others = keep_other_models(out, building, source.display_id)
+            manifest = write_index(building, about=_about(source.display_id, source.fingerprint, timings) + others)
     return manifest, timings
 
 
@@ -155,7 +166,7 @@ def keep_other_models(old: Path, building: Path, display_id: str) -> str:
 def _about_added(about: str, display_id: str, fingerprint: str, timings: dict[str, float]) -> str:
     """The registry's description with a paragraph on another source model's probes (replacing an earlier one for the same model)."""
     marker = f"{ADDED_MARKER}{display_id}**"
-    steps = "\n".join(f"- `{s.dataset}` {', '.join(s.labels)}: {s.note}." for s in EXTRA_MODEL_RECIPE)
+    steps = "\n".join(f"- `{s.dataset}` {', '.join(s.labels)}: {s.note}." for s in (PAIR_RECIPE if is_pair(display_id) else EXTRA_MODEL_RECIPE))
     took = ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
     return (f"{about.split(marker)[0]}{marker} (`{fingerprint}`), added with `python -m probes_hub build-registry --model ALIAS --add`:\n\n"
             f"{steps}\n\nBuild: {took} (CPU).")

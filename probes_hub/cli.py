@@ -120,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Trains the bundled recipe (MATH level, ARC-Challenge grade, IRT difficulty, success of the routing "
                                        "pools' models, with baselines) on the embedded model and writes a complete registry, swapped in only "
                                        "when done. With --model NAME --add: trains the leaderboard's tasks on another model (e.g. gemma3-270m "
-                                       "after `make models`, or any Hub id on a machine with network) and adds its probes to the registry.")
+                                       "after `make models`, or any Hub id on a machine with network) and adds its probes to the registry; with --model "
+                                       "smollm2+gemma3-270m --add: probes on both models' activations side by side (the leaderboard's "
+                                       "difficulty rows), so it shows whether two small models read difficulty better than either.")
     build.add_argument("--out", default="registry", help="registry folder to (re)create (default registry/)")
     build.add_argument("--model", default=None, help=MODEL_HELP)
     build.add_argument("--data-dir", default=None, help=DATA_HELP)
@@ -419,16 +421,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from probes_hub.extract.feature_source import ModelFeatures
     from probes_hub.extract.models import load_model
     from probes_hub.train import build_features
 
     dataset = load_dataset(args.dataset, data_dir=args.data_dir, question_column=args.question_column).subset(args.limit)
     lm = load_model(args.model)
     layers = list(args.layers or range(lm.n_layers))
-    fmt = lm.prompt_format(False if args.raw else None)
     started = time.time()
     with _engine(args):
-        features = build_features(lm, fmt, dataset, layers, max_length=args.max_length, use_cache=not args.no_cache)
+        features = build_features(ModelFeatures(lm), False if args.raw else None, dataset, layers, max_length=args.max_length,
+                                  use_cache=not args.no_cache)
     print(f"activations {tuple(features.activations.shape)} for {dataset.name} ({len(dataset.frame)} questions) in {time.time() - started:.1f} s")
     return 0
 

@@ -22,10 +22,10 @@ import numpy as np
 
 from probes_hub.constants import MAX_PROMPT_TOKENS, PREDICTIONS_REPORT, ROLES, SWEEP_REPORT
 from probes_hub.data.datasets import BINARY, CALIBRATION_FRACTION, QuestionSet, load_dataset, row_roles
-from probes_hub.extract.feature_source import ModelFeatures
+from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.extract.features import Features
-from probes_hub.extract.models import LoadedModel, load_model
-from probes_hub.extract.prompts import PromptFormat
+from probes_hub.extract.models import LoadedModel
+from probes_hub.extract.paired import model_source
 from probes_hub.hub.reports import encode_predictions
 from probes_hub.metrics import Metric, ece_metric, headline_metric, mae_metric, partial_spearman_metric
 from probes_hub.probes import PROBE_TYPES, Probe, baseline_types
@@ -77,11 +77,12 @@ class TrainResult:
     baselines: dict[str, TrainedProbe] = field(default_factory=dict)
 
 
-def build_features(lm: LoadedModel, fmt: PromptFormat, dataset: QuestionSet, layers: list[int], *, max_length: int,
+def build_features(source: FeatureSource, chat: bool | None, dataset: QuestionSet, layers: list[int], *, max_length: int,
                    use_cache: bool = True, progress: bool = True) -> Features:
-    """Features for every row of ``dataset``: templated token counts plus activations at ``layers`` x EOI positions."""
-    features, truncated = ModelFeatures(lm).features(dataset.frame["question"].tolist(), layers, chat=fmt.mode == "chat", max_length=max_length,
-                                                     data_hash=dataset.content_hash, use_cache=use_cache, progress=progress)
+    """Features for every row of ``dataset``: templated token counts plus activations at ``layers`` x EOI positions (``chat``:
+    the chat template or the raw prompt; None: the model's default)."""
+    features, truncated = source.features(dataset.frame["question"].tolist(), layers, chat=chat, max_length=max_length,
+                                          data_hash=dataset.content_hash, use_cache=use_cache, progress=progress)
     if any(truncated):
         logger.warning("%d question(s) longer than max_length=%d were cut from the left (EOI tokens kept).", sum(truncated), max_length)
     return features
@@ -112,11 +113,12 @@ def evaluate(probe: Probe, features: Features, y: np.ndarray) -> tuple[dict[str,
     return metrics, prediction
 
 
-def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, TrainResult]:
+def train(options: TrainOptions, *, lm: LoadedModel | FeatureSource | None = None) -> dict[str, TrainResult]:
     """Train, select, calibrate, evaluate and save the requested probes for every requested label.
 
     Baselines are always evaluated. Returns ``{label: TrainResult}``; each requested probe is saved under
-    ``options.out`` in a folder named after model, dataset, label and probe type.
+    ``options.out`` in a folder named after model, dataset, label and probe type. ``lm``: a loaded model or a feature source
+    (e.g. a pair of models); default ``options.model`` (``"a+b"`` for two models read together).
     """
     unknown = [p for p in options.probes if p not in PROBE_TYPES]
     if unknown:
@@ -127,11 +129,10 @@ def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, 
     for probe_type in options.probes:
         if not any(dataset.task(label) in PROBE_TYPES[probe_type].tasks for label in labels):
             raise ValueError(f"'{probe_type}' probes learn {' or '.join(PROBE_TYPES[probe_type].tasks)} labels; none of {labels} is one.")
-    lm = lm or load_model(options.model)
-    fmt = lm.prompt_format(options.chat)
-    layers = list(options.layers) if options.layers else list(range(lm.n_layers))
+    source = model_source(lm if lm is not None else options.model)
+    layers = list(options.layers) if options.layers else list(range(source.n_layers))
     activation_probes = [p for p in options.probes if PROBE_TYPES[p].reads_activations]
-    features = build_features(lm, fmt, dataset, layers if activation_probes else [],
+    features = build_features(source, options.chat, dataset, layers if activation_probes else [],
                               max_length=options.max_length, use_cache=options.use_cache, progress=options.progress)
     roles = {label: row_roles(dataset, label, seed=options.seed) for label in labels}
     for label, role in roles.items():
@@ -139,9 +140,9 @@ def train(options: TrainOptions, *, lm: LoadedModel | None = None) -> dict[str, 
             raise ValueError(f"Too few labelled rows for '{label}': fit={len(role['fit'])}, test={len(role['test'])}.")
     if any(PROBE_TYPES[p].reads_tokens for p in options.probes):
         layer = options.token_layer if options.token_layer is not None else sweep_layer(dataset, labels[0], roles[labels[0]], features, options)
-        features.tokens = ModelFeatures(lm).features(dataset.frame["question"].tolist(), [], chat=fmt.mode == "chat", max_length=options.max_length,
-                                                     data_hash=dataset.content_hash, use_cache=options.use_cache, progress=options.progress,
-                                                     token_layers=[layer])[0].tokens
+        features.tokens = source.features(dataset.frame["question"].tolist(), [], chat=options.chat, max_length=options.max_length,
+                                          data_hash=dataset.content_hash, use_cache=options.use_cache, progress=options.progress,
+                                          token_layers=[layer])[0].tokens
     fitted = {probe_type: _fit_many_labels(probe_type, dataset, labels, roles, features, options) for probe_type in activation_probes}
     return {label: _train_label(dataset, label, roles[label], features, options,
                                 {probe_type: probes[label] for probe_type, probes in fitted.items() if label in probes})

@@ -71,11 +71,13 @@ def test_push_then_pull_round_trip_keeps_earlier_probes(hub, toy_probes, tiny, t
     assert _tree_bytes(tmp_path / "pulled" / first.path.name) == _tree_bytes(first.path)
 
     from probes_hub.data.datasets import load_dataset
+    from probes_hub.extract.feature_source import ModelFeatures
     from probes_hub.extract.prompts import prompt_format
     from probes_hub.train import build_features
 
     dataset = load_dataset(str(data), label_columns=["difficulty", "solved"])
-    features = build_features(tiny, prompt_format(tiny.tokenizer), dataset, list(range(tiny.n_layers)), max_length=1024, progress=False)
+    features = build_features(ModelFeatures(tiny), prompt_format(tiny.tokenizer).mode == "chat", dataset, list(range(tiny.n_layers)),
+                              max_length=1024, progress=False)
     test = features.take(dataset.frame["split"].to_numpy() == "test")
     np.testing.assert_array_equal(Probe.from_pretrained(tmp_path / "pulled" / first.path.name).predict(test), first.test_predictions)
 

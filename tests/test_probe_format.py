@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from probes_hub.data.datasets import load_dataset
+from probes_hub.extract.feature_source import ModelFeatures
 from probes_hub.extract.prompts import prompt_format
 from probes_hub.paths import BUNDLED_REGISTRY
 from probes_hub.probes import Probe
@@ -37,7 +38,7 @@ def test_round_trip_gives_identical_params_weights_and_predictions(tiny, trained
         np.testing.assert_array_equal(loaded.ood_quantiles_, fitted.probe.ood_quantiles_)
     dataset = load_dataset(str(data), label_columns=["difficulty", "solved"])
     layers = list(range(tiny.n_layers)) if probe_type == "linear" else []
-    features = build_features(tiny, prompt_format(tiny.tokenizer), dataset, layers, max_length=1024, progress=False)
+    features = build_features(ModelFeatures(tiny), prompt_format(tiny.tokenizer).mode == "chat", dataset, layers, max_length=1024, progress=False)
     test = features.take(dataset.frame["split"].to_numpy() == "test")
     np.testing.assert_allclose(loaded.predict(test), fitted.test_predictions, rtol=0, atol=1e-12)
 

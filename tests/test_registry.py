@@ -148,7 +148,7 @@ def test_bundled_registry_is_complete_and_consistent(capsys):
         assert config["metrics"]["test"] == entry.metric and entry.metric["n"] > 100
     assert main(["list", "--model", "SmolLM2-135M-Instruct", "--label", "level"]) == 0
     levels = sum(len(types[(s.dataset, "level", "graded")]) for s in RECIPE if "level" in s.labels)  # every probe type of every level step
-    assert levels == 8 and f"{levels} of {len(entries)} probes" in capsys.readouterr().out
+    assert levels == 9 and f"{levels} of {len(entries)} probes" in capsys.readouterr().out
 
 
 def test_push_to_hub_method_accepts_a_local_registry(toy_probes, tmp_path):

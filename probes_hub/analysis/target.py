@@ -91,7 +91,13 @@ def load_target(spec: str = DEFAULT_PROBE, *, model: str | None = None, registry
 
     name, probe = resolve_probe(spec, registry)
     if lm is None:
-        lm = source_for_probe(probe, model).lm
+        from probes_hub.extract.paired import PairedFeatures
+
+        source = source_for_probe(probe, model)
+        if isinstance(source, PairedFeatures):
+            raise ValueError(f"{name} reads two models together ({source.display_id}); the analyses look inside one model: pick a probe "
+                             "trained on one of them.")
+        lm = source.lm
     elif not probe_matches(probe, lm):
         raise ValueError(f"{name} was trained on {probe.fingerprint}, not on {lm.fingerprint}.")
     record = probe.record_

@@ -354,7 +354,7 @@ class LinearProbe(Probe):
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = super()._arrays()
         if self.task == "graded":
-            arrays.update({name: np.asarray(getattr(self, name), dtype=LAYER_DTYPE) for name in LAYER_ARRAYS})
+            arrays.update({name: np.asarray(getattr(self, name)) for name in LAYER_ARRAYS})  # as fitted (float32) or as loaded
         if getattr(self, "ood_quantiles_", None) is not None:
             arrays["ood_quantiles_"] = np.asarray(self.ood_quantiles_, dtype=np.float64)
         return arrays

@@ -39,7 +39,8 @@ class TfidfProbe(Probe):
     """In memory; on disk ``idf_`` is stored as its distinct values plus one small index per term (exact, a quarter the size)."""
     COEF_DTYPE = np.float32
     """The term weights are kept (and saved) in float32: tens of thousands per probe and one probe per model, so half the
-    registry's size; the reading changes by ~1e-7 of its value, and a loaded probe reads exactly as the fitted one."""
+    registry's size; the reading changes by ~1e-7 of its value, and a loaded probe reads exactly as the fitted one (a probe
+    saved in float64 before keeps float64 when saved again, so re-saving never changes a reading)."""
 
     def __init__(self, *, task: str = GRADED, max_features: int = 20000, ngram_max: int = 2, min_df: int = 2,
                  alphas=DEFAULT_ALPHAS, cs=DEFAULT_CS, cv_folds: int = 5, seed: int = 0):
@@ -88,7 +89,7 @@ class TfidfProbe(Probe):
 
     def _arrays(self) -> dict[str, np.ndarray]:
         levels, codes = np.unique(np.asarray(self.idf_, dtype=np.float64), return_inverse=True)
-        return {"coef_": np.asarray(self.coef_, dtype=self.COEF_DTYPE), "intercept_": np.asarray(self.intercept_, dtype=np.float64),
+        return {"coef_": np.asarray(self.coef_), "intercept_": np.asarray(self.intercept_, dtype=np.float64),
                 "idf_levels_": levels, "idf_codes_": codes.astype(np.uint16 if len(levels) <= 65536 else np.uint32), "vocabulary_": self.vocabulary_}
 
     def _load_arrays(self, arrays: dict[str, np.ndarray], config: ProbeConfig) -> None:

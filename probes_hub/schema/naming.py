@@ -16,9 +16,18 @@ def slug(text: str) -> str:
     return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9._-]+", "-", text.lower())).strip("-.") or "x"
 
 
+PAIR_SEPARATOR = " + "
+"""Joins the display ids of two models read together (a probe on both models' activations)."""
+
+
+def model_short_name(model: str) -> str:
+    """A model's name without its organisation (``SmolLM2-135M-Instruct``); for a pair, both joined by '+'."""
+    return "+".join(part.strip().split("/")[-1] for part in model.split(PAIR_SEPARATOR.strip()))
+
+
 def probe_folder_name(model: str, dataset: str, label: str, probe_type: str) -> str:
     """``model--dataset--label--probe``, shortened with a hash suffix when longer than the limit."""
-    name = "--".join(slug(part) for part in (model.split("/")[-1], dataset, label, probe_type))
+    name = "--".join(slug(part) for part in (model_short_name(model), dataset, label, probe_type))
     if len(name) <= MAX_NAME_LENGTH:
         return name
     digest = sha256_text(model, dataset, label, probe_type)[:8]
