@@ -21,6 +21,7 @@ from probes_hub.schema.validation import check_question
 
 MODEL_HELP = (f"model: '{EMBEDDED_MODEL_ALIAS}' (embedded SmolLM2-135M-Instruct GGUF, the default), a .gguf file, a local model "
               f"folder, or a Hugging Face Hub id (needs network). Default: $PROBES_HUB_MODEL or '{EMBEDDED_MODEL_ALIAS}'.")
+PAIR_MODEL_HELP = MODEL_HELP + " Two models joined by '+' (e.g. 'smollm2+gemma3-270m') read together: their activations side by side."
 DATA_HELP = "data folder for built-in datasets (default: $PROBES_HUB_DATA_DIR or ../shared/data beside the project)"
 
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Selects layer, position and regularization by k-fold CV on the training split only, calibrates "
                                        "binary probes on held-out training rows, and reports metrics with bootstrap 95% CIs on the untouched "
                                        "test split. Splits: " + "; ".join(f"{k}: {v}" for k, v in SPLIT_RULES.items()))
-    train.add_argument("--model", default=None, help=MODEL_HELP)
+    train.add_argument("--model", default=None, help=PAIR_MODEL_HELP)
     _add_data_args(train)
     train.add_argument("--label", nargs="+", default=["level"],
                        help="label(s) or shell patterns (math500: level; arc-*: grade; gsm8k: steps; mmlu-pro: correct:<model>, or 'correct:*' "
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "smollm2+gemma3-270m --add: probes on both models' activations side by side (the leaderboard's "
                                        "difficulty rows), so it shows whether two small models read difficulty better than either.")
     build.add_argument("--out", default="registry", help="registry folder to (re)create (default registry/)")
-    build.add_argument("--model", default=None, help=MODEL_HELP)
+    build.add_argument("--model", default=None, help=PAIR_MODEL_HELP)
     build.add_argument("--data-dir", default=None, help=DATA_HELP)
     build.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
     build.add_argument("--add", action="store_true", help="add --model's probes (the leaderboard's tasks) to the registry at --out instead of rebuilding it")
