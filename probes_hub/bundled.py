@@ -73,9 +73,10 @@ RECIPE = (
                     "fallback for questions unlike MMLU-Pro's"),
     RecipeStep("mixed", (SUCCESS_RATE_LABEL, OUTPUT_LENGTH_LABEL), probes=("linear", "tfidf", "embedding"),
                note="the share of a benchmark's models that answer correctly, and their answers' mean log length (the math pool's cost signal)"),
-    RecipeStep("mixed", (IRT_LABEL,), probes=("linear", "stacked", "length", "tfidf", "embedding"), layers=EVERY_LAYER,
+    RecipeStep("mixed", (IRT_LABEL,), probes=("linear", "stacked", "length", "embedding"), layers=EVERY_LAYER,
                note="difficulty on one scale across benchmarks: the joint 2PL IRT item difficulty (one ability per model over GSM8K, "
-                    "MATH-500, MATH level 5, ARC-Challenge and MMLU-Pro; abilities from training questions only)"),
+                    "MATH-500, MATH level 5, ARC-Challenge and MMLU-Pro; abilities from training questions only); TF-IDF is evaluated "
+                    "as a baseline but not kept (its vocabulary would be the largest file of the step)"),
     RecipeStep("outcomes-math500", (IRT_LABEL,), layers=EVERY_LAYER,
                note="difficulty: 2PL IRT item difficulty from 70 open models' outcomes on MATH-500"),
 )

@@ -232,7 +232,7 @@ def _train_label(dataset: QuestionSet, label: str, roles: dict, features: Featur
         reports = {PREDICTIONS_REPORT: _predictions_report(trained.probe, parts, roles, len(y))}
         sweep = trained.probe.sweep_report(parts["test"], targets["test"])
         if sweep:
-            reports[SWEEP_REPORT] = _csv(sweep)
+            reports[SWEEP_REPORT] = report_csv(sweep)
         folder = Path(options.out) / probe_folder_name(features.model.display_id, dataset.name, label, probe_type)
         trained.path = trained.probe.save_pretrained(folder, reports=reports)
     return result
@@ -264,9 +264,15 @@ def _predictions_report(probe: Probe, parts: dict[str, Features], roles: dict[st
     return encode_predictions(prediction, role)
 
 
-def _csv(rows: list[dict]) -> str:
+REPORT_DIGITS = 4
+"""Decimals the CSV reports keep: they are read by people and charts (the choices were made on the unrounded scores), and
+full precision would make the sweep tables of a 30-layer model most of a probe folder."""
+
+
+def report_csv(rows: list[dict]) -> str:
+    """A report table as CSV, floats rounded to :data:`REPORT_DIGITS` decimals."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: round(value, REPORT_DIGITS) if isinstance(value, float) else value for key, value in row.items()} for row in rows)
     return buffer.getvalue()

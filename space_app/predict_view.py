@@ -53,9 +53,10 @@ def success_chart(prediction: Prediction, suggestion: Suggestion | None) -> alt.
 def layer_chart(prediction: Prediction) -> alt.Chart:
     frame = pd.DataFrame([{"probe": name, "layer": layer, "reading": value} for name, (layers, values) in prediction.layerwise.items()
                           for layer, value in zip(layers, values)])
-    return alt.Chart(frame).mark_line(point=True).encode(x="layer:Q", y=alt.Y("reading:Q", scale=alt.Scale(zero=False)), color="probe:N",
-                                                          tooltip=["probe", "layer", alt.Tooltip("reading:Q", format=".2f")]
-                                                          ).properties(height=240, width=420, title="Difficulty read at every layer")
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x="layer:Q", y=alt.Y("reading:Q", scale=alt.Scale(zero=False)), color="probe:N",
+        tooltip=["probe", "layer", alt.Tooltip("reading:Q", format=".2f")]
+    ).properties(height=240, width=420, title="Difficulty read layer by layer (to the deepest layer the app reads)")
 
 
 HUMAN_TERMS = {
