@@ -9,8 +9,7 @@ from probes_hub.hub.reports import read_predictions
 
 
 def test_train_then_predict_reproduces_saved_test_predictions(smollm2, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("probes_hub.train.load_model", lambda spec: smollm2)
-    monkeypatch.setattr("probes_hub.extract.models.load_model", lambda spec: smollm2)
+    monkeypatch.setattr("probes_hub.extract.models.load_model", lambda spec: smollm2)  # what train and predict load (the session's copy)
     out = tmp_path / "runs"
     code = main(["train", "--model", "smollm2", "--dataset", "math500", "--label", "level", "--limit", "100",
                  "--layers", "6,12", "--probe", "linear", "length", "--cv-folds", "3", "--out", str(out)])

@@ -127,8 +127,8 @@ def test_schema_version_1_folders_load_and_predict_like_their_upgraded_copies(ki
     np.testing.assert_array_equal(upgraded.predict(features), old.predict(features))
     assert upgraded.record_ == old.record_ and upgraded.selection_ == old.selection_
     bundled = BUNDLED_REGISTRY / f"smollm2-135m-instruct--math500--level--{kind}"
-    if bundled.exists():  # the bundled registry was rewritten from these very folders
-        np.testing.assert_array_equal(Probe.from_pretrained(bundled).predict(features), old.predict(features))
+    if bundled.exists():  # the bundled probe was retrained on the same rows and seed (TF-IDF weights now kept in float32)
+        np.testing.assert_allclose(Probe.from_pretrained(bundled).predict(features), old.predict(features), rtol=1e-6)
 
 
 @pytest.mark.parametrize("task", ["graded", "binary"])
