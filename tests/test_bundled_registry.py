@@ -11,11 +11,12 @@ import pytest
 from probes_hub.apply import predict_probes
 from probes_hub.data.datasets import load_dataset
 from probes_hub.extract.feature_source import ModelFeatures
-from probes_hub.extract.models import load_model
+from probes_hub.extract.paired import model_source
 from probes_hub.extract.packaged import alias_for
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.reports import read_predictions
 from probes_hub.paths import BUNDLED_REGISTRY, PROJECT_ROOT
+from probes_hub.schema.naming import PAIR_SEPARATOR
 
 pytestmark = pytest.mark.skipif(not (BUNDLED_REGISTRY / "manifest.json").exists(), reason="bundled registry not built")
 SAMPLE = 24
@@ -29,6 +30,13 @@ def test_bundled_registry_is_compact_and_the_repo_tracks_no_wheels_or_archives()
     assert stray == []
 
 
+def _alias(display_id: str | None) -> str:
+    """The model spec a probe's recorded display id names: a packaged alias, or two joined by ``+`` (a pair's probes); text-only: smollm2."""
+    if display_id and PAIR_SEPARATOR in display_id:
+        return "+".join(alias_for(part) or part for part in display_id.split(PAIR_SEPARATOR))
+    return alias_for(display_id) or "smollm2"
+
+
 def test_bundled_probes_reproduce_their_saved_test_predictions_exactly(smollm2):
     """Saved predictions were written by the probes as trained; re-predicting from the stored weights must give the same bits.
 
@@ -40,10 +48,10 @@ def test_bundled_probes_reproduce_their_saved_test_predictions_exactly(smollm2):
     by_dataset: dict[tuple, list[str]] = defaultdict(list)
     skipped = []
     for name, probe in loaded.probes.items():
-        alias = alias_for(probe.record_.model.display_id if probe.record_.model else None) or "smollm2"
+        alias = _alias(probe.record_.model.display_id if probe.record_.model else None)
         if alias not in sources:
             try:
-                sources[alias] = ModelFeatures(load_model(alias))
+                sources[alias] = model_source(alias)
             except FileNotFoundError:  # the optional model is not installed here
                 sources[alias] = None
         if sources[alias] is None:
@@ -75,7 +83,7 @@ def test_bundled_probes_reproduce_their_saved_test_predictions_exactly(smollm2):
             features, _ = source.features(dataset.frame["question"].iloc[[ids.index(i) for i in test.index]].tolist(), [])
             assert _same(probe.predict(features), test["prediction"].to_numpy(), probe), name
     assert checked + len(skipped) == len(loaded.probes) == len(registry.list())
-    assert all(alias_for(loaded.probes[n].record_.model.display_id) != "smollm2" for n in skipped)  # only optional models' probes skipped
+    assert all(_alias(loaded.probes[n].record_.model.display_id) != "smollm2" for n in skipped)  # only optional models' probes skipped
     if skipped:  # reported, never silent: CI installs every packaged model, so there it checks them all
         pytest.skip(f"{checked} probes reproduce; {len(skipped)} probes of a source model not installed here are unchecked (run `make models`)")
 
