@@ -52,6 +52,7 @@ smoke: scale models
 	done
 	$(BIN)/probes-hub route --n-boot 20 --out $(SMOKE_OUT)/route-default
 	for pool in math math-no-o1 mmlu-pro-25; do $(BIN)/probes-hub route --pool $$pool --n-boot 20 --out $(SMOKE_OUT)/route-$$pool || exit 1; done
+	for pool in math mmlu-pro-25; do $(BIN)/probes-hub route-file --pool $$pool --file examples/workload.csv --out $(SMOKE_OUT)/plan-$$pool.csv || exit 1; done
 
 bench: scale
 	$(BIN)/python -m eval.bench_extract --quick

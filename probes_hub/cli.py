@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from probes_hub.analysis.commands import add_analyze_parser
-from probes_hub.constants import EMBEDDED_MODEL_ALIAS, MAX_PROMPT_TOKENS
+from probes_hub.constants import EMBEDDED_MODEL_ALIAS, MAX_PROMPT_TOKENS, UNFAMILIAR_BELOW
 from probes_hub.data.datasets import BUILTIN, SPLIT_RULES, load_dataset
 from probes_hub.paths import DEFAULT_POOL, bundled_pools
 from probes_hub.probes import PROBE_TYPES, baseline_types
@@ -205,10 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     route = sub.add_parser("route", help="evaluate probe routing on recorded outcomes (accuracy-cost curve, AIQ, cost ratios)",
                            description="Routes each test question of the pool's dataset to a model of the pool from the registry's success "
-                                       "probes (utility p - lambda x normalized expected cost, lambda swept; and a cascade), scores with the "
-                                       "recorded outcomes and costs (the pool file states its cost rule), and compares with the TF-IDF and "
-                                       "sentence-embedding routers, the best single model, random and oracle. Pools over several benchmarks "
-                                       "are also scored per benchmark. CIs: bootstrap over test questions.")
+                                       "probes (utility p - lambda x normalized expected cost; and a cascade), scores with the recorded "
+                                       "outcomes and costs (the pool file states its cost rule), and compares with the TF-IDF, sentence-embedding "
+                                       "and kNN (MiniLM neighbours) routers, the best single model, random and oracle. Headline: each router at "
+                                       "the setting it chose on the pool's calibration questions (the cheapest reaching 95% of the best single "
+                                       "model there), with its test accuracy, share of the best model's accuracy, cost ratio and savings; then "
+                                       "the sweep over every setting on test (AIQ, cost to reach 90/95/100%), an upper reference. Pools over "
+                                       "several benchmarks are also scored per benchmark. CIs: bootstrap over test questions. routing.json "
+                                       "records every number and each router's calibrated setting (held_out_lambdas).")
     route.add_argument("--pool", default=None, help=f"pool file or bundled pool name ({', '.join(bundled_pools())}; default {DEFAULT_POOL.stem}, the MMLU-Pro headline pool)")
     route.add_argument("--registry", default=None, help=registry_help)
     route.add_argument("--model", default=None, help="source model whose probes route: a packaged alias (smollm2, gemma3-270m) or a display id "
@@ -225,18 +229,37 @@ def build_parser() -> argparse.ArgumentParser:
                                          "suggestion, or with --json one object: model, cost_ratio (its expected cost over the pool's most "
                                          "accurate model's), p_correct, in_distribution, pool, lambda. The app's suggestion is the same call.")
     suggest.add_argument("--question", required=True, help="the question")
-    suggest.add_argument("--pool", default="math", help=f"bundled pool name ({', '.join(bundled_pools())}) or pool file (default math)")
-    suggest.add_argument("--lambda", dest="lam", type=float, default=None,
-                         help="cost weight (0: most likely to succeed regardless of cost; default: the pool file's default_lambda)")
-    suggest.add_argument("--target", type=float, default=None, help="instead of lambda: the cheapest model with P(correct) >= this")
-    suggest.add_argument("--registry", default=None, help=registry_help)
-    suggest.add_argument("--model", default=None, help=MODEL_HELP)
-    suggest.add_argument("--data-dir", default=None, help=DATA_HELP + " (for each model's mean cost and accuracy)")
+    _add_suggestion_args(suggest, registry_help)
     suggest.add_argument("--json", action="store_true", help="print one JSON object")
     suggest.set_defaults(func=cmd_suggest)
 
+    route_file = sub.add_parser("route-file", help="route a workload: a file of questions in, a plan (one model per question) out",
+                                description="Reads a .jsonl, .csv or .parquet file with a 'question' column (optional 'id', and optional "
+                                            "'correct:<model>' / 'output_chars:<model>' columns for every pool model), suggests a model of the pool "
+                                            "for each question as `suggest` does, in batches, and writes the plan as CSV (id, model, p_correct, "
+                                            "most_accurate, p_most_accurate, expected_cost, cost_ratio, in_distribution, probes_dataset, fallback). "
+                                            "Prints the plan's expected accuracy and cost against always using the pool's most accurate and its "
+                                            "cheapest model, the share of questions per model, the number out of distribution, and, when the file "
+                                            "records outcomes, the realised accuracy (and cost). At most 5,000 questions per call.")
+    route_file.add_argument("--file", required=True, help="the workload file (.jsonl, .csv or .parquet)")
+    _add_suggestion_args(route_file, registry_help)
+    route_file.add_argument("--out", default="plan.csv", help="where to write the plan (default plan.csv)")
+    route_file.set_defaults(func=cmd_route_file)
+
     add_analyze_parser(sub, model_help=MODEL_HELP, data_help=DATA_HELP, positive_int=positive_int)
     return parser
+
+
+def _add_suggestion_args(parser: argparse.ArgumentParser, registry_help: str) -> None:
+    """The options of a routing suggestion (``suggest``, ``route-file``): the pool, lambda or a target, and where probes and data come from."""
+    parser.add_argument("--pool", default="math", help=f"bundled pool name ({', '.join(bundled_pools())}) or pool file (default math)")
+    rule = parser.add_mutually_exclusive_group()
+    rule.add_argument("--lambda", dest="lam", type=float, default=None,
+                      help="cost weight (0: most likely to succeed regardless of cost; default: the pool file's default_lambda)")
+    rule.add_argument("--target", type=float, default=None, help="instead of lambda: the cheapest model with P(correct) >= this")
+    parser.add_argument("--registry", default=None, help=registry_help)
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
+    parser.add_argument("--data-dir", default=None, help=DATA_HELP + " (for each model's mean cost and accuracy)")
 
 
 def _add_engine_args(parser: argparse.ArgumentParser) -> None:
@@ -593,18 +616,22 @@ def cmd_route(args: argparse.Namespace) -> int:
     _print_stream("all test questions", result)
     for benchmark, part in result["per_benchmark"].items():
         _print_stream(f"{benchmark} test questions", part)
-    if result["held_out_lambda"] is not None:
-        print(f"lambda reaching 95% of the best model on the pool's calibration questions (held out from fitting; a pool file's "
-              f"default_lambda): {result['held_out_lambda']:.4g}")
+    print(f"\noperating points: each router's setting was chosen on the pool's {result['n_calibration']} calibration questions (the cheapest "
+          f"reaching {result['operating_level']:.0%} of the best single model there; no test question). The {result['probe']} utility router's "
+          f"lambda is a pool file's default_lambda: {result['held_out_lambdas'][result['probe']]:.4g}; the kNN router's k (5-fold CV): {result['knn_k']}")
     print("expected costs: " + "; ".join(f"{router} router: {source}" for router, source in result["cost_sources"].items()))
     for path in write_routing_outputs(result, args.out):
         print(f"wrote {path}")
     routers, best = result["routers"], result["best_single"]
     probe, tfidf = routers[result["probe"]], routers["tfidf"]
     embedding_aiq = routers["embedding"].aiq[0] if "embedding" in routers else float("nan")
+    operating = " ".join(f"{prefix}op_acc_ratio={r.operating_point.accuracy_ratio[0]:.4f} {prefix}op_cost_ratio={r.operating_point.cost_ratio[0]:.4f}"
+                         for prefix, r in (("", probe), ("tfidf_", tfidf), ("embedding_", routers.get("embedding")), ("knn_", routers["knn"]))
+                         if r is not None)
     print(f"probe router: {result['probe']} probes (the first available of shared, linear)")
-    print(f"RESULT best_single_acc={best['accuracy']:.4f} cost_ratio_at_95={probe.cost_ratio[0.95][0]:.4f} cost_ratio_at_100={probe.cost_ratio[1.0][0]:.4f} "
-          f"aiq={probe.aiq[0]:.4f} tfidf_cost_ratio_at_95={tfidf.cost_ratio[0.95][0]:.4f} tfidf_aiq={tfidf.aiq[0]:.4f} embedding_aiq={embedding_aiq:.4f}")
+    print(f"RESULT best_single_acc={best['accuracy']:.4f} {operating} cost_ratio_at_95={probe.cost_ratio[0.95][0]:.4f} "
+          f"cost_ratio_at_100={probe.cost_ratio[1.0][0]:.4f} aiq={probe.aiq[0]:.4f} tfidf_cost_ratio_at_95={tfidf.cost_ratio[0.95][0]:.4f} "
+          f"tfidf_aiq={tfidf.aiq[0]:.4f} embedding_aiq={embedding_aiq:.4f} knn_aiq={routers['knn'].aiq[0]:.4f}")
     return 0
 
 
@@ -634,17 +661,54 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_route_file(args: argparse.Namespace) -> int:
+    from probes_hub.atomic import atomic_write_text
+    from probes_hub.extract.feature_source import ModelFeatures
+    from probes_hub.extract.models import load_model
+    from probes_hub.hub.registry import Registry
+    from probes_hub.routing.suggest import router_for
+    from probes_hub.routing.workload import plan_workload, read_workload
+
+    source = ModelFeatures(load_model(args.model))
+    router = router_for(args.pool, Registry(args.registry), source, data_dir=args.data_dir)
+    workload = read_workload(args.file, router.pool)
+    plan = plan_workload(router, source, workload, lam=args.lam, target=args.target)
+    atomic_write_text(args.out, plan.rows.to_csv(index=False, float_format="%.6g"))
+    summary = plan.summary
+    rule = f"target P(correct) >= {summary.target:g}" if summary.target is not None else f"lambda {summary.lam:g}"
+    print(f"pool {router.pool.name}, {rule}: {summary.n} questions from {workload.source}, cost in {router.pool.cost_unit}")
+    print(f"{'':32s} {'expected accuracy':>18s} {'mean cost':>12s} {'cost ratio':>11s}")
+    best_cost = summary.singles[summary.best_model][1]
+    for name, accuracy, cost in summary.rows():
+        print(f"{name[:32]:32s} {accuracy:18.3f} {cost:12.4g} {cost / best_cost:11.1%}")
+    print("share of questions: " + ", ".join(f"{m} {share:.0%}" for m, share in summary.shares.items() if share > 0))
+    print(f"out of distribution (in-distribution score < {UNFAMILIAR_BELOW}): {summary.out_of_distribution} of {summary.n}")
+    for name, (accuracy, cost) in (summary.realised or {}).items():
+        print(f"realised on the file's outcomes, {name}: accuracy {accuracy:.3f}" + (f", mean cost {cost:.4g}" if cost is not None else ""))
+    print(f"wrote {args.out}")
+    print(f"RESULT questions={summary.n} expected_acc={summary.expected_accuracy:.4f} best_acc={summary.singles[summary.best_model][0]:.4f} "
+          f"cost_ratio={summary.cost_ratio:.4f} out_of_distribution={summary.out_of_distribution}")
+    return 0
+
+
 def _print_stream(title: str, result: dict) -> None:
-    """One stream's table: best single, oracle, each router's AIQ and cost ratios with CIs, two-model metrics."""
+    """One stream's tables: best single, oracle, each router at its calibrated operating point (the headline), then the test-optimal
+    sweep (AIQ and cost ratios, an upper reference), and the two-model metrics; all with CIs."""
     best = result["best_single"]
     print(f"\n== {title} (n={result['n_test']})")
     print(f"best single model: {best['model']} accuracy {best['accuracy']:.3f}, mean cost {best['cost']:.4g}")
     print(f"oracle (cheapest correct): accuracy {result['oracle'].accuracy:.3f}, cost {result['oracle'].cost:.4g}")
-    print(f"{'router':26s} {'AIQ [95% CI]':>26s} " + " ".join(f"{'cost@' + format(level, '.0%') + ' [95% CI]':>26s}" for level in (0.9, 0.95, 1.0)))
+    print(f"at the operating point chosen on calibration questions (headline):\n{'router':26s} {'setting':>8s} {'accuracy [95% CI]':>22s} "
+          f"{'of best [95% CI]':>22s} {'cost ratio [95% CI]':>22s} {'savings':>8s}")
     for router in result["routers"].values():
-        if router.cost_ratio:
-            cells = [_ci(*router.aiq)] + [_ci(*router.cost_ratio[level]) for level in (0.9, 0.95, 1.0)]
-            print(f"{router.name:26s} " + " ".join(f"{c:>26s}" for c in cells))
+        point = router.operating_point
+        print(f"{router.name:26s} {point.setting:8.3g} {_ci(*point.accuracy):>22s} {_ci(*point.accuracy_ratio):>22s} {_ci(*point.cost_ratio):>22s} "
+              f"{point.savings[0]:8.1%}")
+    print(f"upper reference (chosen on test): the sweep's AIQ and the cheapest setting reaching each share of the best model\n"
+          f"{'router':26s} {'AIQ [95% CI]':>26s} " + " ".join(f"{'cost@' + format(level, '.0%') + ' [95% CI]':>26s}" for level in (0.9, 0.95, 1.0)))
+    for router in result["routers"].values():
+        cells = [_ci(*router.aiq)] + [_ci(*router.cost_ratio[level]) for level in (0.9, 0.95, 1.0)]
+        print(f"{router.name:26s} " + " ".join(f"{c:>26s}" for c in cells))
     two = result["two_model"]
     for key in (k for k in result["routers"] if k in two):
         print(f"two-model ({two['weak']} -> {two['strong']}), {key}: APGR {two[key]['apgr']:.3f}, CPT(50%) {two[key]['cpt50']:.3f}, CPT(80%) {two[key]['cpt80']:.3f}")

@@ -1,4 +1,4 @@
-"""The Gradio Blocks app: Predict, Leaderboard, Inside the model, Upload and About tabs over one shared model and registry."""
+"""The Gradio Blocks app: Predict, Leaderboard, Route a workload, Inside the model, Upload and About tabs over one shared model and registry."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from .model_worker import ModelWorkerError
 from .predict_view import ROUTING_RULES, UTILITY, plain, predict_view
 from .predictor import Predictor
 from .upload import accept_upload
+from .workload_tab import build_workload_tab
 
 PREDICT_CONCURRENCY = 32
 """Predictions handled at once; the predictor batches them into shared forward passes."""
@@ -189,6 +190,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             leaderboard_tab.select(show_leaderboard, inputs=filters, outputs=outputs, api_name="leaderboard")
             gr.Timer(5).tick(refresh_if_changed, inputs=[seen_version, *filters], outputs=outputs, api_name=False)
 
+        build_workload_tab(ctx, refusal)
         build_inside_tab(ctx, refusal)
 
         with gr.Tab("Upload"):

@@ -27,6 +27,8 @@ CHROMIUM = "/usr/bin/chromium"
 QUESTION = ("A bakery sells muffins for $3 each and cookies for $2 each. Maria buys 4 muffins and some cookies and pays $20 in total. "
             "How many cookies did she buy? Explain your reasoning and give the final number.")
 
+WORKLOAD = PROJECT / "examples" / "workload.csv"
+
 pytestmark = pytest.mark.skipif(not (BUNDLED_REGISTRY / "manifest.json").exists(), reason="bundled registry not built")
 
 
@@ -179,6 +181,32 @@ def test_suggestion_is_cheap_for_arithmetic_and_strong_for_olympiad_in_app_and_c
     assert easy["model"] != hard["model"]
 
 
+def test_route_file_and_the_app_give_the_same_plan(app, tmp_path, capsys):
+    """``probes-hub route-file`` and the app's /route_workload endpoint route the example workload through one code path."""
+    import pandas as pd
+    from gradio_client import Client, handle_file
+
+    from probes_hub.cli import main
+    from probes_hub.routing.evaluate import load_pool
+
+    url, _, _ = app
+    lam = load_pool("math").default_lambda
+    plan = tmp_path / "plan.csv"
+    assert main(["route-file", "--file", str(WORKLOAD), "--pool", "math", "--lambda", str(lam), "--out", str(plan)]) == 0
+    printed = capsys.readouterr().out
+    result = dict(pair.split("=") for pair in printed.strip().splitlines()[-1].removeprefix("RESULT ").split())
+    rows = pd.read_csv(plan)
+    assert len(rows) == int(result["questions"]) == 12 and float(result["expected_acc"]) == pytest.approx(rows["p_correct"].mean(), abs=1e-4)
+    upload = tmp_path / "upload.csv"
+    shutil.copy(WORKLOAD, upload)
+    summary, _, _, offered, emptied = Client(url, verbose=False).predict(handle_file(str(upload)), "math", lam, api_name="/route_workload")
+    assert emptied is None
+    from_app = pd.read_csv(offered)
+    assert from_app["model"].tolist() == rows["model"].tolist()
+    assert from_app["p_correct"].to_numpy() == pytest.approx(rows["p_correct"].to_numpy(), rel=1e-5)
+    assert f"Expected accuracy **{float(result['expected_acc']):.1%}**" in summary
+
+
 def _zip_folder(folder: Path, target: Path) -> Path:
     with zipfile.ZipFile(target, "w") as zf:
         for path in sorted(folder.rglob("*")):
@@ -289,6 +317,21 @@ def test_browser_predict_leaderboard_and_bad_upload(app, tmp_path):
         for plot in ("#inside-heads-plot", "#inside-steer-plot", "#inside-transfer-plot"):
             page.locator(f"{plot} .vega-embed").first.wait_for(timeout=60000)
         page.screenshot(path=str(ARTIFACTS / "inside_the_model.png"), full_page=True)
+
+        page.get_by_role("tab", name="Route a workload").click()
+        page.locator("#workload-file input[type=file]").set_input_files(str(WORKLOAD))
+        page.locator("#workload-run").click()
+        page.locator("#workload-summary").get_by_text("Plan for 12 questions").wait_for(timeout=120000)
+        page.locator("#workload-chart .vega-embed").first.wait_for(timeout=60000)
+        assert "always o1-mini" in page.locator("#workload-summary").inner_text()
+        page.locator("#workload-plan").get_by_text(".csv").first.wait_for(timeout=60000)  # the plan offered for download
+        page.screenshot(path=str(ARTIFACTS / "route_workload.png"), full_page=True)
+        no_questions = tmp_path / "no_questions.csv"
+        no_questions.write_text("text\nWhat is 2 + 2?\n")
+        page.locator("#workload-file input[type=file]").wait_for(state="attached", timeout=60000)  # the read upload was cleared
+        page.locator("#workload-file input[type=file]").set_input_files(str(no_questions))
+        page.locator("#workload-run").click()
+        page.get_by_text("has no 'question' column", exact=False).first.wait_for(timeout=60000)  # a gr.Error naming the problem
 
         page.get_by_role("tab", name="Upload").click()
         page.locator("#upload-files input[type=file]").set_input_files(str(bad))

@@ -34,9 +34,21 @@ def test_route_prints_every_router_with_cis_and_the_result_line(routing_registry
     for router, costs in (("shared", "linear output-length probe"), ("linear", "linear output-length probe"), ("tfidf", "tfidf output-length probe")):
         assert re.search(rf"{router} utility router +[\d.]+ \[", printed) and f"{router} router: {costs}" in printed
     result = dict(pair.split("=") for pair in printed.strip().splitlines()[-1].removeprefix("RESULT ").split())
-    assert set(result) == {"best_single_acc", "cost_ratio_at_95", "cost_ratio_at_100", "aiq", "tfidf_cost_ratio_at_95", "tfidf_aiq", "embedding_aiq"}
+    operating = {f"{prefix}op_{kind}_ratio" for prefix in ("", "tfidf_", "knn_") for kind in ("acc", "cost")}
+    assert set(result) == {"best_single_acc", "cost_ratio_at_95", "cost_ratio_at_100", "aiq", "tfidf_cost_ratio_at_95", "tfidf_aiq", "embedding_aiq",
+                           "knn_aiq", *operating}
+    assert "upper reference (chosen on test)" in printed and "at the operating point chosen on calibration questions (headline)" in printed
     routing = json.loads((tmp_path / "out" / "routing.json").read_text())
     assert routing["probe"] == "shared" and routing["probe_types"] == ["shared", "linear", "tfidf"]
+    assert set(routing["held_out_lambdas"]) == {f"{r}{suffix}" for r in ("shared", "linear", "tfidf", "knn") for suffix in ("", "-cascade")}
+    for key, router in routing["routers"].items():  # the operating point is the test curve's point at the setting chosen on calibration
+        point = router["operating_point"]
+        assert point["setting"] == routing["held_out_lambdas"][key]
+        on_curve = next(p for p in router["points"] if p["setting"] == point["setting"])
+        assert point["accuracy"][0] == pytest.approx(on_curve["accuracy"]) and point["accuracy"][1] <= point["accuracy"][0] <= point["accuracy"][2]
+        assert point["cost_ratio"][0] == pytest.approx(on_curve["cost"] / routing["best_single"]["cost"])
+        assert point["savings"][0] == pytest.approx(1 - point["cost_ratio"][0])
+    assert float(result["op_acc_ratio"]) == pytest.approx(routing["routers"]["shared"]["operating_point"]["accuracy_ratio"][0], abs=1e-4)
     assert routing["cost_sources"]["tfidf"] == "tfidf output-length probe"
     singles = [s["accuracy"] for s in routing["singles"]]
     assert routing["oracle"]["accuracy"] >= max(singles) and float(result["best_single_acc"]) == pytest.approx(max(singles), abs=1e-4)
@@ -62,7 +74,7 @@ def test_routers_fall_back_to_mean_costs_without_a_length_probe(routing_registry
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(POOL))
     assert main(["route", "--pool", str(pool), "--registry", str(registry), "--out", str(tmp_path / "out"), "--n-boot", "20"]) == 0
-    assert capsys.readouterr().out.count("router: mean training cost") == 3
+    assert capsys.readouterr().out.count("router: mean training cost") == 4  # shared, linear, tfidf and knn
 
 
 def test_suggest_follows_lambda_and_states_the_cost_ratio(routing_registry, tiny, tmp_path):
@@ -151,3 +163,82 @@ def test_route_chooses_the_source_model_when_the_registry_has_two(routing_regist
     assert main([*args, "--model", "test/other-llama", "--out", str(tmp_path / "other")]) == 0
     assert "probes of test/other-llama" in capsys.readouterr().out
     assert json.loads((tmp_path / "other" / "routing.json").read_text())["source_model"] == "test/other-llama"
+
+
+def _workload_pool(tmp_path):
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(POOL))
+    from probes_hub.routing.evaluate import load_pool
+
+    return pool, load_pool(str(pool))
+
+
+def test_a_workload_is_routed_in_batches_exactly_as_question_by_question(routing_registry, tiny, tmp_path):
+    """``plan_workload`` (route-file and the app's tab) gives each question the suggestion ``suggest`` gives it alone; the summary's
+    figures follow from the rows, and recorded outcomes give the realised accuracy of the plan and of always using one model."""
+    import pandas as pd
+
+    from probes_hub.extract.feature_source import ModelFeatures
+    from probes_hub.hub.registry import Registry
+    from probes_hub.routing import workload as routing_workload
+    from probes_hub.routing.suggest import router_for
+
+    path, pool = _workload_pool(tmp_path)
+    questions = [f"What is {a} + {a * 3}?" for a in range(7)] + ["Prove that there are infinitely many primes.", "Name the capital of France."]
+    outcomes = {f"correct:{m}": [(i + j) % 2 for i in range(len(questions))] for j, m in enumerate(pool.names)}
+    file = tmp_path / "workload.csv"
+    pd.DataFrame({"id": [f"q{i}" for i in range(len(questions))], "question": questions, **outcomes}).to_csv(file, index=False)
+    source = ModelFeatures(tiny)
+    router = router_for(str(path), Registry(routing_registry), source)
+    workload = routing_workload.read_workload(file, pool)
+    original, routing_workload.WORKLOAD_BATCH = routing_workload.WORKLOAD_BATCH, 4  # several batches, the last one short
+    try:
+        plan = routing_workload.plan_workload(router, source, workload, lam=0.3, progress=False)
+    finally:
+        routing_workload.WORKLOAD_BATCH = original
+    for row, question in zip(plan.rows.itertuples(), questions):
+        alone = router.suggest(source.features([question], router.layers_needed())[0], lam=0.3)
+        assert row.model == alone.model and row.p_correct == pytest.approx(alone.p_correct[alone.model], abs=1e-9)
+        assert row.expected_cost == pytest.approx(alone.expected_cost[alone.model], rel=1e-9)
+    summary = plan.summary
+    assert summary.n == len(questions) and plan.rows["id"].tolist() == [f"q{i}" for i in range(len(questions))]
+    assert summary.expected_accuracy == pytest.approx(plan.rows["p_correct"].mean()) and sum(summary.shares.values()) == pytest.approx(1)
+    correct = pd.DataFrame(outcomes).to_numpy()
+    chosen = [pool.names.index(m) for m in plan.rows["model"]]
+    assert summary.realised["plan"][0] == pytest.approx(correct[range(len(questions)), chosen].mean())
+    assert summary.realised[f"always {summary.best_model}"][0] == pytest.approx(correct[:, pool.names.index(summary.best_model)].mean())
+    assert summary.realised["plan"][1] is None  # no output_chars columns: no realised cost
+
+
+@pytest.mark.parametrize(("content", "suffix", "message"), [
+    ("text\nWhat is 2+2?\n", ".csv", "no 'question' column"),
+    ("question\nWhat is 2+2?\n\" \"\n", ".csv", "line 3: the question is empty"),
+    ('{"question": "What is 2+2?"}\n{"question": 7}\n', ".jsonl", "line 2: the question is not text"),
+    ("question,correct:Phi-3-mini-4k-instruct\nWhat is 2+2?,1\n", ".csv", "has 1 of pool 'test-3''s correct:<model> columns"),
+    ("id,question\n1,What?\n1,Why?\n", ".csv", "repeats ids"),
+    ("question\n", ".csv", "holds 0 questions"),
+    ("question\nWhat?\n", ".txt", "Unsupported file type"),
+])
+def test_bad_workload_files_are_refused_with_the_file_and_row(tmp_path, content, suffix, message):
+    from probes_hub.routing.workload import read_workload
+
+    _, pool = _workload_pool(tmp_path)
+    file = tmp_path / f"workload{suffix}"
+    file.write_text(content)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_workload(file, pool)
+
+
+def test_bad_outcome_values_and_too_many_questions_are_refused(tmp_path):
+    import pandas as pd
+
+    from probes_hub.routing.workload import read_workload
+
+    _, pool = _workload_pool(tmp_path)
+    file = tmp_path / "workload.csv"
+    pd.DataFrame({"question": ["a?", "b?"], **{f"correct:{m}": [1, 2] for m in pool.names}}).to_csv(file, index=False)
+    with pytest.raises(ValueError, match=r"workload.csv, line 3: correct:Phi-3-mini-4k-instruct is 2; it must be 0 or 1"):
+        read_workload(file, pool)
+    pd.DataFrame({"question": [f"q{i}?" for i in range(11)]}).to_csv(file, index=False)
+    with pytest.raises(ValueError, match="holds 11 questions; route between 1 and 10"):
+        read_workload(file, pool, limit=10)

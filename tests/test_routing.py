@@ -115,3 +115,35 @@ def test_recommend_cost_scale_makes_lambda_comparable_across_questions():
     long_answer = {m: 3.0 * c for m, c in mean_cost.items()}  # every model writes 3x more than usual
     assert recommend(p, long_answer, lam=0.2).model == recommend(p, mean_cost, lam=0.2).model == "large"  # scale-free by default
     assert recommend(p, long_answer, lam=0.2, cost_scale=10.0).model == "small"  # 0.8 - 0.2 * 3 < 0.5 - 0.2 * 0.3
+
+
+def test_every_router_takes_the_cheapest_setting_reaching_the_level_on_calibration_questions():
+    """One rule for lambdas and thresholds alike; it reads only the calibration outcomes it is given, and falls back to the most
+    accurate setting when none reaches the level."""
+    from probes_hub.routing.evaluate import RouterDecisions, calibrated_setting
+
+    correct = np.array([[1, 1], [0, 1], [0, 1], [1, 1]], dtype=float)  # the best single model: 100%
+    decisions = RouterDecisions(np.array([3.0, 2.0, 1.0]), np.array([[0, 0, 0, 0], [0, 1, 0, 0], [0, 1, 1, 0]]))  # 50%, 75%, 100%
+    assert calibrated_setting(decisions, correct, level=0.95) == 1.0
+    assert calibrated_setting(decisions, correct, level=0.75) == 2.0
+    assert calibrated_setting(decisions, correct, level=0.5) == 3.0
+    never = RouterDecisions(np.array([3.0, 2.0]), np.array([[0, 0, 0, 0], [0, 1, 0, 0]]))
+    assert calibrated_setting(never, correct, level=0.95) == 2.0
+    called = np.zeros((2, 4, 2), dtype=bool)
+    called[1] = True
+    assert RouterDecisions(np.array([0.0, 1.0]), np.zeros((2, 4), dtype=int), called).paid(np.ones((4, 2))).tolist() == [[0] * 4, [2] * 4]
+
+
+def test_knn_router_chooses_k_by_cv_and_predicts_the_neighbours_success_rate():
+    from probes_hub.routing.knn import NEIGHBOUR_COUNTS, fit_knn
+
+    arithmetic = [f"What is {a} plus {b}?" for a, b in zip(range(3, 15), range(20, 32))]
+    history = [f"In which year did the {name} end?" for name in ("Hundred Years' War", "Thirty Years' War", "Seven Years' War", "Cold War",
+                                                                   "First World War", "Second World War", "Korean War", "Vietnam War",
+                                                                   "Crimean War", "Boer War", "Napoleonic Wars", "War of 1812")]
+    outcomes = np.array([[1, 0]] * len(arithmetic) + [[0, 1]] * len(history), dtype=float)  # model 0 knows sums, model 1 history
+    router = fit_knn(arithmetic + history, outcomes)
+    assert router.k in NEIGHBOUR_COUNTS and router.k <= 19
+    p = router.predict(["What is 40 plus 2?", "In which year did the Peloponnesian War end?"])
+    assert p.shape == (2, 2) and p[0, 0] > p[0, 1] and p[1, 1] > p[1, 0]
+    assert np.all((0 <= p) & (p <= 1))

@@ -66,3 +66,19 @@ def test_leaderboard_view_filters_the_table_and_keeps_the_overview_whole(toy_reg
     assert view.chart is not None
     nothing = leaderboard_view(LeaderboardReader(), str(tmp_path / "none"), registry, {})
     assert len(nothing.table) == 6  # no leaderboard yet: the values recorded at training
+
+
+def test_workload_views_show_the_plan_against_fixed_choices_and_escape_names():
+    """The Route a workload tab's pure views: the summary's table and realised line, only models that get questions, and a chart
+    that labels the plan, the most accurate and the cheapest model."""
+    from probes_hub.routing.workload import PlanSummary
+    from space_app.workload_view import plan_chart, shares_frame, summary_markdown
+
+    summary = PlanSummary(10, 0.3, None, 0.8, 20.0, {"big*model": (0.9, 100.0), "mid": (0.7, 30.0), "small": (0.2, 5.0)}, "big*model", "small", 1,
+                          {"big*model": 0.3, "mid": 0.7, "small": 0.0}, {"plan": (0.75, None), "always big*model": (0.85, None)})
+    text = summary_markdown(summary, "math", "USD")
+    assert "Expected accuracy **80.0%** at **20.0%** of the cost of always using big\\*model (90.0%)" in text
+    assert "| always small | 0.200 | 5 | 5.0% |" in text and "1** of 10" in text and "plan accuracy 0.750" in text
+    assert shares_frame(summary).to_dict(orient="list") == {"model": ["mid", "big*model"], "share of questions": ["70.0%", "30.0%"]}
+    labels = [row["label"] for rows in plan_chart(summary).to_dict()["datasets"].values() for row in rows]
+    assert sorted(filter(None, labels)) == ["always big*model", "always small", "the plan"]

@@ -285,16 +285,24 @@ def training_dataset(data: DataInfo, labels: list[str], *, data_dir: str | os.Pa
     return dataset
 
 
-def _local_file(path: Path, question_column: str, label_columns: list[str] | None, id_column: str | None) -> QuestionSet:
-    readers = {".jsonl": lambda p: pd.DataFrame(read_jsonl(p)), ".csv": lambda p: pd.read_csv(p, encoding="utf-8"), ".parquet": pd.read_parquet}
-    if path.suffix not in readers:
+TABLE_READERS = {".jsonl": lambda p: pd.DataFrame(read_jsonl(p)), ".csv": lambda p: pd.read_csv(p, encoding="utf-8"), ".parquet": pd.read_parquet}
+"""The question-file formats every command that takes a file of questions reads (a dataset to train on, a workload to route)."""
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A .jsonl, .csv or .parquet file of questions as a table; errors name the file and say what to fix."""
+    if path.suffix not in TABLE_READERS:
         raise ValueError(f"Unsupported file type '{path.suffix}' for {path}; use .jsonl, .csv or .parquet.")
     try:
-        frame = readers[path.suffix](path)
+        return TABLE_READERS[path.suffix](path)
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8.") from error
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as error:
         raise ValueError(f"{path} could not be read as {path.suffix[1:]}: {str(error).splitlines()[0]}") from error
+
+
+def _local_file(path: Path, question_column: str, label_columns: list[str] | None, id_column: str | None) -> QuestionSet:
+    frame = read_table(path)
     missing = [c for c in [question_column, *(label_columns or []), *([id_column] if id_column else [])] if c not in frame]
     if missing:
         raise ValueError(f"{path} has no column(s) {missing}; columns are {list(frame.columns)}.")

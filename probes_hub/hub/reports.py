@@ -37,7 +37,7 @@ def read_predictions(folder: str | Path, *, data_dir: str | None = None) -> pd.D
     folder = Path(folder)
     config = validate_probe_dir(folder)
     rows = saved_rows(folder)
-    ids = _dataset_ids(config.record.data, config.record.label.name, data_dir)
+    ids = _dataset_ids(config.record.data, _label_for_rows(config.record.data, config.record.label.name), data_dir)
     if len(ids) != len(rows):
         raise ProbeValidationError(f"{folder}: {PREDICTIONS_REPORT} has {len(rows)} rows, the dataset {len(ids)}.")
     table = rows.set_index(pd.Index(ids, name="id"))
@@ -50,9 +50,16 @@ def saved_rows(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame({"role": np.asarray(ROLES)[arrays["role"]], "prediction": arrays["prediction"]})
 
 
+def _label_for_rows(data: DataInfo, label: str) -> str | None:
+    """The label a probe's rows depend on: a local file's label column; none for a built-in dataset (every label has every row)."""
+    from probes_hub.data.datasets import BUILTIN
+
+    return None if data.dataset in BUILTIN else label
+
+
 @lru_cache(maxsize=8)
-def _dataset_ids(data: DataInfo, label: str, data_dir: str | None) -> tuple[str, ...]:
-    """Question ids of the rows a probe was trained on (memoized: many probes share one dataset)."""
+def _dataset_ids(data: DataInfo, label: str | None, data_dir: str | None) -> tuple[str, ...]:
+    """Question ids of the rows a probe was trained on (memoized: the many probes of one dataset share them)."""
     from probes_hub.data.datasets import training_dataset
 
-    return tuple(str(i) for i in training_dataset(data, [label], data_dir=data_dir).frame["id"])
+    return tuple(str(i) for i in training_dataset(data, [label] if label else None, data_dir=data_dir).frame["id"])

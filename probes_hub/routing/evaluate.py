@@ -10,7 +10,7 @@ questions. Every headline number carries a bootstrap 95% CI over test questions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ from probes_hub.hub.reports import read_predictions
 from probes_hub.metrics import BOOTSTRAP_SEED
 from probes_hub.paths import DEFAULT_POOL, POOLS_DIR
 from probes_hub.probes import PROBE_TYPES, baseline_types
-from probes_hub.routing.policies import CurvePoint, aiq, apgr, cascade_curve, cost_to_reach, cpt, oracle_choice, random_curve, route_utility, single_models
+from probes_hub.routing.knn import fit_knn
+from probes_hub.routing.policies import CurvePoint, aiq, apgr, cost_to_reach, cpt, oracle_choice, random_curve, route_cascade, route_utility, single_models
 from probes_hub.schema.records import BINARY
 from probes_hub.schema.validation import read_json
 
@@ -38,8 +39,12 @@ ACTIVATION_ROUTERS = tuple(sorted((t for t, cls in PROBE_TYPES.items() if cls.re
 probes are built for routing; per-model ``linear`` probes and the other activation types are the fallbacks."""
 TEXT_ROUTERS = tuple(sorted((t for t in baseline_types() if not PROBE_TYPES[t].model_bound), key=lambda t: PROBE_TYPES[t].preference))
 """Routers from text-only baseline probes; a pool needs ``tfidf`` probes, ``embedding`` ones are used when present."""
-LENGTH_PROBE_FOR = {**{t: "linear" for t in ACTIVATION_ROUTERS}, **{t: t for t in TEXT_ROUTERS}}
-"""Which output-length probe each router reads: activation routers the activation probe, the text router the text one."""
+KNN_ROUTER = "knn"
+"""The k-nearest-neighbour router (:mod:`probes_hub.routing.knn`): fitted at evaluation time, not a registry probe."""
+LENGTH_PROBE_FOR = {**{t: "linear" for t in ACTIVATION_ROUTERS}, **{t: t for t in TEXT_ROUTERS}, KNN_ROUTER: "embedding"}
+"""Which output-length probe each router reads: activation routers the activation probe, the text routers a text one."""
+OPERATING_LEVEL = 0.95
+"""Every router's operating point reaches this share of the best single model's accuracy on the calibration questions."""
 
 
 @dataclass(frozen=True)
@@ -181,14 +186,71 @@ def expected_costs(pool: Pool, data_dir: str | None = None, *, tables: tuple[pd.
     return {name: float(value) for name, value in cost.loc[train_ids].mean().items()}
 
 
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A router at the setting chosen on the pool's calibration questions, scored on the test questions, with bootstrap 95% CIs
+    (each a ``(value, low, high)``; ratios are to the best single model on the test questions, re-chosen per resample)."""
+
+    setting: float
+    accuracy: tuple[float, float, float]
+    accuracy_ratio: tuple[float, float, float]
+    cost_ratio: tuple[float, float, float]
+
+    @property
+    def savings(self) -> tuple[float, float, float]:
+        """1 - the cost ratio: the share of the best single model's cost saved."""
+        return 1 - self.cost_ratio[0], 1 - self.cost_ratio[2], 1 - self.cost_ratio[1]
+
+
 @dataclass
 class RouterResult:
-    """One router family's curve on the test questions and its headline numbers with CIs."""
+    """One router family's curve on the test questions, its headline numbers with CIs, and its calibrated operating point."""
 
     name: str
     points: list[CurvePoint]
     aiq: tuple[float, float, float]
     cost_ratio: dict[float, tuple[float, float, float]]
+    """Cost to reach each accuracy level, read off the test curve: an upper reference (chosen on test)."""
+    operating_point: OperatingPoint | None = None
+
+
+@dataclass(frozen=True)
+class RouterDecisions:
+    """What one router decides on one stream of questions, for every setting: chosen model ``[S, n]`` and models called ``[S, n, M]``
+    (cascades call several; a utility router one). Settings are ordered cheapest first (lambda falling, threshold rising)."""
+
+    settings: np.ndarray
+    choices: np.ndarray
+    called: np.ndarray | None = None
+
+    def paid(self, cost: np.ndarray) -> np.ndarray:
+        """Cost paid per setting and question ``[S, n]``."""
+        if self.called is not None:
+            return (cost[None] * self.called).sum(-1)
+        return cost[np.arange(cost.shape[0]), self.choices]
+
+    def accuracy(self, correct: np.ndarray) -> np.ndarray:
+        return correct[np.arange(correct.shape[0]), self.choices].mean(-1)
+
+
+def utility_decisions(p: np.ndarray, expected_cost: np.ndarray) -> RouterDecisions:
+    """A utility router's choices at every lambda of :data:`LAMBDAS`, largest (cheapest) first."""
+    settings = LAMBDAS[::-1]
+    return RouterDecisions(settings, np.stack([route_utility(p, expected_cost, lam) for lam in settings]))
+
+
+def cascade_decisions(p: np.ndarray, expected_cost: np.ndarray) -> RouterDecisions:
+    """A cascade's final models and calls at every threshold of :data:`THRESHOLDS`, lowest (cheapest) first."""
+    decided = [route_cascade(p, expected_cost, t) for t in THRESHOLDS]
+    return RouterDecisions(THRESHOLDS, np.stack([c for c, _ in decided]), np.stack([called for _, called in decided]))
+
+
+def calibrated_setting(decisions: RouterDecisions, correct: np.ndarray, level: float = OPERATING_LEVEL) -> float:
+    """THE rule for every router's operating point: the cheapest setting whose accuracy on the pool's *calibration* questions
+    reaches ``level`` of the best single model's there (the most accurate setting when none does). Never sees a test question."""
+    accuracy = decisions.accuracy(correct)
+    reaching = np.flatnonzero(accuracy >= level * correct.mean(axis=0).max() - 1e-12)
+    return float(decisions.settings[reaching[0]] if reaching.size else decisions.settings[int(np.argmax(accuracy))])
 
 
 def router_probe_types(registry: Registry, pool: Pool, *, source: str) -> list[str]:
@@ -213,11 +275,24 @@ def routing_source(registry: Registry, pool: Pool, model: str | None) -> str:
     return sources[0] if len(sources) == 1 else display_id_for(None)
 
 
-def evaluate_routing(pool: Pool, registry: Registry, *, model: str | None = None, data_dir: str | None = None, n_boot: int = 200) -> dict:
-    """Everything ``route`` prints: single models, oracle, random, and a router per probe type with CIs, on the whole
-    test stream and (for pools over several benchmarks) on each benchmark's part of it.
+def knn_predictions(pool: Pool, roles: pd.Series, correct: pd.DataFrame, data_dir: str | None = None) -> tuple[dict[str, pd.DataFrame], int]:
+    """The kNN router's predicted success ``[id x model]`` on the calibration and test questions, fitted on the ``fit`` questions
+    (``roles``: each question id's role in the pool's probes) with every pool model's outcome; and the k chosen by CV."""
+    questions = load_dataset(pool.dataset, data_dir=data_dir).frame.set_index("id")["question"]
+    known = [i for i in roles.index if i in correct.index and i in questions.index]
+    by_role = {role: [i for i in known if roles[i] == role] for role in ("fit", "calibration", "test")}
+    fit_ids = [i for i in by_role["fit"] if correct.loc[i].notna().all()]
+    router = fit_knn(questions.loc[fit_ids].tolist(), correct.loc[fit_ids].to_numpy(float))
+    return {role: pd.DataFrame(router.predict(questions.loc[by_role[role]].tolist()), index=by_role[role], columns=pool.names)
+            for role in ("calibration", "test")}, router.k
 
-    ``model``: the source model whose probes route (see :func:`routing_source`).
+
+def evaluate_routing(pool: Pool, registry: Registry, *, model: str | None = None, data_dir: str | None = None, n_boot: int = 200) -> dict:
+    """Everything ``route`` prints: single models, oracle, random, and a router per probe type (plus the kNN router and each
+    one's cascade) with CIs, on the whole test stream and (for pools over several benchmarks) on each benchmark's part of it.
+
+    Each router's operating point is chosen on the pool's calibration questions by :func:`calibrated_setting` (``held_out_lambdas``)
+    and scored on the test questions: the headline. ``model``: the source model whose probes route (see :func:`routing_source`).
     ``result["probe"]`` names the headline activation router: the first available of :data:`ACTIVATION_ROUTERS`.
     """
     source = routing_source(registry, pool, model)
@@ -225,75 +300,67 @@ def evaluate_routing(pool: Pool, registry: Registry, *, model: str | None = None
     correct_all, cost_all = outcome_tables(pool, root)
     complete = correct_all.notna().all(axis=1)
     types = router_probe_types(registry, pool, source=source)
-    predictions = {t: role_predictions(registry, pool, t, "test", source=source, data_dir=data_dir) for t in types}
-    first = predictions[types[0]]
-    ids = [i for i in first.index if all(i in p.index for p in predictions.values()) and i in complete.index and complete[i]]
-    dropped = int(len(first) - len(ids))
+    streams = ("calibration", "test")
+    predictions = {role: {t: role_predictions(registry, pool, t, role, source=source, data_dir=data_dir) for t in types} for role in streams}
+    roles = saved_predictions(registry, registry.entry(model=source, dataset=pool.dataset, label=pool.models[0].label,
+                                                      probe_type=types[0]).name, data_dir)["role"]
+    knn, k = knn_predictions(pool, roles, correct_all, data_dir)
+    for role in streams:
+        predictions[role][KNN_ROUTER] = knn[role]
+    ids = {role: [i for i in predictions[role][types[0]].index if all(i in p.index for p in predictions[role].values()) and i in complete.index
+                  and complete[i]] for role in streams}
+    dropped = int(len(predictions["test"][types[0]]) - len(ids["test"]))
     mean_costs = expected_costs(pool, data_dir, tables=(correct_all, cost_all))  # loads the pool's dataset once, not once per model
     expected_cost = np.array([mean_costs[m] for m in pool.names])
-    correct, cost = correct_all.loc[ids].to_numpy(float), cost_all.loc[ids].to_numpy(float)
-    length_costs = {kind: predicted_costs(registry, pool, kind, cost_all, ids, source=source, data_dir=data_dir)
-                    for kind in {LENGTH_PROBE_FOR[t] for t in types}}
-    choices, cost_sources = {}, {}
-    for name, frame in predictions.items():
-        per_question = length_costs[LENGTH_PROBE_FOR[name]]
-        cost_sources[name] = f"{LENGTH_PROBE_FOR[name]} output-length probe" if per_question is not None else "mean training cost"
-        p = frame.loc[ids].to_numpy()
-        choices[name] = np.stack([route_utility(p, expected_cost if per_question is None else per_question, lam) for lam in LAMBDAS])  # [L, n]
-    result = _stream_result(pool, predictions, choices, ids, correct, cost, expected_cost, n_boot)
-    benchmarks = pd.Index([i.split(":", 1)[0] for i in ids]) if pool.dataset == "mixed" else None
+    decisions, cost_sources = {role: {} for role in streams}, {}
+    for name in predictions["test"]:
+        length_kind = LENGTH_PROBE_FOR[name]
+        for role in streams:
+            p = predictions[role][name].loc[ids[role]].to_numpy()
+            per_question = predicted_costs(registry, pool, length_kind, cost_all, ids[role], source=source, data_dir=data_dir)
+            cost_sources[name] = f"{length_kind} output-length probe" if per_question is not None else "mean training cost"
+            decisions[role][name] = utility_decisions(p, expected_cost if per_question is None else per_question)
+            decisions[role][f"{name}-cascade"] = cascade_decisions(p, expected_cost)
+    calibration_correct = correct_all.loc[ids["calibration"]].to_numpy(float)
+    held_out = {name: calibrated_setting(d, calibration_correct) for name, d in decisions["calibration"].items()}
+    correct, cost = correct_all.loc[ids["test"]].to_numpy(float), cost_all.loc[ids["test"]].to_numpy(float)
+    test_ids = ids["test"]
+    p_test = {name: frame.loc[test_ids].to_numpy() for name, frame in predictions["test"].items()}
+    result = _stream_result(pool, p_test, decisions["test"], held_out, correct, cost, expected_cost, n_boot)
+    benchmarks = pd.Index([i.split(":", 1)[0] for i in test_ids]) if pool.dataset == "mixed" else None
     per_benchmark = {}
     if benchmarks is not None and len(pool.benchmarks) > 1:
         for benchmark in pool.benchmarks:
             rows = np.flatnonzero(benchmarks == benchmark)
-            part = _stream_result(pool, predictions, {k: v[:, rows] for k, v in choices.items()}, [ids[r] for r in rows], correct[rows], cost[rows],
-                                  expected_cost, n_boot)
-            per_benchmark[benchmark] = part
+            part = {name: RouterDecisions(d.settings, d.choices[:, rows], None if d.called is None else d.called[:, rows])
+                    for name, d in decisions["test"].items()}
+            per_benchmark[benchmark] = _stream_result(pool, {k: v[rows] for k, v in p_test.items()}, part, held_out, correct[rows], cost[rows],
+                                                      expected_cost, n_boot)
     return {**result, "pool": pool.name, "dataset": pool.dataset, "source_model": source, "cost_unit": pool.cost_unit, "dropped_questions": dropped,
-            "probe": types[0], "probe_types": types, "cost_sources": cost_sources, "per_benchmark": per_benchmark,
-            "held_out_lambda": held_out_lambda(pool, registry, source=source, data_dir=data_dir, tables=(correct_all, cost_all))
-            if types[0] == ACTIVATION_ROUTERS[0] else None}
+            "probe": types[0], "probe_types": types, "cost_sources": cost_sources, "per_benchmark": per_benchmark, "knn_k": k,
+            "n_calibration": len(ids["calibration"]), "held_out_lambdas": held_out, "operating_level": OPERATING_LEVEL}
 
 
-def held_out_lambda(pool: Pool, registry: Registry, level: float = 0.95, *, source: str, data_dir: str | None = None,
-                    tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> float:
-    """The largest lambda (the cheapest routing) that still reaches ``level`` of the best single model's accuracy on the
-    pool's *calibration* questions (training questions held out from fitting the probes; never test questions).
-
-    This is how a pool file's ``default_lambda`` is chosen; ``route`` prints it. ``tables``: the pool's outcome tables, when read already.
-    """
-    correct_all, cost_all = tables or outcome_tables(pool, resolve_data_dir(data_dir))
-    p = role_predictions(registry, pool, ACTIVATION_ROUTERS[0], "calibration", source=source, data_dir=data_dir)
-    ids = [i for i in p.index if i in correct_all.index and correct_all.loc[i].notna().all()]
-    correct, p = correct_all.loc[ids].to_numpy(float), p.loc[ids].to_numpy()
-    expected = cost_all.loc[ids].mean().to_numpy()
-    goal = level * correct.mean(axis=0).max()
-    rows = np.arange(len(ids))
-    reaching = [lam for lam in LAMBDAS if correct[rows, route_utility(p, expected, lam)].mean() >= goal]
-    return float(max(reaching)) if reaching else 0.0
-
-
-def _stream_result(pool: Pool, predictions: dict[str, pd.DataFrame], choices: dict[str, np.ndarray], ids: list[str], correct: np.ndarray,
-                   cost: np.ndarray, expected_cost: np.ndarray, n_boot: int) -> dict:
-    """Single models, oracle, random and every router's curve and headline numbers on one stream of test questions."""
+def _stream_result(pool: Pool, predictions: dict[str, np.ndarray], decisions: dict[str, RouterDecisions], held_out: dict[str, float],
+                   correct: np.ndarray, cost: np.ndarray, expected_cost: np.ndarray, n_boot: int) -> dict:
+    """Single models, oracle, random and every router's curve, operating point and headline numbers on one stream of test questions."""
     singles = single_models(correct, cost)
     best = int(np.argmax([s.accuracy for s in singles]))
     cheapest = int(np.argmin(expected_cost))
     cost_range = (min(s.cost for s in singles), max(s.cost for s in singles))
-    boot = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(ids), size=(n_boot, len(ids)))
+    boot = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(correct), size=(n_boot, len(correct)))
     weak = pool.names.index(WEAK_MODEL) if WEAK_MODEL in pool.names else cheapest
     routers, two_model = {}, {}
-    for name, frame in predictions.items():
-        p = frame.loc[ids].to_numpy()
-        routers[name] = _router_result(f"{name} utility router", choices[name], correct, cost, boot, cost_range)
-        routers[f"{name}-cascade"] = RouterResult(f"{name} cascade", cascade_curve(p, expected_cost, correct, cost, THRESHOLDS), (np.nan,) * 3, {})
+    for name, p in predictions.items():
+        for key, title in ((name, f"{name} utility router"), (f"{name}-cascade", f"{name} cascade")):
+            routers[key] = _router_result(title, decisions[key], held_out[key], correct, cost, boot, cost_range)
         two_model[name] = {"apgr": apgr(p[:, weak], correct[:, weak], correct[:, best]),
                            "cpt50": cpt(p[:, weak], correct[:, weak], correct[:, best], 0.5),
                            "cpt80": cpt(p[:, weak], correct[:, weak], correct[:, best], 0.8)}
     oracle = oracle_choice(correct, cost)
-    rows = np.arange(len(ids))
+    rows = np.arange(len(correct))
     return {
-        "n_test": len(ids), "models": pool.names,
+        "n_test": len(correct), "models": pool.names,
         "best_single": {"model": pool.names[best], "accuracy": singles[best].accuracy, "cost": singles[best].cost},
         "singles": singles, "cost_range": cost_range, "routers": routers,
         "oracle": CurvePoint(0, float(correct[rows, oracle].mean()), float(cost[rows, oracle].mean())),
@@ -302,28 +369,34 @@ def _stream_result(pool: Pool, predictions: dict[str, pd.DataFrame], choices: di
     }
 
 
-def _router_result(name: str, choices: np.ndarray, correct: np.ndarray, cost: np.ndarray, boot: np.ndarray,
+def _router_result(name: str, decisions: RouterDecisions, setting: float, correct: np.ndarray, cost: np.ndarray, boot: np.ndarray,
                    cost_range: tuple[float, float]) -> RouterResult:
-    """Curve, AIQ and cost ratios at each accuracy level, with bootstrap CIs (best single re-chosen per resample)."""
-    rows = np.arange(correct.shape[0])
-    hit, paid = correct[rows, choices], cost[rows, choices]  # [L, n]
+    """Curve, AIQ and cost ratios at each accuracy level (test-optimal: upper references), and the operating point at the calibrated
+    ``setting``, with bootstrap CIs (best single re-chosen per resample)."""
+    hit = correct[np.arange(correct.shape[0]), decisions.choices]  # [S, n]
+    paid = decisions.paid(cost)
+    chosen = int(np.flatnonzero(decisions.settings == setting)[0])
 
-    def summarize(sample: np.ndarray) -> tuple[float, dict[float, float]]:
+    def summarize(sample: np.ndarray) -> tuple[float, dict[float, float], tuple[float, float, float]]:
         acc, price = hit[:, sample].mean(-1), paid[:, sample].mean(-1)
         single_acc, single_cost = correct[sample].mean(0), cost[sample].mean(0)
         best = int(np.argmax(single_acc))
-        points = [CurvePoint(float(lam), a, c) for lam, a, c in zip(LAMBDAS, acc, price)]
+        points = [CurvePoint(float(s), a, c) for s, a, c in zip(decisions.settings, acc, price)]
         ratios = {level: cost_to_reach(points, level * single_acc[best]) / single_cost[best] for level in LEVELS}
-        return aiq(points, (single_cost.min(), single_cost.max())), ratios
+        operating = (acc[chosen], acc[chosen] / single_acc[best], price[chosen] / single_cost[best])
+        return aiq(points, (single_cost.min(), single_cost.max())), ratios, operating
 
-    point_aiq, point_ratios = summarize(rows)
+    def with_ci(point: float, values: np.ndarray) -> tuple[float, float, float]:
+        return (float(point), *map(float, np.percentile(values, [2.5, 97.5], method="nearest")))  # inf propagates as inf
+
+    point_aiq, point_ratios, point_operating = summarize(np.arange(correct.shape[0]))
     samples = [summarize(sample) for sample in boot]
-    aiqs = np.array([s[0] for s in samples])
-    result = RouterResult(name, [CurvePoint(float(lam), float(a), float(c)) for lam, a, c in zip(LAMBDAS, hit.mean(-1), paid.mean(-1))],
-                          (point_aiq, *np.percentile(aiqs, [2.5, 97.5], method="nearest")), {})
+    operating = np.array([s[2] for s in samples]).reshape(-1, 3)
+    result = RouterResult(name, [CurvePoint(float(s), float(a), float(c)) for s, a, c in zip(decisions.settings, hit.mean(-1), paid.mean(-1))],
+                          with_ci(point_aiq, np.array([s[0] for s in samples])), {},
+                          OperatingPoint(setting, *(with_ci(point_operating[i], operating[:, i]) for i in range(3))))
     for level in LEVELS:
-        values = np.array([s[1][level] for s in samples])
-        result.cost_ratio[level] = (point_ratios[level], *np.percentile(values, [2.5, 97.5], method="nearest"))  # inf propagates as inf
+        result.cost_ratio[level] = with_ci(point_ratios[level], np.array([s[1][level] for s in samples]))
     return result
 
 
@@ -336,8 +409,11 @@ def write_routing_outputs(result: dict, out: str | Path) -> list[Path]:
     singles = _singles_frame(result)
     curves = {r.name: r.points for r in result["routers"].values()}
     curves["random (cheapest <-> best)"] = result["random"]
-    oracle = pd.DataFrame([{"name": "oracle", "accuracy": result["oracle"].accuracy, "cost": result["oracle"].cost}])
-    chart = routing_chart(curves, singles, oracle, title=f"Routing on {result['dataset']} test questions ({result['pool']}, n={result['n_test']})")
+    marked = [{"name": "oracle", "accuracy": result["oracle"].accuracy, "cost": result["oracle"].cost}]
+    marked += [{"name": f"{r.name} at its calibrated setting {r.operating_point.setting:.3g}", "accuracy": r.operating_point.accuracy[0],
+                "cost": r.operating_point.cost_ratio[0] * result["best_single"]["cost"]} for r in result["routers"].values() if "cascade" not in r.name]
+    chart = routing_chart(curves, singles, pd.DataFrame(marked), title=f"Routing on {result['dataset']} test questions ({result['pool']}, n={result['n_test']}): "
+                          "curves swept on test (upper reference), diamonds at settings chosen on calibration questions")
     path = out / "routing.json"
     atomic_write_json(path, {**_serial(result), "per_benchmark": {b: _serial(part) for b, part in result["per_benchmark"].items()}})
     return [path, *save_chart(chart, out / "routing_chart")]
@@ -352,5 +428,6 @@ def _serial(result: dict) -> dict:
     return {**result, "singles": _singles_frame(result).to_dict(orient="records"), "oracle": vars(result["oracle"]),
             "random": [vars(p) for p in result["random"]],
             "routers": {k: {"name": r.name, "aiq": r.aiq, "cost_ratio": {str(level): v for level, v in r.cost_ratio.items()},
+                            "operating_point": {**asdict(r.operating_point), "savings": r.operating_point.savings},
                             "points": [vars(p) for p in r.points]} for k, r in result["routers"].items()},
             "per_benchmark": None}

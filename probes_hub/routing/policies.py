@@ -72,14 +72,6 @@ def single_models(correct: np.ndarray, cost: np.ndarray) -> list[CurvePoint]:
     return [CurvePoint(m, float(correct[:, m].mean()), float(cost[:, m].mean())) for m in range(correct.shape[1])]
 
 
-def cascade_curve(p, expected_cost, correct, cost, thresholds) -> list[CurvePoint]:
-    points = []
-    for t in thresholds:
-        choice, called = route_cascade(p, expected_cost, t)
-        points.append(CurvePoint(float(t), *score_choice(choice, correct, cost, called)))
-    return points
-
-
 def random_curve(correct: np.ndarray, cost: np.ndarray, cheap: int, strong: int, steps: int = 11) -> list[CurvePoint]:
     """Expected accuracy/cost of sending a random share s of questions to ``strong`` and the rest to ``cheap``."""
     acc, price = correct.mean(axis=0), cost.mean(axis=0)

@@ -163,28 +163,49 @@ class PoolRouter:
     def suggest(self, features: Features, *, lam: float | None = None, target: float | None = None) -> Suggestion:
         """The suggestion for the single question in ``features``: by utility with ``lam`` (default: the pool's), or with
         ``target`` the cheapest model whose P(correct) reaches it (the most likely to succeed when none does)."""
+        return self.suggest_many(features, lam=lam, target=target)[0]
+
+    def suggest_many(self, features: Features, *, lam: float | None = None, target: float | None = None) -> list[Suggestion]:
+        """:meth:`suggest` for every question in ``features``, each probe read once for all of them (a workload's batches).
+
+        A question out of distribution for the pool's own probes is read by the fallback probes (when the pool has them)."""
         lam = self.default_lambda if lam is None else float(lam)
         if lam < 0:
             raise ValueError(f"lambda must be >= 0, got {lam}.")
         names = self.pool.names
-        probes, in_distribution = self.success, _in_distribution(self.success, names, features)
-        if self.fallback is not None and in_distribution < UNFAMILIAR_BELOW:
-            probes, in_distribution = self.fallback, _in_distribution(self.fallback, names, features)
-        p = np.array([float(probes[m].predict(features)[0]) for m in names])
-        factor = float(np.exp(self.length.predict(features)[0] - self.length_reference)) if self.length is not None else 1.0
-        cost = np.array([self.facts.expected_cost[m] for m in names]) * factor
-        choice = recommend(dict(zip(names, p)), dict(zip(names, cost)), lam=None if target is not None else lam, target=target)
-        pick = names.index(choice.model)
-        strongest = self.facts.most_accurate or names[int(np.argmax(p))]
-        return Suggestion(self.pool.name, names[pick], float(cost[pick] / cost[names.index(strongest)]), dict(zip(names, map(float, p))),
-                          in_distribution, lam, dict(zip(names, map(float, cost))), strongest, factor,
-                          next(iter(probes.values())).record_.data.dataset)
+        p, in_distribution = _success(self.success, names, features)
+        datasets = np.full(len(p), _dataset(self.success))
+        if self.fallback is not None:
+            unfamiliar = in_distribution < UNFAMILIAR_BELOW  # NaN (no training summary) keeps the pool's own probes
+            if unfamiliar.any():
+                p_fallback, in_fallback = _success(self.fallback, names, features.take(unfamiliar))
+                p[unfamiliar], in_distribution[unfamiliar], datasets[unfamiliar] = p_fallback, in_fallback, _dataset(self.fallback)
+        factors = np.exp(self.length.predict(features) - self.length_reference) if self.length is not None else np.ones(len(p))
+        base_cost = np.array([self.facts.expected_cost[m] for m in names])
+        suggestions = []
+        for row in range(len(p)):
+            cost = base_cost * float(factors[row])
+            choice = recommend(dict(zip(names, p[row])), dict(zip(names, cost)), lam=None if target is not None else lam, target=target)
+            pick = names.index(choice.model)
+            strongest = self.facts.most_accurate or names[int(np.argmax(p[row]))]
+            suggestions.append(Suggestion(self.pool.name, names[pick], float(cost[pick] / cost[names.index(strongest)]),
+                                          dict(zip(names, map(float, p[row]))), float(in_distribution[row]), lam, dict(zip(names, map(float, cost))),
+                                          strongest, float(factors[row]), str(datasets[row])))
+        return suggestions
 
 
-def _in_distribution(probes: dict[str, Probe], names: list[str], features: Features) -> float:
-    """Mean in-distribution score of the probes on the question (NaN when none keeps a training summary)."""
-    scores = np.array([float(probes[m].in_distribution(features)[0]) for m in names])
-    return float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan")
+def _success(probes: dict[str, Probe], names: list[str], features: Features) -> tuple[np.ndarray, np.ndarray]:
+    """P(correct) ``[N, M]`` and the mean in-distribution score ``[N]`` of the probes (NaN where none keeps a training summary)."""
+    p = np.stack([np.asarray(probes[m].predict(features), dtype=float) for m in names], axis=1)
+    scores = np.stack([np.asarray(probes[m].in_distribution(features), dtype=float) for m in names], axis=1)
+    known = np.isfinite(scores).any(axis=1)
+    mean = np.full(len(p), np.nan)
+    mean[known] = np.nanmean(scores[known], axis=1)
+    return p, mean
+
+
+def _dataset(probes: dict[str, Probe]) -> str:
+    return next(iter(probes.values())).record_.data.dataset
 
 
 def router_for(pool_spec: str | None, registry, source, *, data_dir: str | None = None) -> PoolRouter:
