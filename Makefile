@@ -43,6 +43,7 @@ smoke: scale models
 	$(BIN)/python -m eval.joint_irt --smoke
 	$(BIN)/python -m eval.benchmark_auc --smoke
 	$(BIN)/python -m eval.lobo --smoke
+	$(BIN)/python -m eval.route_workload --smoke
 	$(BIN)/python -m eval.ood_auroc --smoke
 	$(BIN)/python -m eval.gpu_check --smoke
 	for probe in "" "--probe $(GEMMA_PROBE)"; do \

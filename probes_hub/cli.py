@@ -246,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     route_file.add_argument("--out", default="plan.csv", help="where to write the plan (default plan.csv)")
     route_file.set_defaults(func=cmd_route_file)
 
+    pools = sub.add_parser("pools", help="the bundled routing pools: models, cost unit, where prices come from; how to add your own",
+                           description="Lists the bundled pools (one line each), or with a name or pool file every model of it with its cost "
+                                       "per output token and where that cost comes from; then how to write a pool file of your own.")
+    pools.add_argument("pool", nargs="?", default=None, help=f"a bundled pool ({', '.join(bundled_pools())}) or a pool file to show in full")
+    pools.set_defaults(func=cmd_pools)
+
     add_analyze_parser(sub, model_help=MODEL_HELP, data_help=DATA_HELP, positive_int=positive_int)
     return parser
 
@@ -661,7 +667,17 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pools(args: argparse.Namespace) -> int:
+    from probes_hub.routing.pool_guide import OWN_POOL, pool_details, pools_table
+
+    print(pool_details(args.pool) if args.pool else pools_table())
+    print(f"\n{OWN_POOL}")
+    return 0
+
+
 def cmd_route_file(args: argparse.Namespace) -> int:
+    from math import nan
+
     from probes_hub.atomic import atomic_write_text
     from probes_hub.extract.feature_source import ModelFeatures
     from probes_hub.extract.models import load_model
@@ -686,8 +702,12 @@ def cmd_route_file(args: argparse.Namespace) -> int:
     for name, (accuracy, cost) in (summary.realised or {}).items():
         print(f"realised on the file's outcomes, {name}: accuracy {accuracy:.3f}" + (f", mean cost {cost:.4g}" if cost is not None else ""))
     print(f"wrote {args.out}")
-    print(f"RESULT questions={summary.n} expected_acc={summary.expected_accuracy:.4f} best_acc={summary.singles[summary.best_model][0]:.4f} "
-          f"cost_ratio={summary.cost_ratio:.4f} out_of_distribution={summary.out_of_distribution}")
+    best_accuracy, best_cost = summary.singles[summary.best_model]
+    realised, always_best = (summary.realised or {}).get("plan", (nan, None)), (summary.realised or {}).get(f"always {summary.best_model}", (nan, None))
+    realised_cost_ratio = realised[1] / always_best[1] if realised[1] is not None and always_best[1] else nan
+    print(f"RESULT questions={summary.n} expected_acc_ratio={summary.expected_accuracy / best_accuracy:.4f} expected_cost_ratio={summary.cost_ratio:.4f} "
+          f"realised_acc_ratio={realised[0] / always_best[0] if always_best[0] else nan:.4f} realised_cost_ratio={realised_cost_ratio:.4f} "
+          f"expected_acc={summary.expected_accuracy:.4f} out_of_distribution={summary.out_of_distribution}")
     return 0
 
 

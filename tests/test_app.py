@@ -182,29 +182,35 @@ def test_suggestion_is_cheap_for_arithmetic_and_strong_for_olympiad_in_app_and_c
 
 
 def test_route_file_and_the_app_give_the_same_plan(app, tmp_path, capsys):
-    """``probes-hub route-file`` and the app's /route_workload endpoint route the example workload through one code path."""
+    """``probes-hub route-file`` and the app's /route_workload endpoint route a GSM8K test workload with recorded outcomes through one
+    code path: the same plan, the expected and the realised accuracy (ratios to always using the pool's most accurate model)."""
     import pandas as pd
     from gradio_client import Client, handle_file
 
+    from eval.route_workload import workload_frame
     from probes_hub.cli import main
     from probes_hub.routing.evaluate import load_pool
 
     url, _, _ = app
     lam = load_pool("math").default_lambda
-    plan = tmp_path / "plan.csv"
-    assert main(["route-file", "--file", str(WORKLOAD), "--pool", "math", "--lambda", str(lam), "--out", str(plan)]) == 0
+    workload, plan = tmp_path / "workload.csv", tmp_path / "plan.csv"
+    workload_frame("math", 12).to_csv(workload, index=False)
+    assert main(["route-file", "--file", str(workload), "--pool", "math", "--lambda", str(lam), "--out", str(plan)]) == 0
     printed = capsys.readouterr().out
-    result = dict(pair.split("=") for pair in printed.strip().splitlines()[-1].removeprefix("RESULT ").split())
+    result = {k: float(v) for k, v in (pair.split("=") for pair in printed.strip().splitlines()[-1].removeprefix("RESULT ").split())}
+    assert {"expected_acc_ratio", "expected_cost_ratio", "realised_acc_ratio", "realised_cost_ratio"} <= set(result)
+    assert all(0 < result[k] < 10 for k in ("expected_acc_ratio", "expected_cost_ratio", "realised_acc_ratio", "realised_cost_ratio"))
     rows = pd.read_csv(plan)
-    assert len(rows) == int(result["questions"]) == 12 and float(result["expected_acc"]) == pytest.approx(rows["p_correct"].mean(), abs=1e-4)
+    assert len(rows) == result["questions"] == 12 and result["expected_acc"] == pytest.approx(rows["p_correct"].mean(), abs=1e-4)
+    realised = re.search(r"realised on the file's outcomes, plan: accuracy ([\d.]+)", printed).group(1)
     upload = tmp_path / "upload.csv"
-    shutil.copy(WORKLOAD, upload)
+    shutil.copy(workload, upload)
     summary, _, _, offered, emptied = Client(url, verbose=False).predict(handle_file(str(upload)), "math", lam, api_name="/route_workload")
     assert emptied is None
     from_app = pd.read_csv(offered)
     assert from_app["model"].tolist() == rows["model"].tolist()
     assert from_app["p_correct"].to_numpy() == pytest.approx(rows["p_correct"].to_numpy(), rel=1e-5)
-    assert f"Expected accuracy **{float(result['expected_acc']):.1%}**" in summary
+    assert f"Expected accuracy **{result['expected_acc']:.1%}**" in summary and f"plan accuracy {realised}" in summary
 
 
 def _zip_folder(folder: Path, target: Path) -> Path:

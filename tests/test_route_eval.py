@@ -242,3 +242,52 @@ def test_bad_outcome_values_and_too_many_questions_are_refused(tmp_path):
     pd.DataFrame({"question": [f"q{i}?" for i in range(11)]}).to_csv(file, index=False)
     with pytest.raises(ValueError, match="holds 11 questions; route between 1 and 10"):
         read_workload(file, pool, limit=10)
+
+
+def test_every_routers_operating_point_is_chosen_without_test_outcomes(routing_registry, tmp_path):
+    """Flip every recorded outcome of the test questions: the test scores change, but no router's calibrated setting does."""
+    import pandas as pd
+
+    from probes_hub.data.datasets import resolve_data_dir
+    from probes_hub.hub.registry import Registry
+    from probes_hub.hub.reports import read_predictions
+    from probes_hub.routing.evaluate import evaluate_routing
+
+    path, pool = _workload_pool(tmp_path)
+    registry = Registry(routing_registry)
+    source = resolve_data_dir()
+    flipped = tmp_path / "data"
+    flipped.mkdir()
+    for entry in source.iterdir():  # the same data folder, except MMLU-Pro's outcomes
+        if entry.name != "mmlu_pro":
+            (flipped / entry.name).symlink_to(entry)
+    (flipped / "mmlu_pro").mkdir()
+    (flipped / "mmlu_pro" / "questions.jsonl").symlink_to(source / "mmlu_pro" / "questions.jsonl")
+    saved = read_predictions(registry.folder(registry.list(label=POOL["models"][0]["label"], probe_type="shared")[0].name))
+    test_ids = set(saved.index[saved["role"] == "test"])
+    outcomes = pd.read_csv(source / "mmlu_pro" / "outcomes.csv")
+    is_test = outcomes["question_id"].astype(str).isin(test_ids)
+    assert is_test.any()
+    outcomes.loc[is_test, "correct"] = 1 - outcomes.loc[is_test, "correct"]
+    outcomes.to_csv(flipped / "mmlu_pro" / "outcomes.csv", index=False)
+    original = evaluate_routing(pool, registry, n_boot=5)
+    changed = evaluate_routing(pool, registry, data_dir=str(flipped), n_boot=5)
+    assert changed["held_out_lambdas"] == original["held_out_lambdas"] and changed["knn_k"] == original["knn_k"]
+    assert changed["best_single"]["accuracy"] == pytest.approx(1 - min(s.accuracy for s in original["singles"]))
+    assert changed["routers"]["shared"].operating_point.accuracy[0] != original["routers"]["shared"].operating_point.accuracy[0]
+
+
+def test_pools_lists_every_bundled_pool_with_its_costs_and_how_to_add_one(capsys, tmp_path):
+    from probes_hub.paths import bundled_pools
+
+    assert main(["pools"]) == 0
+    listed = capsys.readouterr().out
+    for name in bundled_pools():
+        assert re.search(rf"^{re.escape(name)}: \d+ models on .+; prices: \w", listed, re.M), name
+    assert "A pool of your own is a JSON file" in listed
+    assert main(["pools", "math"]) == 0
+    shown = capsys.readouterr().out
+    assert "o1-mini-2024-09-12: 12 USD per million output tokens, output counted x5" in shown
+    assert len(re.findall(r"^  .+: [\d.]+ USD per million output tokens", shown, re.M)) == 27
+    path, _ = _workload_pool(tmp_path)
+    assert main(["pools", str(path)]) == 0 and "Phi-3-mini-4k-instruct: 3.8 B active parameters" in capsys.readouterr().out

@@ -354,9 +354,10 @@ def _stream_result(pool: Pool, predictions: dict[str, np.ndarray], decisions: di
     for name, p in predictions.items():
         for key, title in ((name, f"{name} utility router"), (f"{name}-cascade", f"{name} cascade")):
             routers[key] = _router_result(title, decisions[key], held_out[key], correct, cost, boot, cost_range)
-        two_model[name] = {"apgr": apgr(p[:, weak], correct[:, weak], correct[:, best]),
-                           "cpt50": cpt(p[:, weak], correct[:, weak], correct[:, best], 0.5),
-                           "cpt80": cpt(p[:, weak], correct[:, weak], correct[:, best], 0.8)}
+        gap = correct[:, best].mean() != correct[:, weak].mean()  # else PGR is undefined (e.g. the weak model is the best one here)
+        two_model[name] = {"apgr": apgr(p[:, weak], correct[:, weak], correct[:, best]) if gap else float("nan"),
+                           "cpt50": cpt(p[:, weak], correct[:, weak], correct[:, best], 0.5) if gap else float("nan"),
+                           "cpt80": cpt(p[:, weak], correct[:, weak], correct[:, best], 0.8) if gap else float("nan")}
     oracle = oracle_choice(correct, cost)
     rows = np.arange(len(correct))
     return {
