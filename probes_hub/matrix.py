@@ -5,8 +5,9 @@ tasks (a dataset and label, or a dataset's success labels together); a cell is a
 ROC-AUC (success) with its 95% CI. Each model's cell is the probe its *training-data* CV score chose among its
 activation probes (never the best test score); success tasks average the chosen probes' ROC-AUC over the
 task's labels, with a bootstrap CI of that mean that resamples questions and the number of test questions
-(:data:`TaskMetrics`, from the leaderboard). Only tasks every source model has are columns, so rows compare
-like with like; rows are sorted by mean rank.
+(:data:`TaskMetrics`, from the leaderboard). Only tasks every single source model has are columns, so rows compare
+like with like; a pair of models read together (``A + B``) shows the columns it has probes for ("—" elsewhere) and its mean rank
+over those. Rows are sorted by mean rank.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from probes_hub.apply import choice_rank
 from probes_hub.constants import EMBEDDED_MODEL_ALIAS
 from probes_hub.extract.packaged import PACKAGED_MODELS
 from probes_hub.probes import PROBE_TYPES, baseline_types
+from probes_hub.schema.naming import PAIR_SEPARATOR
 
 SUCCESS_PREFIX = "correct:"
 BASELINE_ROWS = {kind: f"{PROBE_TYPES[kind].display_name} (baseline)" for kind in baseline_types()}
@@ -53,7 +55,8 @@ def model_task_cells(table: pd.DataFrame, task_metrics: TaskMetrics | None = Non
     frame = pd.DataFrame(cells)
     if frame.empty:
         return frame
-    shared = set.intersection(*(set(frame.loc[frame["source"] == m, "task"]) for m in models))
+    singles = [m for m in models if PAIR_SEPARATOR not in m] or models  # a pair's row shows the tasks it has; it does not narrow the columns
+    shared = set.intersection(*(set(frame.loc[frame["source"] == m, "task"]) for m in singles))
     frame = frame[frame["task"].isin(shared)]
     default = models[0]
     chosen = {task: probe_type for task, probe_type in frame.loc[frame["source"] == default, ["task", "probe_type"]].itertuples(index=False)}

@@ -167,3 +167,19 @@ def test_a_refresh_extracts_only_scored_rows_and_carries_over_unchanged_probes(t
     third, _ = regenerate(str(toy_registry), tmp_path / "lb")
     assert third.set_index("name")["carried_over"].to_dict() == {n: n != "tiny-llama--toy--difficulty--linear" for n in third["name"]}
     assert not regenerate(str(toy_registry), tmp_path / "lb", full=True)[0]["carried_over"].any()
+
+
+def test_a_pair_of_models_shows_its_tasks_without_narrowing_the_matrix():
+    """The committed leaderboard: the two-model row (SmolLM2 + Gemma read together) has probes for two tasks only; the columns stay
+    every task both single models have, and the pair's other cells read "—"."""
+    import pandas as pd
+
+    from probes_hub.matrix import matrix_table, model_task_cells
+    from probes_hub.paths import PROJECT_ROOT
+    from probes_hub.schema.naming import PAIR_SEPARATOR
+
+    table = pd.read_csv(PROJECT_ROOT / "leaderboard" / "leaderboard.csv")
+    wide = matrix_table(model_task_cells(table)).set_index("source")
+    pair = next(source for source in wide.index if PAIR_SEPARATOR in source)
+    assert {"arc-challenge grade", "math level", "mmlu-pro success"} <= set(wide.columns)
+    assert wide.loc[pair, "arc-challenge grade"] == "—" and wide.loc[pair, "math level"].lstrip("*")[:1] == "0"
