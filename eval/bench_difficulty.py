@@ -38,7 +38,7 @@ from probes_hub.cache import sha256_text
 from probes_hub.data.datasets import BUILTIN, GRADED, load_dataset, resolve_data_dir, row_roles
 from probes_hub.data.outcomes import benchmark_models, joint_irt_difficulty
 from probes_hub.extract.feature_source import ModelFeatures
-from probes_hub.extract.models import load_model
+from probes_hub.extract.models import display_id_for, load_model
 from probes_hub.hub.registry import Registry
 from probes_hub.metrics import partial_spearman_metric, spearman_difference_metric, spearman_metric
 from probes_hub.probes import PROBE_TYPES
@@ -59,6 +59,8 @@ TEXT_TRAINED_ON = "math (text)"
 """How the table names the text-only readings trained here on MATH's training rows."""
 SMOKE_MATH_TRAIN = 300
 """MATH training questions (a seeded subset) the text-only readings train on with ``--smoke``."""
+QUICK_MATH_TRAIN = 2000
+"""... and with ``--quick`` (all 7,415 otherwise)."""
 LOBO_QUICK = ("gsm8k", "math-l5")
 """Left-out benchmarks with ``--quick`` and ``--smoke`` (every benchmark of ``mixed`` otherwise)."""
 LOBO_SMOKE_QUESTIONS = 300
@@ -104,7 +106,8 @@ def _subset(frame: pd.DataFrame, questions: int | None) -> pd.DataFrame:
     return frame.sample(questions, random_state=0).sort_index().reset_index(drop=True)
 
 
-def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *, questions: int | None, math500_questions: int | None = None) -> list[dict]:
+def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *, questions: int | None, math500_questions: int | None = None,
+                   text_rows: int | None = None) -> list[dict]:
     """Every cell (probe x benchmark x target) for one model's level probes."""
     names = [e.name for dataset in TRAINED_ON for e in registry.list(dataset=dataset, label="level", model=display_id)]
     probes = registry.load_all(names=names).probes
@@ -120,7 +123,7 @@ def evaluate_model(registry: Registry, display_id: str, data_dir: str | None, *,
         prediction = probe.predict(features.take(rows_used))
         for target, values in targets.items():
             rows.append(_cell(name, probe, "math500", target, values[rows_used], prediction, features.token_counts[rows_used]))
-    text = text_readings(source, data_dir, limit=SMOKE_MATH_TRAIN if math500_questions else None)
+    text = text_readings(source, data_dir, limit=text_rows)
     text_features = source.features(math500.frame["question"].tolist(), [])[0]
     for kind, probe in text.items():
         for target, values in targets.items():
@@ -209,19 +212,23 @@ def print_tables(table: pd.DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.bench_difficulty", description=__doc__.split("\n\n")[0])
-    add_size_options(parser, quick=f"a seeded {QUICK_QUESTIONS}-question subset of each cross-benchmark set",
+    add_size_options(parser, quick=f"the embedded model only, a seeded {QUICK_QUESTIONS}-question subset of each cross-benchmark set, "
+                                   f"text readings fitted on {QUICK_MATH_TRAIN} MATH training questions",
                      smoke=f"a seeded {SMOKE_QUESTIONS}-question subset of every set, MATH-500 included")
     parser.add_argument("--registry", default=None, help="registry folder (default: the bundled one)")
     parser.add_argument("--data-dir", default=None, help="data folder (default: $PROBES_HUB_DATA_DIR or ../shared/data)")
     parser.add_argument("--out", default=None, help="also write every cell as JSON to this file")
     args = parser.parse_args(argv)
     registry = Registry(args.registry)
-    models = sorted({e.model for e in registry.list(dataset="math", label="level")})
+    embedded = display_id_for(None)
+    models = sorted({e.model for e in registry.list(dataset="math", label="level")}, key=lambda m: (m != embedded, m))  # the embedded model first
     if not models:
         parser.error("the registry has no level probes trained on 'math'; train them with: probes-hub train --dataset math --label level")
     questions = sized(args, full=None, quick=QUICK_QUESTIONS, smoke=SMOKE_QUESTIONS)
+    models = sized(args, full=models, quick=models[:1], smoke=models)  # quick: the embedded model only (the RESULT line's)
     rows = [row for model in models for row in evaluate_model(registry, model, args.data_dir, questions=questions,
-                                                             math500_questions=SMOKE_QUESTIONS if args.smoke else None)]
+                                                             math500_questions=SMOKE_QUESTIONS if args.smoke else None,
+                                                             text_rows=sized(args, full=None, quick=QUICK_MATH_TRAIN, smoke=SMOKE_MATH_TRAIN))]
     rows += lobo_rows(args.data_dir, benchmarks=sized(args, full=None, quick=list(LOBO_QUICK), smoke=list(LOBO_QUICK)),
                       layers=sized(args, full=None, quick=list(range(8, 15)), smoke=[8, 9]),
                       questions=sized(args, full=None, quick=None, smoke=LOBO_SMOKE_QUESTIONS))
