@@ -11,8 +11,8 @@ import pytest
 from probes_hub.apply import predict_probes
 from probes_hub.data.datasets import load_dataset
 from probes_hub.extract.feature_source import ModelFeatures
-from probes_hub.extract.paired import model_source
 from probes_hub.extract.packaged import alias_for
+from probes_hub.extract.paired import model_source
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.reports import read_predictions
 from probes_hub.paths import BUNDLED_REGISTRY, PROJECT_ROOT
