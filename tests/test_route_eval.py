@@ -237,7 +237,7 @@ def test_bad_outcome_values_and_too_many_questions_are_refused(tmp_path):
     _, pool = _workload_pool(tmp_path)
     file = tmp_path / "workload.csv"
     pd.DataFrame({"question": ["a?", "b?"], **{f"correct:{m}": [1, 2] for m in pool.names}}).to_csv(file, index=False)
-    with pytest.raises(ValueError, match=r"workload.csv, line 3: correct:Phi-3-mini-4k-instruct is 2; it must be 0 or 1"):
+    with pytest.raises(ValueError, match=r"workload.csv, line 3: correct:Phi-3-mini-4k-instruct is '2'; it must be 0 or 1"):
         read_workload(file, pool)
     pd.DataFrame({"question": [f"q{i}?" for i in range(11)]}).to_csv(file, index=False)
     with pytest.raises(ValueError, match="holds 11 questions; route between 1 and 10"):

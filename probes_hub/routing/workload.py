@@ -79,7 +79,7 @@ def _outcomes(path: Path, frame: pd.DataFrame, pool: Pool, prefix: str, allowed:
     if bad.any():
         row, column = map(int, np.argwhere(bad)[0])
         need = "0 or 1" if allowed is not None else "a number >= 0"
-        raise ValueError(f"{path.name}, {_row(path, row)}: {columns[column]} is {frame[columns[column]].iloc[row]!r}; it must be {need}.")
+        raise ValueError(f"{path.name}, {_row(path, row)}: {columns[column]} is {str(frame[columns[column]].iloc[row])[:40]!r}; it must be {need}.")
     values.columns = pool.names
     return values
 
