@@ -37,6 +37,7 @@ smoke: scale models
 	$(BIN)/python -m eval.bench_scale --smoke
 	$(BIN)/python -m eval.bench_app --smoke
 	$(BIN)/python -m eval.bench_app --load --smoke
+	$(BIN)/python -m eval.bench_app --soak 1
 	$(BIN)/python -m eval.bench_app --space
 	$(BIN)/python -m eval.bench_difficulty --smoke
 	$(BIN)/python -m eval.serving_depth --smoke

@@ -14,7 +14,7 @@ from space_app.main import create_app, launch  # noqa: E402
 
 try:
     demo, context = create_app()
-except PackageUnavailable as error:
+except (PackageUnavailable, FileNotFoundError, ConfigError) as error:  # one line each: what is missing and how to fix it
     sys.exit(f"error: {error}")
 
 if __name__ == "__main__":

@@ -13,6 +13,14 @@ the app's predictor in the same process (HTTP latency is reported separately). E
 throughput of one client calling serially in the same run; concurrent predictions are batched by the app.
 Ends with ``RESULT clients=20 errors=0 throughput_ratio=... p95_ms=...``.
 
+``--soak MINUTES`` keeps a moderate load for that long instead: :data:`SOAK_CLIENTS` clients, each sending a request and
+waiting :data:`SOAK_THINK_S`; the questions are all different (drawn from the built-in datasets), every
+:data:`SOAK_BAD_EVERY`-th request is a bad input (which must come back as a ``gr.Error`` naming the problem), every
+:data:`SOAK_LEADERBOARD_EVERY`-th reads the leaderboard, and an upload (valid and invalid in turn, through the token
+allow-list) arrives every :data:`SOAK_UPLOAD_EVERY_S` seconds, the first after 30 s. It reports p50/p95 per minute, the server
+errors, and the resident memory of the app and its workers at the start, after 5 minutes and at the end. Ends with
+``RESULT minutes=... requests=... errors=... p95_first_ms=... p95_last_ms=... rss_start_mb=... rss_after5_mb=... rss_end_mb=...``.
+
 ``--space`` measures start-up on a Space-like build instead (``eval/space_build.py``: a fresh virtual environment
 with only ``requirements.txt``): the first launch on an empty cache, which obtains the model packages and converts
 the GGUF, and the second; with the peak memory of the app and its model worker. Ends with
@@ -61,8 +69,9 @@ def predict(client, question: str = QUESTION) -> list:
     return result
 
 
-def launch(cache: str, *, python: str | Path = sys.executable, log: Path | None = None) -> tuple[subprocess.Popen, object, float, float]:
-    """Start ``app.py`` under ``python`` with ``cache`` as its cache folder (its output into ``log``, if given);
+def launch(cache: str, *, python: str | Path = sys.executable, log: Path | None = None, env: dict[str, str] | None = None
+           ) -> tuple[subprocess.Popen, object, float, float]:
+    """Start ``app.py`` under ``python`` with ``cache`` as its cache folder and ``env``'s settings (its output into ``log``, if given);
     (process, client, seconds to listening, seconds to first answered prediction)."""
     from gradio_client import Client
 
@@ -70,7 +79,7 @@ def launch(cache: str, *, python: str | Path = sys.executable, log: Path | None 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-           "PROBES_HUB_CONCURRENCY": "4", "PROBES_HUB_CACHE": cache}
+           "PROBES_HUB_CONCURRENCY": "4", "PROBES_HUB_CACHE": cache, **(env or {})}
     started = time.time()
     output = open(log, "ab") if log else subprocess.DEVNULL
     process = subprocess.Popen([str(python), "app.py"], cwd=PROJECT, env=env, stdout=output, stderr=subprocess.STDOUT)
@@ -104,7 +113,7 @@ def stop(process: subprocess.Popen) -> None:
 
 def space_startup() -> int:
     """Start-up of the Space-like build: install, first launch on an empty cache (obtaining the model), second launch, peak memory."""
-    from eval.space_build import space_venv, tree_peak_rss_mb
+    from eval.space_build import space_venv, tree_memory_mb
 
     with tempfile.TemporaryDirectory(prefix="bench-space-") as folder:
         python, install_s = space_venv(Path(folder) / "venv")
@@ -112,7 +121,7 @@ def space_startup() -> int:
         process, _, _, first_s = launch(str(cache), python=python, log=log)
         stop(process)
         process, _, listening_s, second_s = launch(str(cache), python=python, log=log)
-        peak_mb = tree_peak_rss_mb(process.pid)
+        peak_mb = tree_memory_mb(process.pid)
         stop(process)
         obtained = sum("probes_hub: obtained" in line for line in log.read_text().splitlines())
     print(f"Space-like build (fresh venv, requirements.txt only): install {install_s:.0f} s; first launch to first answered prediction "
@@ -157,12 +166,16 @@ def in_process_ms(calls: int) -> tuple[float, float]:
 
 def rest_predict(url: str, question: str) -> None:
     """One prediction through Gradio's REST API (POST, then read the event stream); raises with the server's message on an error event."""
-    request = urllib.request.Request(f"{url}gradio_api/call/predict", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"data": predict_inputs(question)}).encode())
-    event_id = json.loads(urllib.request.urlopen(request, timeout=120).read())["event_id"]
-    body = urllib.request.urlopen(f"{url}gradio_api/call/predict/{event_id}", timeout=120).read().decode()
+    body = rest_call(url, "predict", predict_inputs(question))
     if "event: complete" not in body:
         raise RuntimeError(f"prediction failed: {body[-300:]}")
+
+
+def rest_call(url: str, api: str, data: list) -> str:
+    """One call through Gradio's REST API; the event stream's text (``event: complete`` or ``event: error`` with the message)."""
+    request = urllib.request.Request(f"{url}gradio_api/call/{api}", headers={"Content-Type": "application/json"}, data=json.dumps({"data": data}).encode())
+    event_id = json.loads(urllib.request.urlopen(request, timeout=120).read())["event_id"]
+    return urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event_id}", timeout=120).read().decode()
 
 
 def load_test(clients: int, calls: int, serial_calls: int) -> int:
@@ -207,6 +220,163 @@ def load_test(clients: int, calls: int, serial_calls: int) -> int:
     return 0 if errors == 0 else 1
 
 
+SOAK_CLIENTS = 4
+SOAK_THINK_S = 0.5
+SOAK_BAD_EVERY = 10
+SOAK_LEADERBOARD_EVERY = 15
+SOAK_UPLOAD_EVERY_S = 300
+SOAK_BAD_CALLS = [
+    (["", "math", "utility", 0.3, 0.7], "type a question"),
+    ([QUESTION, "no-such-pool", "utility", 0.3, 0.7], "Unknown pool"),
+    ([QUESTION, "math", "utility", -1, 0.7], "lambda must be a number"),
+    ([QUESTION, "math", "cheapest", 0.3, 5], "target must be a number"),
+    ([None, "math", "utility", 0.3, 0.7], "not text"),
+]
+"""Bad /predict inputs the soak sends, with the words the refusal must contain."""
+SOAK_TOKEN = "soak-upload-secret"
+
+
+def soak_questions(n: int) -> list[str]:
+    """``n`` different questions from the built-in datasets, shuffled with a fixed seed."""
+    from probes_hub.data.datasets import load_dataset
+
+    questions = [q for name in ("gsm8k", "math", "arc-challenge", "mmlu-pro") for q in load_dataset(name).frame["question"].tolist()]
+    rng = np.random.default_rng(0)
+    return [questions[i] for i in rng.permutation(len(questions))[:n]]
+
+
+def soak(minutes: float) -> int:
+    """A moderate, mixed load for ``minutes``; p50/p95 per minute, errors, memory at the start, after 5 minutes and at the end."""
+    import shutil
+    import threading
+
+    from gradio_client import handle_file
+
+    from eval.space_build import tree_memory_mb
+    from probes_hub.paths import BUNDLED_LEADERBOARD, BUNDLED_REGISTRY
+
+    duration = minutes * 60
+    questions = soak_questions(20000)
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
+        folder = Path(folder)
+        registry, leaderboard = folder / "registry", folder / "leaderboard"
+        shutil.copytree(BUNDLED_REGISTRY, registry)
+        shutil.copytree(BUNDLED_LEADERBOARD, leaderboard)
+        probe = registry / "smollm2-135m-instruct--math500--level--linear"  # a probe for the app's model: re-evaluated, added as a new version
+        valid = shutil.make_archive(str(folder / "valid"), "zip", probe.parent, probe.name)
+        invalid = folder / "weights.pt"
+        invalid.write_bytes(b"not a probe")
+        settings = {"PROBES_HUB_REGISTRY": str(registry), "PROBES_HUB_LEADERBOARD": str(leaderboard), "PROBES_HUB_UPLOAD_TOKENS": f"soak:{SOAK_TOKEN}",
+                    "PROBES_HUB_UPLOADS_PER_DAY": "1000", "PROBES_HUB_UPLOAD_MB_PER_USER": "100000"}
+        process, client, _, _ = launch(str(folder / "cache"), env=settings, log=folder / "app.log")
+        url = client.src.rstrip("/") + "/"
+        samples: list[tuple[float, float]] = []  # (seconds since start, good prediction's latency ms)
+        memory: list[tuple[float, float, float]] = []  # (seconds since start, MiB of the app and its model workers, MiB of the app alone)
+        counts = {"requests": 0, "errors": 0, "refused": 0, "uploads": 0}
+        lock = threading.Lock()
+        started = time.monotonic()
+
+        def failed(what: str) -> None:
+            with lock:
+                counts["errors"] += 1
+                if counts["errors"] <= 5:
+                    print(f"server error: {what[:300]}")
+
+        def client_loop(number: int) -> None:
+            i = 0
+            while time.monotonic() - started < duration:
+                i += 1
+                try:
+                    if i % SOAK_BAD_EVERY == 0:
+                        data, words = SOAK_BAD_CALLS[(i // SOAK_BAD_EVERY + number) % len(SOAK_BAD_CALLS)]
+                        body = rest_call(url, "predict", data)
+                        if "event: error" in body and words in body:
+                            with lock:
+                                counts["refused"] += 1
+                        else:
+                            failed(f"bad input {data[:2]} not refused with '{words}': {body[-200:]}")
+                    elif i % SOAK_LEADERBOARD_EVERY == 0:
+                        body = rest_call(url, "leaderboard", ["", "all", "all", "all", "all"])
+                        if "event: complete" not in body:
+                            failed(f"leaderboard: {body[-200:]}")
+                    else:
+                        call_started = time.monotonic()
+                        body = rest_call(url, "predict", predict_inputs(questions[(number * 100003 + i) % len(questions)]))
+                        if "event: complete" in body:
+                            with lock:
+                                samples.append((call_started - started, (time.monotonic() - call_started) * 1000))
+                        else:
+                            failed(f"prediction: {body[-200:]}")
+                except Exception as error:  # a dropped connection or a timeout is a server error too
+                    failed(f"{type(error).__name__}: {error}")
+                with lock:
+                    counts["requests"] += 1
+                time.sleep(SOAK_THINK_S)
+
+        def uploads() -> None:
+            from gradio_client import Client
+
+            uploader = Client(url, verbose=False)
+            next_at, turn = 30.0, 0
+            while time.monotonic() - started < duration:
+                if time.monotonic() - started >= next_at:
+                    archive, expect_ok = (valid, True) if turn % 2 == 0 else (str(invalid), False)
+                    try:
+                        message = uploader.predict([handle_file(archive)], SOAK_TOKEN, api_name="/upload")
+                        if not (expect_ok and "Added" in message):
+                            failed(f"upload answered {message[:200]}")
+                    except Exception as error:
+                        if expect_ok or "Rejected" not in str(error):
+                            failed(f"upload: {type(error).__name__}: {error}")
+                    with lock:
+                        counts["uploads"] += 1
+                        counts["requests"] += 1
+                    turn += 1
+                    next_at += SOAK_UPLOAD_EVERY_S
+                time.sleep(1)
+
+        def memory_sample() -> tuple[float, float, float]:
+            return time.monotonic() - started, tree_memory_mb(process.pid, "VmRSS"), tree_memory_mb(process.pid, "VmRSS", children=False)
+
+        def watch_memory() -> None:
+            while time.monotonic() - started < duration:
+                memory.append(memory_sample())
+                time.sleep(10)
+
+        threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(SOAK_CLIENTS)]
+        threads += [threading.Thread(target=uploads), threading.Thread(target=watch_memory)]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            memory.append(memory_sample())
+        finally:
+            stop(process)
+        traceback_in_log = "Traceback" in (folder / "app.log").read_text(errors="replace")
+    per_minute = {}
+    for at, ms in samples:
+        per_minute.setdefault(int(at // 60), []).append(ms)
+    print(f"soak: {minutes:g} min, {SOAK_CLIENTS} clients (think time {SOAK_THINK_S} s), every {SOAK_BAD_EVERY}th request a bad input, "
+          f"every {SOAK_LEADERBOARD_EVERY}th a leaderboard read, an upload every {SOAK_UPLOAD_EVERY_S} s")
+    print("minute  predictions  p50_ms  p95_ms")
+    for minute, values in sorted(per_minute.items()):
+        print(f"{minute + 1:6d}  {len(values):11d}  {np.percentile(values, 50):6.0f}  {np.percentile(values, 95):6.0f}")
+    first, last = per_minute[min(per_minute)], per_minute[max(per_minute)]
+    mark = min(300.0, duration / 2)
+    after5 = next(sample for sample in memory if sample[0] >= mark)
+    rss_start, rss_after5, rss_end = memory[0][1], after5[1], memory[-1][1]
+    print(f"memory of the app and its workers: {rss_start:.0f} MiB at the start, {rss_after5:.0f} MiB after {mark / 60:g} min, {rss_end:.0f} MiB "
+          f"at the end ({(rss_end / rss_after5 - 1) * 100:+.1f}% since then; the app's own process {memory[0][2]:.0f}, {after5[2]:.0f}, "
+          f"{memory[-1][2]:.0f} MiB, the rest its model workers); bad inputs refused with gr.Error: {counts['refused']}; "
+          f"uploads: {counts['uploads']}; traceback in the app log: {traceback_in_log}")
+    print(f"RESULT minutes={minutes:g} requests={counts['requests']} errors={counts['errors']} p95_first_ms={np.percentile(first, 95):.0f} "
+          f"p95_last_ms={np.percentile(last, 95):.0f} rss_start_mb={rss_start:.0f} rss_after5_mb={rss_after5:.0f} rss_end_mb={rss_end:.0f} "
+          f"refused={counts['refused']} uploads={counts['uploads']} p95_ratio={np.percentile(last, 95) / np.percentile(first, 95):.2f} "
+          f"rss_growth_after5_pct={(rss_end / rss_after5 - 1) * 100:.1f}")
+    return 0 if counts["errors"] == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_size_options(parser, quick="20 sequential + 20 concurrent calls (the default sizes; under 3 minutes on CPU)", smoke="2 calls per phase")
@@ -215,7 +385,11 @@ def main(argv: list[str] | None = None) -> int:
                         "client's serial throughput (with --quick: 10 clients x 5; --smoke: 2 x 2)")
     parser.add_argument("--space", action="store_true", help="start-up on a Space-like build instead: a fresh venv with only requirements.txt, "
                         "two launches on an empty cache (sizes do not apply: the build is the work)")
+    parser.add_argument("--soak", type=float, default=None, metavar="MINUTES", help="a moderate mixed load for MINUTES instead (4 clients, "
+                        "bad inputs, leaderboard reads, uploads): p50/p95 per minute, errors, memory; sizes do not apply")
     args = parser.parse_args(argv)
+    if args.soak is not None:
+        return soak(args.soak)
     if args.space:
         return space_startup()
     if args.load:

@@ -31,16 +31,17 @@ def space_venv(folder: Path) -> tuple[Path, float]:
     return python, time.time() - started
 
 
-def tree_peak_rss_mb(pid: int) -> float:
-    """Sum of the peak resident memory (VmHWM) of a process and all its descendants, in MiB (Linux /proc)."""
+def tree_memory_mb(pid: int, field: str = "VmHWM", *, children: bool = True) -> float:
+    """Sum of one /proc memory figure of a process and (unless ``children=False``) all its descendants, in MiB (Linux): ``VmHWM``
+    the peak resident memory, ``VmRSS`` the current one."""
     total_kb, pending = 0, [pid]
     while pending:
         current = pending.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            found = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:  # exited meanwhile
             continue
-        total_kb += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
-        pending.extend(int(child) for child in children)
+        total_kb += next((int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:")), 0)
+        pending.extend(int(child) for child in (found if children else []))
     return total_kb / 1024

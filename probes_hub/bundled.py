@@ -12,12 +12,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from probes_hub.atomic import atomic_folder
+from probes_hub.atomic import staged_change
 from probes_hub.data.datasets import MMLU_PRO_SUBSET, OUTPUT_LENGTH_LABEL
 from probes_hub.data.outcomes import IRT_LABEL, SUCCESS_RATE_LABEL
 from probes_hub.extract.paired import is_pair, model_source
 from probes_hub.hub.manifest import Manifest
 from probes_hub.hub.registry import write_index
+from probes_hub.lock import folder_lock, lock_path
 from probes_hub.train import TrainOptions, train
 
 SUCCESS_LAYERS = tuple(range(18))
@@ -139,13 +140,17 @@ def build_bundled_registry(out: str | Path, *, model: str | None = None, data_di
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.adding-") as scratch:
             train_recipe(Path(scratch))
             registry = Registry(out)
-            registry.push(sorted(p for p in Path(scratch).iterdir() if p.is_dir()), commit_message=f"Add {source.display_id}'s probes")
-        manifest = write_index(out, about=_about_added(registry.manifest().about, source.display_id, source.fingerprint, timings))
+            with registry.writing(f"build-registry --add {source.display_id}"):
+                registry.push(sorted(p for p in Path(scratch).iterdir() if p.is_dir()), commit_message=f"Add {source.display_id}'s probes")
+                manifest = write_index(out, about=_about_added(registry.manifest().about, source.display_id, source.fingerprint, timings))
     else:  # the whole registry is built aside (other source models' probes carried over) and swapped in when complete
-        with atomic_folder(out) as building:
+        with staged_change(out.parent) as change:
+            building = change.folder(out)
             train_recipe(building)
-            others = keep_other_models(out, building, source.display_id)
-            manifest = write_index(building, about=_about(source.display_id, source.fingerprint, timings) + others)
+            with folder_lock(lock_path(out), "build-registry"):  # held from carrying the other models' probes over to the swap
+                others = keep_other_models(out, building, source.display_id)
+                manifest = write_index(building, about=_about(source.display_id, source.fingerprint, timings) + others, lock=False)
+                change.commit()
     return manifest, timings
 
 

@@ -116,6 +116,27 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--registry", default=None, help="local registry folder (default: the bundled registry/)")
     index.set_defaults(func=cmd_index)
 
+    moderate = sub.add_parser("registry", help="moderate a local or Hub registry: remove a probe, read the audit log, recover after a crash",
+                              description="Every change holds the registry's lock (one writer at a time) and is logged in its audit log "
+                                          "(PROBES_HUB_AUDIT_LOG, or .NAME.audit.jsonl beside a local registry).")
+    moderate_verbs = moderate.add_subparsers(dest="registry_command", required=True)
+    remove = moderate_verbs.add_parser("remove", help="take a probe out of the registry (logged; the leaderboard drops it on its next refresh)")
+    remove.add_argument("name", help="the probe folder's name (see `probes-hub list`)")
+    remove.add_argument("--reason", required=True, help="why it is removed (kept in the audit log)")
+    remove.add_argument("--registry", default=None, help="local folder or Hub repo id (default: the bundled registry/)")
+    remove.add_argument("--by", default=None, help="the moderator's user name for the log (default: $USER)")
+    remove.set_defaults(func=cmd_registry_remove)
+    audit = moderate_verbs.add_parser("audit", help="print the registry's audit log: uploads (accepted or refused) and removals, oldest first")
+    audit.add_argument("--registry", default=None, help="local folder or Hub repo id (default: the bundled registry/)")
+    audit.add_argument("--user", default=None, help="only this user's lines")
+    audit.add_argument("--json", action="store_true", help="print the JSON lines themselves")
+    audit.set_defaults(func=cmd_registry_audit)
+    recover = moderate_verbs.add_parser("recover", help="clean up after an interrupted change of a local registry (what the app does at start)",
+                                        description="Removes temp folders and files a killed change left, rolls back a half-swapped folder, "
+                                                    "and rebuilds manifest.json from the probe folders when the two disagree.")
+    recover.add_argument("--registry", default=None, help="local registry folder (default: the bundled registry/)")
+    recover.set_defaults(func=cmd_registry_recover)
+
     build = sub.add_parser("build-registry", help="rebuild the bundled default registry from the data folder (seeded, CPU ~50 min), "
                                                   "or add another source model's probes to it (--add)",
                            description="Trains the bundled recipe (MATH level, ARC-Challenge grade, IRT difficulty, success of the routing "
@@ -487,6 +508,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     problems = {**registry.problems, **(registry.check() if registry.is_local else {})}
     for name, problem in problems.items():
         print(f"broken: {name}: {problem}", file=sys.stderr)
+    if registry.snapshot and registry.snapshot.unreachable:
+        print(f"note: {registry.snapshot.note()}", file=sys.stderr)
     return 0
 
 
@@ -514,6 +537,50 @@ def cmd_index(args: argparse.Namespace) -> int:
     registry = Registry(args.registry)
     manifest = write_index(registry.root)
     print(f"indexed {len(manifest.entries)} probes in {registry.root}")
+    return 0
+
+
+def cmd_registry_remove(args: argparse.Namespace) -> int:
+    import getpass
+
+    from probes_hub.hub.audit import REMOVED, AuditEntry, AuditLog, check_user_name, now_iso
+    from probes_hub.hub.registry import Registry
+
+    registry = Registry(args.registry)
+    moderator = check_user_name(args.by or getpass.getuser())
+    with registry.writing(f"remove {args.name} by {moderator}"):
+        entry = registry.remove(args.name, message=f"Remove {args.name}: {args.reason}")
+        AuditLog.of(registry).append(AuditEntry(now_iso(), moderator, "remove", REMOVED, entry.name, args.reason))
+    print(f"removed {entry.name} from {registry.spec} (logged; the leaderboard drops it on its next refresh)")
+    return 0
+
+
+def cmd_registry_audit(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from probes_hub.hub.audit import AuditLog
+    from probes_hub.hub.registry import Registry
+
+    log = AuditLog.of(Registry(args.registry))
+    entries = [e for e in log.entries() if args.user is None or e.user == args.user]
+    for e in entries:
+        print(json.dumps(asdict(e), sort_keys=True) if args.json else
+              f"{e.time}  {e.user or '(anonymous)':<16} {e.action:<7} {e.outcome:<9} {e.name or '-'}  {e.reason[:120]}")
+    if not args.json:
+        print(f"{len(entries)} line(s) in {log.path}")
+    return 0
+
+
+def cmd_registry_recover(args: argparse.Namespace) -> int:
+    from probes_hub.hub.registry import Registry
+
+    registry = Registry(args.registry)
+    recovery = registry.recover()
+    for action in recovery.actions:
+        print(f"recovered: {action}")
+    for name, problem in recovery.problems.items():
+        print(f"not listed: {name} fails validation ({problem})")
+    print(f"{registry.spec}: {len(registry.manifest(refresh=True).entries)} probes, {len(recovery.actions)} recovery action(s)")
     return 0
 
 

@@ -69,6 +69,16 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("PROBES_HUB_CACHE", str, None, "Cache folder (converted GGUF weights, activations, tokens). Default: `~/.cache/probes_hub`."),
     Setting("PROBES_HUB_NO_PROGRESS", bool, False, "1 hides progress bars (CI logs)."),
     Setting("PROBES_HUB_REGISTRY", str, None, "The app's registry: a folder or a Hub repo id; uploads go there. Default: the bundled `registry/`."),
+    Setting("PROBES_HUB_REGISTRY_REFRESH", float, 300.0, "Seconds between the app's checks of a Hub registry for new probes; while the Hub "
+            "is unreachable the app serves its last snapshot and says so. 0 turns the checks off.", 0),
+    Setting("PROBES_HUB_UPLOAD_TOKENS", str, None, "Who may upload when the app is not on a Space: comma-separated `name:secret` pairs; an "
+            "upload gives its secret in the Upload tab's token field and is logged under the name. Unset (and not on a Space): uploads are off."),
+    Setting("PROBES_HUB_UPLOADERS", str, None, "On a Space: comma-separated Hugging Face user names allowed to upload after signing in. "
+            "Unset: every signed-in user."),
+    Setting("PROBES_HUB_UPLOADS_PER_DAY", int, 3, "Accepted uploads per user per UTC day.", 0),
+    Setting("PROBES_HUB_UPLOAD_MB_PER_USER", float, 64.0, "Megabytes of accepted uploads one user may have in the registry.", 0),
+    Setting("PROBES_HUB_AUDIT_LOG", str, None, "The audit log (JSON lines) of uploads and removals. Default: `.NAME.audit.jsonl` beside a "
+            "local registry folder, or the cache for a Hub registry (on a Space, point it at persistent storage such as `/data`)."),
     Setting("PROBES_HUB_LEADERBOARD", str, None, "The app's leaderboard: a folder or a Hub dataset repo id. Default: the bundled `leaderboard/`."),
     Setting("PROBES_HUB_LEADERBOARD_EVERY", float, 0.0, "Seconds between the app's background leaderboard refreshes; 0 turns them off.", 0),
     Setting("PROBES_HUB_POOLS", str, "math,mmlu-pro-25", "Routing pools the app offers: comma-separated bundled names or pool files; the first is preselected."),
@@ -78,7 +88,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "process (always so on a ZeroGPU Space)."),
     Setting("PROBES_HUB_QUEUE_SIZE", int, 64, "Requests the app lets wait at most; beyond it clients are told the app is busy.", 1),
     Setting("PROBES_HUB_CONCURRENCY", int, 2, "Requests the app's queue runs at once (per event, unless the event sets its own limit).", 1),
+    Setting("PROBES_HUB_SESSIONS", int, 50, "Browser and API sessions whose state the app keeps in memory (Gradio's "
+            "`state_session_capacity`); the oldest are dropped beyond it (the app's events need no earlier state). Each holds a "
+            "copy of the page's component values (about 0.3 MB after a prediction, 0.75 MB after a leaderboard read), so this "
+            "bounds the app's memory over a long run.", 1),
     Setting("PROBES_HUB_MAX_BATCH", int, 32, "Concurrent questions one forward pass answers at most (1 turns batching off).", 1),
+    Setting("SYSTEM", str, None, "Set to `spaces` by Hugging Face on a Space: uploads then need Hugging Face sign-in (the Space's README "
+            "has `hf_oauth: true`). Not for users to set."),
     Setting("SPACES_ZERO_GPU", str, None, "Set by Hugging Face on ZeroGPU Spaces (any value): the model then runs in the app's process and "
             "each batch of predictions borrows the GPU through `spaces.GPU`. Not for users to set."),
     Setting("GRADIO_SERVER_NAME", str, "127.0.0.1", "Address the app listens on (a Space sets 0.0.0.0)."),

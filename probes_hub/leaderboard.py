@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 
 from probes_hub.apply import source_for_probe
-from probes_hub.atomic import atomic_folder, atomic_write_text
+from probes_hub.atomic import atomic_folder, atomic_write_text, recover
 from probes_hub.cache import sha256_text
 from probes_hub.constants import LIBRARY_VERSION
 from probes_hub.extract.packaged import ModelNotInstalled
 from probes_hub.hub.manifest import MANIFEST_NAME, ProbeEntry
 from probes_hub.hub.registry import Registry
+from probes_hub.lock import folder_lock, lock_path
 from probes_hub.matrix import matrix_markdown, matrix_table, model_task_cells
 from probes_hub.probes import baseline_types
 from probes_hub.progress import progress_bar
@@ -80,9 +81,11 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
     from probes_hub.data.datasets import training_dataset
 
     evaluated_at = datetime.now(UTC).isoformat(timespec="seconds")
-    entries = registry.list()
+    with registry.reading() as manifest:  # one consistent snapshot: no change of the registry lands while its probes are read
+        entries = manifest.select()
+        loaded = registry.load_all()
+        revisions = {name: _folder_revision(registry.folder(name)) for name in loaded.probes}
     by_name = {e.name: e for e in entries}
-    loaded = registry.load_all()
     rows = {e.name: {**_entry_row(e), "status": "pending", "evaluated_at": evaluated_at, "carried_over": False} for e in entries}
     for name, problem in loaded.problems.items():
         rows[name].update(status="failed", error=problem)
@@ -97,11 +100,11 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
             probes = [loaded.probes[n] for n in names]
             dataset = training_dataset(probes[0].record_.data, sorted({p.record_.label.name for p in probes}), data_dir=data_dir)
             data_hashes[f"{dataset_name}:{limit}"] = dataset.content_hash
-            names = [n for n in names if not _carry_over(rows[n], previous, registry.folder(n), f"{dataset_name}:{limit}", dataset.content_hash)]
+            names = [n for n in names if not _carry_over(rows[n], previous, revisions[n], f"{dataset_name}:{limit}", dataset.content_hash)]
             if not names:
                 continue
             source = models.get(fingerprint) or models.setdefault(fingerprint, source_for_probe(probes[0], model))
-            _evaluate_group(registry, source, dataset, names, loaded.probes, rows, use_cache=use_cache, seed=seed)
+            _evaluate_group(source, dataset, names, loaded.probes, revisions, rows, use_cache=use_cache, seed=seed)
         except ModelNotInstalled as error:  # an optional source model absent here: its rows keep their recorded values, not a failure
             for name in names:
                 rows[name].update(recorded_metric(by_name[name]), status=SKIPPED, error=str(error))
@@ -113,12 +116,12 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
     return table, {"data_hashes": data_hashes, "models": sorted(str(m) for m in models)}
 
 
-def _carry_over(row: dict, previous: dict | None, folder: Path, data_key: str, data_hash: str) -> bool:
+def _carry_over(row: dict, previous: dict | None, revision: str, data_key: str, data_hash: str) -> bool:
     """Fill ``row`` from the previous leaderboard's row when nothing it depends on changed (probe folder, data, library version)."""
     if not previous or previous.get("code_version") != LIBRARY_VERSION or previous.get("data_hashes", {}).get(data_key) != data_hash:
         return False
     before = next((r for r in previous.get("rows", []) if r.get("name") == row["name"]), None)
-    if not before or before.get("status") != "ok" or before.get("probe_revision") != _folder_revision(folder):
+    if not before or before.get("status") != "ok" or before.get("probe_revision") != revision:
         return False
     row.update({k: before.get(k) for k in CARRIED}, carried_over=True)
     return True
@@ -176,7 +179,7 @@ def recorded_metric(entry: ProbeEntry) -> dict:
     return {"value": m.get("value"), "low": m.get("low"), "high": m.get("high"), "n": m.get("n")}
 
 
-def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache: bool, seed: int) -> None:
+def _evaluate_group(source, dataset, names, probes, revisions, rows, *, use_cache: bool, seed: int) -> None:
     """Predict every probe of one (model, dataset) group from one shared extraction, and score it on its test rows."""
     from probes_hub.apply import probe_features
     from probes_hub.data.datasets import row_roles
@@ -184,14 +187,13 @@ def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache
 
     if any(probes[n].record_.data.content_hash != dataset.content_hash for n in names):
         raise ValueError(f"{dataset.name}: the probes of this group record different data (content hashes differ)")
-    folders = [registry.folder(n) for n in names]
     tests = {name: row_roles(dataset, probes[name].record_.label.name, seed=seed)["test"] for name in names}
     scored = np.unique(np.concatenate(list(tests.values())))  # only the rows that are scored are extracted
     questions = dataset.frame["question"].to_numpy()[scored].tolist()
     features, _ = probe_features(source, {n: probes[n] for n in names}, questions, data_hash=sha256_text(dataset.content_hash, scored.tobytes()),
                                  use_cache=use_cache)
     taken: dict[bytes, object] = {}  # the labels of a dataset mostly share their test rows: copy those features once
-    for name, folder in zip(names, folders):
+    for name in names:
         probe = probes[name]
         label = probe.record_.label.name
         test = tests[name]
@@ -204,7 +206,7 @@ def _evaluate_group(registry, source, dataset, names, probes, rows, *, use_cache
         partial = partial_spearman_metric(y, prediction, test_features.token_counts) if probe.task == "graded" else None
         rows[name].update(status="ok", value=metric.value, low=metric.low, high=metric.high, n=metric.n, ece=ece,
                           partial_length=partial.value if partial else None, partial_low=partial.low if partial else None,
-                          partial_high=partial.high if partial else None, probe_revision=_folder_revision(folder))
+                          partial_high=partial.high if partial else None, probe_revision=revisions[name])
 
 
 def _folder_revision(folder: Path) -> str:
@@ -263,34 +265,39 @@ def write_leaderboard(table: pd.DataFrame, metadata: dict, out: str | Path, *, r
     """Write the CSV, the JSON and the charts into ``out`` so that a crash never leaves a half-written leaderboard.
 
     Everything is written into a temp sibling of ``out`` (:func:`~probes_hub.atomic.atomic_folder`), with any other files ``out``
-    holds copied along, and swapped in by one rename.
+    holds copied along, and swapped in by one rename, under the folder's lock (one writer at a time).
     """
     from probes_hub.charts import leaderboard_charts, overview_charts
 
     out = Path(out)  # matrix.csv / matrix.md: the model x task view (see probes_hub.matrix)
     payload = {"schema_version": LEADERBOARD_SCHEMA_VERSION, "refreshed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                "code_version": LIBRARY_VERSION, **metadata, "rows": json.loads(table.to_json(orient="records"))}
-    for stale in out.parent.glob(f".{out.name}.building-*"):  # left by a run killed outright (SIGKILL); writing takes seconds
-        if time.time() - stale.stat().st_mtime > STALE_TEMP_SECONDS:
-            shutil.rmtree(stale, ignore_errors=True)
-    with atomic_folder(out) as tmp:
-        table.to_csv(tmp / "leaderboard.csv", index=False)
-        (tmp / "leaderboard.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-        cells = model_task_cells(table, task_metrics_of(metadata))
-        matrix_table(cells).to_csv(tmp / "matrix.csv", index=False)
-        (tmp / "matrix.md").write_text(matrix_markdown(cells) + "\n", encoding="utf-8")
-        written = ["matrix.csv", "matrix.md"]
-        for name, chart in {**leaderboard_charts(table, registry_root), **overview_charts(cells)}.items():
-            (tmp / f"{name}.vl.json").write_text(chart.to_json(), encoding="utf-8")
-            (tmp / f"{name}.html").write_text(chart.to_html(), encoding="utf-8")
-            written += [f"{name}.vl.json", f"{name}.html"]
-        for other in out.glob("*") if out.is_dir() else ():  # files of the folder that a leaderboard does not write stay
-            if other.is_file() and other.name not in {*written, *FILES}:
-                shutil.copy2(other, tmp / other.name)
+    with folder_lock(lock_path(out), "write leaderboard"):
+        recover(out.parent, only=out.name)  # what a writer killed outright left (we hold the lock: no other writer is running)
+        with atomic_folder(out) as tmp:
+            table.to_csv(tmp / "leaderboard.csv", index=False)
+            (tmp / "leaderboard.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+            cells = model_task_cells(table, task_metrics_of(metadata))
+            matrix_table(cells).to_csv(tmp / "matrix.csv", index=False)
+            (tmp / "matrix.md").write_text(matrix_markdown(cells) + "\n", encoding="utf-8")
+            written = ["matrix.csv", "matrix.md"]
+            for name, chart in {**leaderboard_charts(table, registry_root), **overview_charts(cells)}.items():
+                (tmp / f"{name}.vl.json").write_text(chart.to_json(), encoding="utf-8")
+                (tmp / f"{name}.html").write_text(chart.to_html(), encoding="utf-8")
+                written += [f"{name}.vl.json", f"{name}.html"]
+            for other in out.glob("*") if out.is_dir() else ():  # files of the folder that a leaderboard does not write stay
+                if other.is_file() and other.name not in {*written, *FILES}:
+                    shutil.copy2(other, tmp / other.name)
     return [out / name for name in [*FILES, *written]]
 
 
-STALE_TEMP_SECONDS = 300
+def recover_leaderboard(out: str | Path) -> list[str]:
+    """Clean up what a leaderboard write killed outright left beside ``out`` (a temp folder, a half-done swap); returns what was done."""
+    out = Path(out)
+    with folder_lock(lock_path(out), "recover leaderboard"):
+        return recover(out.parent, only=out.name)
+
+
 MAX_FAILED_FRACTION = 0.2
 """Regeneration refuses to replace the leaderboard when more than this share of its rows failed to re-evaluate."""
 

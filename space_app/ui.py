@@ -21,7 +21,7 @@ from .leaderboard_view import LeaderboardReader, leaderboard_view, source_versio
 from .model_worker import ModelWorkerError
 from .predict_view import ROUTING_RULES, UTILITY, plain, predict_view
 from .predictor import Predictor
-from .upload import accept_upload
+from .upload import UploadPolicy, accept_upload
 from .workload_tab import build_workload_tab
 
 PREDICT_CONCURRENCY = 32
@@ -50,6 +50,7 @@ class AppContext:
     registry: Registry
     leaderboard_source: str | None
     scheduler: object | None = None
+    registry_refresher: object | None = None
     model: str = ""
     """The active source model's spec (an alias such as ``smollm2``)."""
     models: list[str] = field(default_factory=list)
@@ -59,6 +60,9 @@ class AppContext:
     separate_evaluation: bool = False
     """Re-evaluate uploads on a second model worker (the evaluation lane) rather than the predictor's own source."""
     leaderboard: LeaderboardReader = field(default_factory=LeaderboardReader)
+    upload_policy: UploadPolicy = field(default_factory=UploadPolicy.configured)
+    recovered: list[str] = field(default_factory=list)
+    """What start-up found after an interrupted change of the registry or leaderboard, and did about it (shown in /health)."""
     _evaluation_source: FeatureSource | None = None
     _switch_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,12 +85,30 @@ class AppContext:
                 if source is not None and hasattr(source, "close") and source is not self.predictor.source:
                     source.close()
 
+    def refresh_registry(self) -> None:
+        """Ask the registry for a newer manifest (a Hub registry: its current commit) and reload the probes when it changed;
+        while the Hub is unreachable the last snapshot keeps serving (see :meth:`registry_note`)."""
+        before = self.registry.snapshot.revision if self.registry.snapshot else None
+        self.registry.manifest(refresh=True)
+        if self.registry.snapshot is None or self.registry.snapshot.revision != before:
+            self.predictor.reload()
+
+    def registry_note(self) -> str:
+        """'' normally; while a Hub registry is served from its snapshot because the Hub is unreachable, the line saying so."""
+        return self.registry.snapshot.note() if self.registry.snapshot else ""
+
     def health(self) -> dict:
-        """The model worker's state (or ``in process``), the probes read, and the registry entries that could not be used."""
+        """The model worker's state (or ``in process``), the probes read, the registry entries that could not be used, the
+        registry's snapshot state, who may upload, and what start-up recovered."""
         status = getattr(self.predictor.source, "status", None)
+        snapshot = self.registry.snapshot
+        access = self.upload_policy.access
         return {"model": self.predictor.source.display_id, "source_model": self.model, "models": self.models,
                 "worker": status() if status else {"state": "in process"},
-                "probes": len(self.predictor.probes or {}), "problems": dict(self.predictor.problems)}
+                "probes": len(self.predictor.probes or {}), "problems": dict(self.predictor.problems),
+                "registry": {"spec": self.registry.spec, "note": self.registry_note(),
+                             **({"revision": snapshot.revision, "fetched_at": snapshot.fetched_at, "hub_reachable": not snapshot.unreachable} if snapshot else {})},
+                "uploads": "sign-in" if access.on_space else "tokens" if access.tokens else "off", "recovered": list(self.recovered)}
 
 
 def refusal(message: str) -> gr.Error:
@@ -135,7 +157,9 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 except Exception as error:  # a bug: logged with its traceback, reported to the user in one line
                     traceback.print_exc()
                     raise refusal(f"The prediction failed ({type(error).__name__}); please retry. If it persists, report it.") from error
-                return view.status, view.headline, view.difficulty, view.routing, view.layers_chart, view.success_chart, view.payload
+                note = ctx.registry_note()
+                status_text = f"{view.status}  \n⚠️ {note}" if note else view.status
+                return status_text, view.headline, view.difficulty, view.routing, view.layers_chart, view.success_chart, view.payload
 
             predict_event = dict(fn=on_predict, inputs=[question, pool, mode, lam, target],
                                  outputs=[status, headline, difficulty, routing, layers_plot, success_plot, raw],
@@ -194,19 +218,29 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
         build_inside_tab(ctx, refusal)
 
         with gr.Tab("Upload"):
+            access = ctx.upload_policy.access
+            quota = ctx.upload_policy.quota
+            who = ("Sign in with Hugging Face first; uploads are logged under your user name." if access.on_space else
+                   "Give the upload token the operator issued you." if access.tokens else "Uploads are **off** on this server (see the message an upload gets).")
             gr.Markdown("Upload a probe folder as a **.zip**, or its files (config.json, model.safetensors). It must be trained on a built-in "
                         "dataset for this app's model. It is checked completely first (files, schema, values, weights' dtype and shape against the "
                         "model), then re-evaluated here on a fixed sample of its dataset's test split; only the re-evaluated metrics are stored. "
                         "An upload never replaces a probe: when its name is taken it is added as the next version (`-v2`, `-v3`, ...). "
-                        f"Probes go to `{plain(ctx.registry.spec)}`.")
+                        f"Probes go to `{plain(ctx.registry.spec)}`. {who} Each user may add {quota.per_day} probes per UTC day and "
+                        f"{quota.stored_bytes / 1e6:.0f} MB in all; every attempt is recorded in the registry's audit log.")
+            if access.on_space:
+                gr.LoginButton()
+            token = gr.Textbox(label="Upload token (not needed when signed in on a Space)", type="password", elem_id="upload-token",
+                               visible=bool(access.tokens))
             files = gr.File(file_count="multiple", label="Probe files or zip", elem_id="upload-files")
             upload_button = gr.Button("Validate and add", elem_id="upload-button")
             upload_status = gr.Markdown(elem_id="upload-status")
 
-            def on_upload(paths):
+            def on_upload(paths, token_value: str | None, profile: gr.OAuthProfile | None = None):
                 try:
                     paths = [p if isinstance(p, str) else p.name for p in (paths or [])]
-                    result = accept_upload(paths, ctx.registry, ctx.predictor.source, ctx.evaluation_source())
+                    result = accept_upload(paths, ctx.registry, ctx.predictor.source, ctx.evaluation_source(), policy=ctx.upload_policy,
+                                           signed_in=profile.username if profile else None, token=token_value)
                 except (ProbeValidationError, ValueError, OSError, ModelWorkerError) as error:
                     raise refusal(f"Rejected: {error}") from error
                 except Exception as error:  # a bug: logged, and nothing was added (the add is the last step)
@@ -218,7 +252,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 ctx.predictor.reload()
                 return f"✅ {result.message}"
 
-            upload_button.click(on_upload, inputs=files, outputs=upload_status, api_name="upload", concurrency_limit=1, concurrency_id="upload")
+            upload_button.click(on_upload, inputs=[files, token], outputs=upload_status, api_name="upload", concurrency_limit=1, concurrency_id="upload")
 
         with gr.Tab("About"):
             gr.Markdown(ABOUT)

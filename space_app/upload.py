@@ -8,10 +8,15 @@ on the evaluation lane's model (so predictions never wait for it). The stored fo
 validated probe with the re-evaluated metrics only; the uploaded card, reports and metrics are dropped.
 Nothing touches the registry until all of that passed; the add never replaces a probe (a taken name gets
 the next free ``-vN`` suffix) and is atomic (local: temp folder + rename, then the manifest; Hub: one commit).
+
+Before any of it, the uploader is identified (:mod:`space_app.upload_access`) and held to the quotas; every attempt,
+accepted or refused, is a line in the registry's audit log (:mod:`probes_hub.hub.audit`). The name is chosen, the
+quota checked again and the probe added under the registry's lock, so concurrent uploads never lose one another.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -26,12 +31,15 @@ from probes_hub.apply import check_probe_matches_model, probe_features
 from probes_hub.constants import ALLOWED_REPORT_SUFFIXES, CARD_NAME, CONFIG_NAME, REPORTS_DIR, WEIGHTS_NAME
 from probes_hub.data.datasets import BUILTIN, DataChangedError, row_roles, training_dataset
 from probes_hub.extract.feature_source import FeatureSource
+from probes_hub.hub.audit import ACCEPTED, REFUSED, AuditEntry, AuditLog, UploadQuota, file_digests, now_iso
 from probes_hub.hub.registry import Registry
 from probes_hub.metrics import headline_metric, partial_spearman_metric
 from probes_hub.probes import Probe
 from probes_hub.schema.naming import probe_folder_name
 from probes_hub.schema.records import GRADED
 from probes_hub.schema.validation import ProbeValidationError
+
+from .upload_access import UploadAccess
 
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 """All uploaded files (or the zip's expanded members) together."""
@@ -58,11 +66,23 @@ class UploadResult:
 
 @dataclass(frozen=True)
 class CheckedUpload:
-    """A probe that passed every check, re-saved with its re-evaluated metrics, ready to add under ``name``."""
+    """A probe that passed every check, re-saved with its re-evaluated metrics, ready to add under ``name`` (or its next free version)."""
 
     folder: Path
     name: str
     summary: str
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    """Who may upload (:class:`UploadAccess`) and how much (:class:`UploadQuota`)."""
+
+    access: UploadAccess
+    quota: UploadQuota
+
+    @classmethod
+    def configured(cls) -> UploadPolicy:
+        return cls(UploadAccess.configured(), UploadQuota.configured())
 
 
 def stage_upload(paths: list[str | Path], workdir: Path) -> Path:
@@ -149,8 +169,7 @@ def _extract_zip(archive: Path, folder: Path) -> None:
         raise ProbeValidationError(f"'{archive.name}' is not a readable zip file ({error}).") from error
 
 
-def check_upload(paths: list[str | Path], workdir: Path, registry: Registry, source: FeatureSource,
-                 evaluation_source: FeatureSource | None = None) -> CheckedUpload:
+def check_upload(paths: list[str | Path], workdir: Path, source: FeatureSource, evaluation_source: FeatureSource | None = None) -> CheckedUpload:
     """Every check on an upload, in ``workdir`` only; returns the re-saved folder to add. Raises ProbeValidationError (or ValueError)."""
     staged = stage_upload(paths, workdir)
     probe = Probe.from_pretrained(staged, hidden_size=source.hidden_size)
@@ -167,7 +186,7 @@ def check_upload(paths: list[str | Path], workdir: Path, registry: Registry, sou
     probe.record_ = replace(record, metrics=metrics, data=replace(record.data, source=record.data.dataset))
     probe.selection_ = replace(probe.selection_, cv_metric=None, cv_score=None)  # unverifiable here: the app never ranks by an uploaded score
     model = record.model.display_id if record.model else source.display_id
-    name = free_name(registry, probe_folder_name(model, record.data.dataset, record.label.name, probe.probe_type))
+    name = probe_folder_name(model, record.data.dataset, record.label.name, probe.probe_type)
     folder = probe.save_pretrained(workdir / "checked" / name)
     test = metrics["test"]
     return CheckedUpload(folder, name, f"Re-evaluated here on {test.n} test questions: {test}.")
@@ -216,11 +235,40 @@ def free_name(registry: Registry, name: str) -> str:
     raise ProbeValidationError(f"The registry already holds {MAX_VERSIONS} versions of {name}; delete old ones first.")
 
 
-def accept_upload(paths: list[str | Path], registry: Registry, source: FeatureSource,
-                  evaluation_source: FeatureSource | None = None) -> UploadResult:
-    """Check the upload completely (see :func:`check_upload`), then add it to ``registry`` in one atomic step."""
-    with tempfile.TemporaryDirectory(prefix="probe-upload-") as tmp:
-        checked = check_upload(paths, Path(tmp), registry, source, evaluation_source)
-        registry.push([checked.folder], commit_message=f"Upload probe {checked.name}", replace=False)
-    return UploadResult(checked.name, f"Added **{checked.name}** to the registry. {checked.summary} "
-                                      "Its uploaded metrics, card and reports were not kept; the card was regenerated.")
+def accept_upload(paths: list[str | Path], registry: Registry, source: FeatureSource, evaluation_source: FeatureSource | None = None, *,
+                  policy: UploadPolicy, signed_in: str | None = None, token: str | None = None) -> UploadResult:
+    """Identify the uploader, hold them to the quota, check the upload completely (see :func:`check_upload`), then add it to
+    ``registry`` in one atomic step; the attempt is logged either way.
+
+    Raises:
+        ValueError: not signed in or not allowed, over a quota, or the upload is invalid (ProbeValidationError); nothing was added.
+    """
+    log = AuditLog.of(registry)
+    digests, size = file_digests(paths)
+    user = ""
+
+    def record(outcome: str, name: str = "", reason: str = "") -> None:
+        with registry.writing("audit"):
+            log.append(AuditEntry(now_iso(), user, "upload", outcome, name, reason[:500], digests, size))
+
+    try:
+        user = policy.access.identify(signed_in, token)
+        policy.quota.check(user, log.entries(), size)
+        with tempfile.TemporaryDirectory(prefix="probe-upload-") as tmp:
+            checked = check_upload(paths, Path(tmp), source, evaluation_source)
+            with registry.writing(f"upload by {user}"):
+                policy.quota.check(user, log.entries(), size)
+                name = free_name(registry, checked.name)
+                folder = shutil.copytree(checked.folder, Path(tmp) / "named" / name)  # a folder's name is its probe's name
+                registry.push([folder], commit_message=f"Upload probe {name} by {user}", replace=False)
+                try:
+                    record(ACCEPTED, name)
+                except OSError:  # an upload the log cannot record is taken back out
+                    registry.remove(name, message=f"Undo upload {name}: the audit log could not be written")
+                    raise
+    except Exception as error:  # every failed attempt is logged (best effort: a log that cannot be written must not hide the error)
+        with contextlib.suppress(OSError):
+            record(REFUSED, reason=str(error) or type(error).__name__)
+        raise
+    return UploadResult(name, f"Added **{name}** to the registry as {user}. {checked.summary} "
+                              "Its uploaded metrics, card and reports were not kept; the card was regenerated.")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -80,6 +82,18 @@ def toy_probes(tiny, tmp_path_factory):
     options = TrainOptions(dataset=str(data), labels=("difficulty", "solved"), label_columns=("difficulty", "solved"),
                            probes=("linear", "length", "tfidf"), out=str(out), cv_folds=3, progress=False)
     return data, train(options, lm=tiny), out
+
+
+@pytest.fixture
+def registry(toy_probes, tmp_path) -> Path:
+    """A local registry holding every toy probe, indexed."""
+    from probes_hub.hub.registry import write_index
+
+    _, _, out = toy_probes
+    root = tmp_path / "registry"
+    shutil.copytree(out, root)
+    write_index(root, about="toy registry for tests")
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -32,13 +32,19 @@ WORKLOAD = PROJECT / "examples" / "workload.csv"
 pytestmark = pytest.mark.skipif(not (BUNDLED_REGISTRY / "manifest.json").exists(), reason="bundled registry not built")
 
 
+def app_env(registry: Path | str, leaderboard: Path, **extra_env: str) -> dict[str, str]:
+    """The environment of a test's ``python app.py``: offline, the given registry and leaderboard, the user cache (its converted
+    GGUF makes later launches fast) unless ``extra_env`` names another."""
+    env = {key: value for key, value in os.environ.items() if key != "PROBES_HUB_CACHE"}
+    return {**env, "PROBES_HUB_REGISTRY": str(registry), "PROBES_HUB_LEADERBOARD": str(leaderboard), "GRADIO_ANALYTICS_ENABLED": "False",
+            "HF_HUB_OFFLINE": "1", **extra_env}
+
+
 @contextlib.contextmanager
-def launched_app(root: Path, registry: Path, leaderboard: Path, **extra_env: str):
+def launched_app(root: Path, registry: Path | str, leaderboard: Path, **extra_env: str):
     """Run ``python app.py`` on its own port with the given registry and leaderboard folder; yields the URL."""
     port = free_port()
-    env = {**os.environ, "PROBES_HUB_REGISTRY": str(registry), "PROBES_HUB_LEADERBOARD": str(leaderboard), "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **extra_env}
-    env.pop("PROBES_HUB_CACHE", None)  # the user cache: its converted GGUF makes the second launch fast
+    env = app_env(registry, leaderboard, GRADIO_SERVER_PORT=str(port), **extra_env)
     log = open(root / "app.log", "wb")
     started = time.time()
     process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -57,23 +63,44 @@ def launched_app(root: Path, registry: Path, leaderboard: Path, **extra_env: str
 
 
 @contextlib.contextmanager
-def app_on_a_registry_copy(root: Path, prepare=None):
+def app_on_a_registry_copy(root: Path, prepare=None, **env: str):
     """The app launched on a fresh copy of the bundled registry under ``root`` (which ``prepare(registry)`` may change first),
-    with an empty leaderboard folder; yields (url, registry, leaderboard)."""
+    with an empty leaderboard folder and the given settings; yields (url, registry, leaderboard)."""
     registry = root / "registry"
     shutil.copytree(BUNDLED_REGISTRY, registry)
     if prepare:
         prepare(registry)
     leaderboard = root / "leaderboard"
     leaderboard.mkdir()
-    with launched_app(root, registry, leaderboard) as url:
+    with launched_app(root, registry, leaderboard, **env) as url:
         yield url, registry, leaderboard
+
+
+UPLOADERS = {"alice": "alice-upload-secret", "bob": "bob-upload-secret", "fuzz": "fuzz-upload-secret"}
+UPLOAD_SETTINGS = {"PROBES_HUB_UPLOAD_TOKENS": ",".join(f"{name}:{secret}" for name, secret in UPLOADERS.items()), "PROBES_HUB_UPLOADS_PER_DAY": "3"}
+"""An app that takes uploads locally: an allow-list of tokens, 3 accepted uploads per user and day."""
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    """(url, registry copy, leaderboard folder) of a launched app; stopped after the module."""
+    """(url, registry copy, leaderboard folder) of an app launched with no upload settings; stopped after the module."""
     with app_on_a_registry_copy(tmp_path_factory.mktemp("app")) as launched:
+        yield launched
+
+
+def _leave_interrupted_changes(registry: Path) -> None:
+    """What a kill -9 mid-change can leave: a half-built probe folder, a temp manifest, and a probe folder the manifest lacks."""
+    (registry / ".half-built.building-k9k9k9").mkdir()
+    (registry / ".manifest.json.k9k9k9.tmp").write_text("{")
+    linear = json.loads((registry / "manifest.json").read_text())["probes"][0]["folder"]
+    shutil.copytree(registry / linear, registry / "added-before-the-kill")
+
+
+@pytest.fixture(scope="module")
+def upload_app(tmp_path_factory):
+    """(url, registry copy, leaderboard folder) of an app that takes uploads from the allow-list, started on a registry that a
+    killed change left behind; stopped after the module."""
+    with app_on_a_registry_copy(tmp_path_factory.mktemp("upload-app"), _leave_interrupted_changes, **UPLOAD_SETTINGS) as launched:
         yield launched
 
 
@@ -221,33 +248,33 @@ def _zip_folder(folder: Path, target: Path) -> Path:
     return target
 
 
-def test_invalid_uploads_change_nothing(app, toy_probes, tmp_path):
+def test_invalid_uploads_change_nothing(upload_app, toy_probes, tmp_path):
     from gradio_client import Client, handle_file
 
-    url, registry, _ = app
+    url, registry, _ = upload_app
     before = _tree_bytes(registry)
     client = Client(url, verbose=False)
     pickle_file = tmp_path / "probe.pkl"
     pickle_file.write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(Exception, match="Rejected") as rejected:  # gr.Error reaches API clients as an exception
-        client.predict([handle_file(str(pickle_file))], api_name="/upload")
+        client.predict([handle_file(str(pickle_file))], UPLOADERS["alice"], api_name="/upload")
     assert "probe.pkl" in str(rejected.value)
     _, results, _ = toy_probes  # a tiny-model probe: hidden size 32, the app's model has 576
     wrong_shape = _zip_folder(results["difficulty"].probes["linear"].path, tmp_path / "wrong.zip")
     with pytest.raises(Exception, match="Rejected") as rejected:
-        client.predict([handle_file(str(wrong_shape))], api_name="/upload")
+        client.predict([handle_file(str(wrong_shape))], UPLOADERS["alice"], api_name="/upload")
     assert "hidden" in str(rejected.value).lower()
     assert _tree_bytes(registry) == before
 
 
-def test_valid_upload_appears_without_restart(app, smollm2, tmp_path):
+def test_valid_upload_appears_without_restart(upload_app, smollm2, tmp_path):
     """Train a small new SmolLM2 probe on a built-in dataset the bundled registry lacks (GSM8K solution steps), upload it as a zip,
     and see it in Predict and in the leaderboard with the metric re-evaluated here (not the one it was uploaded with)."""
     from gradio_client import Client, handle_file
 
     from probes_hub.train import TrainOptions, train
 
-    url, registry, _ = app
+    url, registry, _ = upload_app
     results = train(TrainOptions(dataset="gsm8k", labels=("steps",), probes=("linear",), layers=(1, 2, 3), limit=160,
                                  out=str(tmp_path / "runs"), cv_folds=3, progress=False), lm=smollm2)
     folder = results["steps"].probes["linear"].path
@@ -256,8 +283,8 @@ def test_valid_upload_appears_without_restart(app, smollm2, tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     archive = _zip_folder(folder, tmp_path / "steps.zip")
     client = Client(url, verbose=False)
-    message = client.predict([handle_file(str(archive))], api_name="/upload")
-    assert "Added" in message and "Re-evaluated here on" in message, message
+    message = client.predict([handle_file(str(archive))], UPLOADERS["alice"], api_name="/upload")
+    assert "Added" in message and "as alice" in message and "Re-evaluated here on" in message, message
     name = folder.name
     stored = json.loads((registry / name / "config.json").read_text())
     assert stored["metrics"]["test"]["value"] != 0.99 and set(stored["metrics"]) == {"test", "test_partial_length"}
@@ -269,8 +296,138 @@ def test_valid_upload_appears_without_restart(app, smollm2, tmp_path):
     matrix = json.dumps(board[1])  # the heatmap's Vega-Lite spec: every source model's score per task, written in the cells
     assert "math level" in matrix and "HuggingFaceTB/SmolLM2-135M-Instruct" in matrix and re.search(r"0\.\d{3}", matrix)
     first_bytes = (registry / name / "config.json").read_bytes()
-    again = client.predict([handle_file(str(archive))], api_name="/upload")  # the same name again: added as a new version, never replacing
+    again = client.predict([handle_file(str(archive))], UPLOADERS["alice"], api_name="/upload")  # the same name again: added as a new version, never replacing
     assert f"{name}-v2" in again and (registry / name / "config.json").read_bytes() == first_bytes
+
+
+def _audit_lines(registry: Path) -> list[dict]:
+    log = registry.with_name(f".{registry.name}.audit.jsonl")
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_with_no_upload_settings_an_upload_is_refused_saying_how_uploads_are_enabled(app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from .fuzz_cases import copy_probe, zipped
+
+    url, registry, _ = app
+    client = Client(url, verbose=False)
+    before = _tree_bytes(registry)
+    with pytest.raises(Exception, match="Uploads are off on this server") as refused:
+        client.predict([handle_file(str(zipped(copy_probe(tmp_path))))], "", api_name="/upload")
+    assert "Hugging Face sign-in" in str(refused.value) and "PROBES_HUB_UPLOAD_TOKENS=name:secret" in str(refused.value)
+    assert _tree_bytes(registry) == before and client.predict(api_name="/health")["uploads"] == "off"
+    assert [(line["user"], line["outcome"]) for line in _audit_lines(registry)][-1] == ("", "refused")
+
+
+def test_start_up_recovered_what_a_killed_change_left_and_health_says_so(upload_app):
+    from gradio_client import Client
+
+    url, registry, _ = upload_app
+    recovered = "\n".join(Client(url, verbose=False).predict(api_name="/health")["recovered"])
+    assert "removed .half-built.building-k9k9k9" in recovered and "removed .manifest.json.k9k9k9.tmp" in recovered
+    assert "added added-before-the-kill" in recovered
+    assert "added-before-the-kill" in {entry["name"] for entry in json.loads((registry / "manifest.json").read_text())["probes"]}
+    assert not [p.name for p in registry.iterdir() if p.name.startswith(".")]
+
+
+def test_uploads_are_identified_held_to_the_daily_quota_and_audited(upload_app, tmp_path):
+    """bob's first three uploads are accepted (as new versions), his fourth is refused by the quota of 3 a day; an upload without
+    a token and one with a wrong token are refused; each attempt is one audit line with its outcome and the files' sha256."""
+    import hashlib
+
+    from gradio_client import Client, handle_file
+
+    from .fuzz_cases import copy_probe, zipped
+
+    url, registry, _ = upload_app
+    client = Client(url, verbose=False)
+    archive = zipped(copy_probe(tmp_path))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    start = len(_audit_lines(registry))
+    for token, refusal in (("", "Uploads here need an upload token"), ("not-a-token", "not on this server's list")):
+        with pytest.raises(Exception, match=refusal):
+            client.predict([handle_file(str(archive))], token, api_name="/upload")
+    names = []
+    for _ in range(3):
+        message = client.predict([handle_file(str(archive))], UPLOADERS["bob"], api_name="/upload")
+        assert "Added" in message and "as bob" in message, message
+        names.append(re.search(r"\*\*(.+?)\*\*", message).group(1))
+    before = _tree_bytes(registry)
+    with pytest.raises(Exception, match=r"Upload quota reached: bob has added 3 probes today \(the limit is 3 per UTC day\)"):
+        client.predict([handle_file(str(archive))], UPLOADERS["bob"], api_name="/upload")
+    assert _tree_bytes(registry) == before and len(set(names)) == 3 and all((registry / name).is_dir() for name in names)
+    lines = _audit_lines(registry)[start:]
+    assert [(line["user"], line["outcome"], line["name"]) for line in lines] == \
+        [("", "refused", ""), ("", "refused", ""), *(("bob", "accepted", name) for name in names), ("bob", "refused", "")]
+    assert all(line["files"] == {archive.name: digest} and line["action"] == "upload" for line in lines)
+    assert "quota" in lines[-1]["reason"] and client.predict(api_name="/health")["uploads"] == "tokens"
+
+
+def test_on_a_space_an_anonymous_upload_is_refused_with_a_sign_in_message(tmp_path):
+    """Configured as Hugging Face configures a Space (SYSTEM=spaces and the OAuth variables it sets with ``hf_oauth: true``), the
+    Upload tab shows the sign-in button and an upload without a signed-in user is refused and logged."""
+    import urllib.request
+
+    from gradio_client import Client, handle_file
+
+    from .fuzz_cases import copy_probe, zipped
+
+    space = {"SYSTEM": "spaces", "SPACE_ID": "test/difficulty-probes", "OAUTH_CLIENT_ID": "test-client", "OAUTH_CLIENT_SECRET": "test-secret",
+             "OAUTH_SCOPES": "openid profile", "OPENID_PROVIDER_URL": "http://127.0.0.1:9", "PROBES_HUB_LEADERBOARD_EVERY": "0"}
+    with app_on_a_registry_copy(tmp_path, **space) as (url, registry, _):
+        client = Client(url, verbose=False)
+        with pytest.raises(Exception, match="Sign in with Hugging Face"):
+            client.predict([handle_file(str(zipped(copy_probe(tmp_path / "upload"))))], "", api_name="/upload")
+        assert client.predict(api_name="/health")["uploads"] == "sign-in"
+        with urllib.request.urlopen(f"{url}config") as response:
+            assert "Sign in with Hugging Face" in response.read().decode()  # the Upload tab's gr.LoginButton
+        assert [(line["user"], line["outcome"]) for line in _audit_lines(registry)] == [("", "refused")]
+
+
+def test_a_hub_registry_keeps_serving_its_snapshot_while_the_hub_is_away(tmp_path, tmp_path_factory):
+    """The bundled registry as a repo on the loopback Hub: the app reads it, the Hub stops, predictions go on and the status line
+    says the registry is a snapshot; a restart with the Hub still away serves the cached snapshot; with no snapshot either,
+    start-up fails with one line."""
+    from gradio_client import Client
+
+    from .hub_server import LoopbackHub, make_git_repo
+
+    leaderboard = tmp_path / "leaderboard"
+    leaderboard.mkdir()
+    hub = LoopbackHub(tmp_path_factory.mktemp("app-hub")).__enter__()
+    stopped = False
+    try:
+        make_git_repo(hub.repo_path("org/probes"), _tree_bytes(BUNDLED_REGISTRY))
+        settings = {"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"), "PROBES_HUB_REGISTRY_REFRESH": "1"}
+        cached = {**settings, "PROBES_HUB_CACHE": str(tmp_path / "cache")}
+        (tmp_path / "first").mkdir()
+        with launched_app(tmp_path / "first", "org/probes", leaderboard, **cached) as url:
+            client = Client(url, verbose=False)
+            status = client.predict(QUESTION, "math", "utility", 0.3, 0.7, api_name="/predict")[0]
+            health = client.predict(api_name="/health")
+            assert "unreachable" not in status and health["registry"]["hub_reachable"] and health["probes"] > 10
+            hub.__exit__(None, None, None)
+            stopped = True
+            deadline = time.time() + 60
+            while client.predict(api_name="/health")["registry"]["hub_reachable"] and time.time() < deadline:
+                time.sleep(0.5)
+            status, _, difficulty, *_ = client.predict(QUESTION, "math", "utility", 0.3, 0.7, api_name="/predict")
+            assert "registry as of" in status and "the Hub is unreachable" in status and difficulty
+            assert client.predict(api_name="/health")["probes"] == health["probes"]
+        (tmp_path / "second").mkdir()
+        with launched_app(tmp_path / "second", "org/probes", leaderboard, **cached) as url:  # the Hub still away: the cached snapshot
+            client = Client(url, verbose=False)
+            status = client.predict(QUESTION, "math", "utility", 0.3, 0.7, api_name="/predict")[0]
+            assert "the Hub is unreachable" in status and client.predict(api_name="/health")["registry"]["revision"] == health["registry"]["revision"]
+        env = app_env("org/probes", leaderboard, **settings, PROBES_HUB_CACHE=str(tmp_path / "empty-cache"), GRADIO_SERVER_PORT=str(free_port()))
+        started = subprocess.run([sys.executable, "app.py"], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+        last = started.stderr.strip().splitlines()[-1]
+        assert started.returncode != 0 and last.startswith("error: Registry 'org/probes'") and "no local snapshot" in last
+        assert "Traceback" not in started.stderr
+    finally:
+        if not stopped:
+            hub.__exit__(None, None, None)
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)")
@@ -342,7 +499,7 @@ def test_browser_predict_leaderboard_and_bad_upload(app, tmp_path):
         page.get_by_role("tab", name="Upload").click()
         page.locator("#upload-files input[type=file]").set_input_files(str(bad))
         page.locator("#upload-button").click()
-        toast = page.get_by_text("weights.pt", exact=False).first  # gr.Error shows as a toast naming the refused file
+        toast = page.get_by_text("Uploads are off on this server", exact=False).first  # gr.Error shows as a toast saying how to enable them
         toast.wait_for(timeout=60000)
         assert "Rejected" in page.locator("body").inner_text()
         page.screenshot(path=str(ARTIFACTS / "upload_rejected.png"), full_page=True)

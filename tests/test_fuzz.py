@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from probes_hub.hub.audit import UploadQuota
 from probes_hub.paths import BUNDLED_REGISTRY
+from space_app.upload import UploadPolicy
+from space_app.upload_access import UploadAccess
 
 from .fuzz_cases import CASES, LINEAR, copy_probe, zipped
-from .test_app import app_on_a_registry_copy
+from .test_app import UPLOAD_SETTINGS, UPLOADERS, app_on_a_registry_copy
 from .test_registry import _tree_bytes
+
+FUZZ_POLICY = UploadPolicy(UploadAccess(on_space=False, tokens=(("fuzz", UPLOADERS["fuzz"]),)), UploadQuota(per_day=1000, stored_bytes=10**9))
+"""The library's upload rule for the fuzz cases: the fuzz user may upload (what is refused is the upload itself)."""
 
 pytestmark = pytest.mark.skipif(not (BUNDLED_REGISTRY / "manifest.json").exists(), reason="bundled registry not built")
 
@@ -25,7 +31,7 @@ def fuzz_app(tmp_path_factory):
     from gradio_client import Client
 
     root = tmp_path_factory.mktemp("fuzz-app")
-    with app_on_a_registry_copy(root) as (url, registry, _):
+    with app_on_a_registry_copy(root, **{**UPLOAD_SETTINGS, "PROBES_HUB_UPLOADS_PER_DAY": "10"}) as (url, registry, _):
         yield Client(url, verbose=False), registry, root / "app.log"
 
 
@@ -40,7 +46,7 @@ def test_bad_upload_is_refused_through_the_app(fuzz_app, case, tmp_path):
     client, registry, log = fuzz_app
     before = _tree_bytes(registry)
     with pytest.raises(Exception) as refused:  # gr.Error reaches API clients as an exception carrying the message
-        client.predict([handle_file(str(path)) for path in case.build(tmp_path)], api_name="/upload")
+        client.predict([handle_file(str(path)) for path in case.build(tmp_path)], UPLOADERS["fuzz"], api_name="/upload")
     message = str(refused.value)
     assert "Rejected" in message and re.search(case.refusal, message, flags=re.S), message
     assert _tree_bytes(registry) == before
@@ -59,7 +65,7 @@ def test_bad_upload_is_refused_by_the_library(smollm2_source, case, tmp_path):
     upload = tmp_path / "upload"
     upload.mkdir()
     with pytest.raises(ValueError, match=case.refusal):  # ProbeValidationError is a ValueError
-        accept_upload(case.build(upload), Registry(str(registry)), smollm2_source)
+        accept_upload(case.build(upload), Registry(str(registry)), smollm2_source, policy=FUZZ_POLICY, token=UPLOADERS["fuzz"])
     assert _tree_bytes(registry) == before
 
 
@@ -75,7 +81,7 @@ def test_valid_upload_is_added_as_a_new_version_with_bounded_reevaluation(fuzz_a
     config["metrics"]["test"]["value"] = 0.99
     config["data"]["limit"] = 10**9  # larger than the dataset: the same rows, and re-evaluation stays bounded
     (folder / "config.json").write_text(json.dumps(config))
-    message = client.predict([handle_file(str(zipped(folder)))], api_name="/upload")
+    message = client.predict([handle_file(str(zipped(folder)))], UPLOADERS["fuzz"], api_name="/upload")
     name = f"{LINEAR.name}-v2"
     assert name in message and "Re-evaluated here on 200 test questions" in message, message
     stored = json.loads((registry / name / "config.json").read_text())

@@ -21,16 +21,6 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def registry(toy_probes, tmp_path) -> Path:
-    """A local registry holding every toy probe, indexed."""
-    _, _, out = toy_probes
-    root = tmp_path / "registry"
-    shutil.copytree(out, root)
-    write_index(root, about="toy registry for tests")
-    return root
-
-
 def test_index_lists_every_folder_with_metrics(registry, toy_probes):
     _, results, _ = toy_probes
     manifest = json.loads((registry / MANIFEST_NAME).read_text())
@@ -167,7 +157,6 @@ def test_rebuilding_one_source_model_keeps_the_other_models_probes(toy_probes, t
     import shutil
 
     from probes_hub.bundled import ADDED_MARKER, keep_other_models
-    from probes_hub.hub.registry import write_index
 
     _, _, out = toy_probes
     old = tmp_path / "registry"

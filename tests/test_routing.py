@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from probes_hub.routing.evaluate import RouterDecisions
 from probes_hub.routing.policies import (
     CurvePoint,
     aiq,
@@ -17,7 +18,6 @@ from probes_hub.routing.policies import (
     route_cascade,
     route_threshold,
     route_utility,
-    score_choice,
 )
 
 
@@ -44,8 +44,8 @@ def test_cascade_escalates_and_pays_for_every_model_called():
     assert called.tolist() == [[True, True, False], [True, False, False], [True, True, True]]
     correct = np.array([[0, 1, 1], [1, 0, 0], [0, 0, 0]])
     cost = np.tile(expected_cost, (3, 1))
-    accuracy, mean_cost = score_choice(choice, correct, cost, called)
-    assert accuracy == pytest.approx(2 / 3) and mean_cost == pytest.approx((3 + 1 + 6) / 3)
+    decisions = RouterDecisions(np.array([0.6]), choice[None], called[None])  # how routing evaluation scores a cascade
+    assert decisions.accuracy(correct)[0] == pytest.approx(2 / 3) and decisions.paid(cost)[0].mean() == pytest.approx((3 + 1 + 6) / 3)
 
 
 def test_threshold_router_and_oracle():
@@ -120,7 +120,7 @@ def test_recommend_cost_scale_makes_lambda_comparable_across_questions():
 def test_every_router_takes_the_cheapest_setting_reaching_the_level_on_calibration_questions():
     """One rule for lambdas and thresholds alike; it reads only the calibration outcomes it is given, and falls back to the most
     accurate setting when none reaches the level."""
-    from probes_hub.routing.evaluate import RouterDecisions, calibrated_setting
+    from probes_hub.routing.evaluate import calibrated_setting
 
     correct = np.array([[1, 1], [0, 1], [0, 1], [1, 1]], dtype=float)  # the best single model: 100%
     decisions = RouterDecisions(np.array([3.0, 2.0, 1.0]), np.array([[0, 0, 0, 0], [0, 1, 0, 0], [0, 1, 1, 0]]))  # 50%, 75%, 100%

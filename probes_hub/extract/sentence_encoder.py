@@ -9,6 +9,8 @@ sentence-transformers does for this model.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -49,20 +51,29 @@ def _encoder():
 def encode(texts: list[str], *, batch_size: int = 64) -> np.ndarray:
     """Unit-length sentence embeddings ``[N, 384]`` (float64), in the order of ``texts``.
 
-    Embeddings are memoized per text in this process: training fits and evaluates an embedding baseline for
-    every label of a dataset on the same questions, which then are encoded once. Texts are batched by length.
+    Embeddings are memoized per text in this process (the least recently used dropped beyond :data:`MEMO_SIZE`): training fits
+    and evaluates an embedding baseline for every label of a dataset on the same questions, which then are encoded once.
+    Batches of :data:`DISK_CACHE_MIN_TEXTS` texts or more also go through the on-disk cache; the few texts of a served question
+    are encoded directly, so that serving writes no files. Texts are batched by length.
     """
-    missing = list(dict.fromkeys(t for t in texts if t not in _MEMO))
-    if missing:
-        if len(_MEMO) + len(missing) > MEMO_SIZE:
-            _MEMO.clear()
-        _MEMO.update(zip(missing, _cached_encode(missing, batch_size)))
-    return np.stack([_MEMO[t] for t in texts]) if texts else np.zeros((0, EMBEDDING_SIZE))
+    with _MEMO_LOCK:  # one caller at a time: a served question takes milliseconds, bulk encoding runs alone
+        missing = list(dict.fromkeys(t for t in texts if t not in _MEMO))
+        if missing:
+            vectors = _cached_encode(missing, batch_size) if len(missing) >= DISK_CACHE_MIN_TEXTS else _encode(missing, batch_size)
+            _MEMO.update(zip(missing, vectors))
+        for text in texts:
+            _MEMO.move_to_end(text)
+        result = np.stack([_MEMO[t] for t in texts]) if texts else np.zeros((0, EMBEDDING_SIZE))
+        while len(_MEMO) > MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return result
 
 
-MEMO_SIZE = 200_000
-"""Texts kept in the in-process memo (about 600 MB at most); it is emptied when full."""
-_MEMO: dict[str, np.ndarray] = {}
+MEMO_SIZE = 50_000
+"""Texts kept in the in-process memo (384 float64 each: about 150 MB at most), least recently used dropped first."""
+DISK_CACHE_MIN_TEXTS = 64
+_MEMO: OrderedDict[str, np.ndarray] = OrderedDict()
+_MEMO_LOCK = threading.Lock()
 
 
 def _cached_encode(texts: list[str], batch_size: int) -> np.ndarray:

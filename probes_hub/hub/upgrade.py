@@ -30,14 +30,15 @@ def upgrade_registry(root: str | Path, *, data_dir: str | None = None) -> list[s
     root = Path(root)
     registry = Registry(root)
     names, sources, features = [], {}, {}
-    for entry in progress_bar(registry.list(), desc="upgrade", unit="probe"):
-        folder = root / entry.folder
-        probe = Probe.from_pretrained(folder)
-        if probe.reads_activations and getattr(probe, "ood_quantiles_", None) is None:
-            _add_training_summary(probe, sources, features, data_dir)
-        probe.save_pretrained(folder, reports=_current_reports(probe, folder / REPORTS_DIR, data_dir))
-        names.append(entry.name)
-    write_index(root)
+    with registry.writing("upgrade"):
+        for entry in progress_bar(registry.list(), desc="upgrade", unit="probe"):
+            folder = root / entry.folder
+            probe = Probe.from_pretrained(folder)
+            if probe.reads_activations and getattr(probe, "ood_quantiles_", None) is None:
+                _add_training_summary(probe, sources, features, data_dir)
+            probe.save_pretrained(folder, reports=_current_reports(probe, folder / REPORTS_DIR, data_dir))
+            names.append(entry.name)
+        write_index(root)
     return names
 
 

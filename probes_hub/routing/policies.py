@@ -59,14 +59,6 @@ def oracle_choice(correct: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(masked).any(axis=1), np.argmin(masked, axis=1), np.argmin(cost, axis=1))
 
 
-# -- scoring ----------------------------------------------------------------------------------------------
-def score_choice(choice: np.ndarray, correct: np.ndarray, cost: np.ndarray, called: np.ndarray | None = None) -> tuple[float, float]:
-    """(accuracy, mean cost per question) of routing question q to ``choice[q]``; cascades pay every model in ``called``."""
-    rows = np.arange(len(choice))
-    paid = (cost * called).sum(axis=1) if called is not None else cost[rows, choice]
-    return float(correct[rows, choice].mean()), float(paid.mean())
-
-
 def single_models(correct: np.ndarray, cost: np.ndarray) -> list[CurvePoint]:
     """Accuracy and mean cost of always using each model (setting = model index)."""
     return [CurvePoint(m, float(correct[:, m].mean()), float(cost[:, m].mean())) for m in range(correct.shape[1])]
