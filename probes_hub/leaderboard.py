@@ -220,14 +220,15 @@ def _folder_revision(folder: Path) -> str:
 def add_baseline_columns(table: pd.DataFrame) -> None:
     """Each baseline's value for the same (model, dataset, label), and each probe's margin over the best one.
 
-    A baseline row in the table (status ok) gives its value; otherwise the value recorded in the probe's
-    config at training stays. The one place baseline margins are computed.
+    A baseline row in the table (status ok) gives its value (of several for one label, the first by name); otherwise the value
+    recorded in the probe's config at training stays. The one place baseline margins are computed.
     """
     ok = table[table["status"] == "ok"]
     kinds = baseline_types()
     for kind in kinds:
         column = f"baseline_{kind}"
-        values = ok[ok["probe_type"] == kind].set_index(["model", "dataset", "label"])["value"]
+        values = ok[ok["probe_type"] == kind].sort_values("name").set_index(["model", "dataset", "label"])["value"]
+        values = values[~values.index.duplicated()]  # a second baseline for one label (an uploaded -v2): the first by name counts
         found = [values.get((m, d, lab), np.nan) for m, d, lab in zip(table["model"], table["dataset"], table["label"])]
         table[column] = pd.Series(found, index=table.index, dtype=float).fillna(pd.to_numeric(table[column], errors="coerce"))
     table["delta_over_best_baseline"] = pd.to_numeric(table["value"], errors="coerce") - table[[f"baseline_{k}" for k in kinds]].max(axis=1)

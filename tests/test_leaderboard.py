@@ -183,3 +183,15 @@ def test_a_pair_of_models_shows_its_tasks_without_narrowing_the_matrix():
     pair = next(source for source in wide.index if PAIR_SEPARATOR in source)
     assert {"arc-challenge grade", "math level", "mmlu-pro success"} <= set(wide.columns)
     assert wide.loc[pair, "arc-challenge grade"] == "—" and wide.loc[pair, "math level"].lstrip("*")[:1] == "0"
+
+
+def test_a_second_baseline_for_one_label_does_not_break_the_margins():
+    """An uploaded baseline beside the original (``-v2``) gives one label two baseline rows: the first by name counts."""
+    from probes_hub.leaderboard import COLUMN_NAMES, add_baseline_columns
+
+    rows = [{"name": name, "model": "m", "dataset": "d", "label": "y", "probe_type": kind, "status": "ok", "value": value}
+            for name, kind, value in (("a--length", "length", 0.2), ("a--length-v2", "length", 0.9), ("a--linear", "linear", 0.5))]
+    table = pd.DataFrame(rows, columns=COLUMN_NAMES)
+    add_baseline_columns(table)
+    linear = table[table["name"] == "a--linear"].iloc[0]
+    assert linear["baseline_length"] == 0.2 and linear["delta_over_best_baseline"] == pytest.approx(0.3)
