@@ -10,8 +10,9 @@ the app's predictor in the same process (HTTP latency is reported separately). E
 ``RESULT p50_ms=... p95_ms=... errors=0 ...``.
 
 ``--load`` measures throughput under load instead: 20 gradio_client clients x 10 predictions each, against the
-throughput of one client calling serially in the same run; concurrent predictions are batched by the app.
-Ends with ``RESULT clients=20 errors=0 throughput_ratio=... p95_ms=...``.
+throughput of one client calling serially in the same run; concurrent predictions are batched by the app. It runs twice, with
+the model in float32 and in bfloat16 (``PROBES_HUB_DTYPE``). Ends with ``RESULT clients=20 errors=0 throughput_ratio=... p95_ms=...
+bf16_throughput_vs_fp32=...``.
 
 ``--soak MINUTES`` keeps a moderate load for that long instead: :data:`SOAK_CLIENTS` clients, each sending a request and
 waiting :data:`SOAK_THINK_S`; the questions are all different (drawn from the built-in datasets), every
@@ -40,6 +41,7 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -178,12 +180,25 @@ def rest_call(url: str, api: str, data: list) -> str:
     return urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event_id}", timeout=120).read().decode()
 
 
-def load_test(clients: int, calls: int, serial_calls: int) -> int:
-    """Throughput under load: ``clients`` concurrent clients x ``calls`` predictions each (every question different), against the
-    throughput of one client calling serially against the same app in the same run (the baseline). Clients use the REST API
-    directly, so that the benchmark's own CPU use stays small beside the app's on the same cores."""
+@dataclass(frozen=True)
+class LoadRun:
+    """One app under load: one client's serial throughput, then ``clients`` concurrent clients'."""
+
+    dtype: str
+    serial_per_s: float
+    load_per_s: float
+    p50_ms: float
+    p95_ms: float
+    errors: int
+    worker: str
+    probes_in_own_dtype: int
+
+
+def load_run(clients: int, calls: int, serial_calls: int, dtype: str) -> LoadRun:
+    """Launch the app with its model in ``dtype`` (``PROBES_HUB_DTYPE``), then measure the serial baseline and the load. Clients use
+    the REST API directly, so that the benchmark's own CPU use stays small beside the app's on the same cores."""
     with tempfile.TemporaryDirectory(prefix="bench-app-cache-") as cache:
-        process, client, _, _ = launch(cache)
+        process, client, _, _ = launch(cache, env={"PROBES_HUB_DTYPE": dtype})
         url = client.src.rstrip("/") + "/"
         try:
             started = time.perf_counter()
@@ -211,13 +226,25 @@ def load_test(clients: int, calls: int, serial_calls: int) -> int:
             health = client.predict(api_name="/health")
         finally:
             stop(process)
-    p50, p95 = np.percentile(latencies, 50), np.percentile(latencies, 95)
-    print(f"single client, serial: {serial_rate:.2f} predictions/s over {serial_calls} calls")
-    print(f"{clients} clients x {calls} calls: {load_rate:.2f} predictions/s, p50 {p50:.0f} ms, p95 {p95:.0f} ms, {errors} errors; "
-          f"model worker {health['worker']['state']}")
-    print(f"RESULT clients={clients} errors={errors} throughput_ratio={load_rate / serial_rate:.2f} p95_ms={p95:.0f} p50_ms={p50:.0f} "
-          f"serial_per_s={serial_rate:.2f} load_per_s={load_rate:.2f}")
-    return 0 if errors == 0 else 1
+    return LoadRun(health["precision"]["model"] or dtype, serial_rate, load_rate, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95)),
+                   errors, health["worker"]["state"], len(health["precision"]["probes_in_own_dtype"]))
+
+
+def load_test(clients: int, calls: int, serial_calls: int) -> int:
+    """Throughput under load: ``clients`` concurrent clients x ``calls`` predictions each (every question different), against the
+    throughput of one client calling serially against the same app in the same run (the baseline); once with the model in float32
+    and once in bfloat16 (probes without a passing bfloat16 check are read in float32 there, as the app serves them)."""
+    runs = {dtype: load_run(clients, calls, serial_calls, dtype) for dtype in ("float32", "bfloat16")}
+    for run in runs.values():
+        print(f"{run.dtype}: single client, serial: {run.serial_per_s:.2f} predictions/s over {serial_calls} calls; {clients} clients x {calls} calls: "
+              f"{run.load_per_s:.2f} predictions/s, p50 {run.p50_ms:.0f} ms, p95 {run.p95_ms:.0f} ms, {run.errors} errors; model worker "
+              f"{run.worker}; probes read in their own precision: {run.probes_in_own_dtype}")
+    full, half = runs["float32"], runs["bfloat16"]
+    print(f"RESULT clients={clients} errors={full.errors} throughput_ratio={full.load_per_s / full.serial_per_s:.2f} p95_ms={full.p95_ms:.0f} "
+          f"p50_ms={full.p50_ms:.0f} serial_per_s={full.serial_per_s:.2f} load_per_s={full.load_per_s:.2f} bf16_errors={half.errors} "
+          f"bf16_load_per_s={half.load_per_s:.2f} bf16_p95_ms={half.p95_ms:.0f} bf16_throughput_vs_fp32={half.load_per_s / full.load_per_s:.2f} "
+          f"bf16_probes_in_own_dtype={half.probes_in_own_dtype}")
+    return 0 if full.errors == half.errors == 0 else 1
 
 
 SOAK_CLIENTS = 4

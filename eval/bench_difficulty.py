@@ -17,7 +17,8 @@ reading's lead over the best text-only one has a paired bootstrap CI. The activa
 own path (``probes_hub.apply``); features are cached, so a second run only reads. Ends with ``RESULT probe=... math500_spearman=...
 math500_partial=... gsm8k_spearman=... gsm8k_length=... gsm8k_best_text=... mathl5_spearman=... mathl5_length=... mathl5_best_text=...
 lobo_gsm8k=... lobo_gsm8k_best_text=... lobo_mathl5=... lobo_mathl5_best_text=...`` (and each lead's CI) for the level probe the
-app reads (chosen by training-data CV), against 1 - success share.
+app reads (chosen by training-data CV), against 1 - success share; then ``bf16_math500_spearman=... bf16_gsm8k_spearman=...
+bf16_mathl5_spearman=...``: the same probe read from its model in bfloat16.
 
     python -m eval.bench_difficulty [--quick] [--registry DIR] [--data-dir DIR] [--out FILE]
 """
@@ -237,8 +238,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps([{k: v for k, v in row.items() if k not in ("y", "prediction")} for row in rows], indent=1),
                                   encoding="utf-8")
-    print(result_line(registry, table))
+    print(f"{result_line(registry, table)} {' '.join(bfloat16_parts(registry, table, args.data_dir, questions=questions))}")
     return 0
+
+
+def bfloat16_parts(registry: Registry, table: pd.DataFrame, data_dir: str | None, *, questions: int | None) -> list[str]:
+    """The RESULT line's chosen probe read from its model in bfloat16 (measured whatever its verify-dtype check says): Spearman with the
+    MATH-500 level and with 1 - success share on GSM8K and MATH level 5, as ``bf16_*`` keys beside the float32 ones."""
+    from probes_hub.apply import read_probes
+
+    model = table["model"].iloc[0]
+    entries = registry.list(dataset="math", label="level", model=model)
+    chosen = choose_probes(entries, _Identity(next(e.fingerprint for e in entries if e.fingerprint)))[0]
+    probe = registry.load_all(names=[chosen]).probes[chosen]
+    source = source_for_probe(probe).in_dtype("bfloat16")
+    math500 = load_dataset("math500", data_dir=data_dir)
+    cells = [("math500", math500.frame["question"].tolist(), math500.frame["level"].to_numpy(dtype=float), math500.content_hash)]
+    cells += [(target.benchmark.replace("-", ""), target.questions, target.values, target.key) for target in cross_benchmark_targets(data_dir, questions=questions)
+              if target.benchmark in ("gsm8k", "math-l5") and target.target == "1 - success share"]
+    parts = []
+    for key, texts, values, data_hash in cells:
+        reading = read_probes(source, {chosen: probe}, texts, data_hash=data_hash, use_cache=True, own_dtype=False)[chosen].prediction
+        known = np.isfinite(values)
+        parts.append(f"bf16_{key}_spearman={spearman_metric(values[known], reading[known]).value:.4f}")
+    return parts
 
 
 def result_line(registry: Registry, table: pd.DataFrame) -> str:

@@ -8,6 +8,9 @@ Each path runs ``--repeats`` times and its fastest run counts (as ``timeit`` doe
 moves both sides alike.
 Two scenarios: the training sweep (every layer) and a deployed probe (one layer, ``--probe-layer``).
 Prints prompts/s, ratios, max abs / relative differences and achieved GFLOP/s next to a measured matmul peak.
+Then the same extraction in bfloat16 (the weights loaded in bfloat16, as ``--dtype bfloat16`` does), against float32 in the
+same run and against the bfloat16 matmul peak measured at the same shapes, with the largest relative change of a layer's
+activations (the norm of the difference over the float32 norm).
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from probes_hub.extract.models import load_model
 from probes_hub.extract.prompts import encode_prompts
 
 
-def matmul_peak_gflops(seconds: float = 2.0) -> float:
-    """Float32 matmul throughput at model-like shapes (the practical peak of this machine)."""
-    a, b = torch.randn(2048, 576), torch.randn(576, 1536)
+def matmul_peak_gflops(seconds: float = 2.0, dtype: torch.dtype = torch.float32) -> float:
+    """Matmul throughput in ``dtype`` at model-like shapes (the practical peak of this machine)."""
+    a, b = torch.randn(2048, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
     a @ b
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -106,10 +109,24 @@ def main() -> None:
               f"max_abs_diff {diff:.2e}  max_rel_diff {rel:.2e}")
     peak = matmul_peak_gflops()
     print(f"matmul peak {peak:.0f} GFLOP/s")
+
+    every = list(range(lm.n_layers))
+    full, full_s = fastest(repeats, lambda: extract_fresh(lm, prompt_ids, every, positions, fmt.prefix_ids))
+    half_lm = lm.in_dtype("bfloat16")
+    extract(half_lm, prompt_ids[:2], [0], positions, progress=False)  # warm-up
+    half, half_s = fastest(repeats, lambda: extract_fresh(half_lm, prompt_ids, every, positions, fmt.prefix_ids))
+    half_gflops = 2 * layer_params(lm, lm.n_layers - 1) * computed_tokens / half_s / 1e9
+    half_peak = matmul_peak_gflops(dtype=torch.bfloat16)
+    moved = np.linalg.norm((half - full).transpose(1, 0, 2, 3).reshape(lm.n_layers, -1), axis=1) / \
+        np.linalg.norm(full.transpose(1, 0, 2, 3).reshape(lm.n_layers, -1), axis=1)
+    print(f"bfloat16   {n / half_s:7.2f} prompts/s  ({half_s:.1f} s, {half_gflops:.0f} GFLOP/s, {half_gflops / half_peak:.0%} of its matmul peak "
+          f"{half_peak:.0f} GFLOP/s)  {full_s / half_s:.2f}x float32 in this run ({full_s:.1f} s); largest relative change of a layer "
+          f"{moved.max():.2%} (layer {int(moved.argmax())}), median {np.median(moved):.2%}")
     all_layers, probe_layer = results["all_layers"], results["probe_layer"]
     print(f"RESULT extract_speedup={probe_layer[0]:.2f} extract_speedup_all_layers={all_layers[0]:.2f} "
           f"max_abs_diff={max(all_layers[1], probe_layer[1]):.2e} max_rel_diff={max(all_layers[2], probe_layer[2]):.2e} "
-          f"gflops={all_layers[3]:.0f} naive_gflops={naive_gflops:.0f} peak_gflops={peak:.0f}")
+          f"gflops={all_layers[3]:.0f} naive_gflops={naive_gflops:.0f} peak_gflops={peak:.0f} bf16_speedup_vs_fp32={full_s / half_s:.2f} "
+          f"bf16_gflops={half_gflops:.0f} bf16_peak_gflops={half_peak:.0f} bf16_peak_fraction={half_gflops / half_peak:.2f} bf16_max_rel_diff={moved.max():.4f}")
 
 
 if __name__ == "__main__":

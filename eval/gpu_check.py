@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "tiny-random":
                 models[device] = tiny_random_model(device, models.get("cpu") or load_model(aliases[0] if aliases else None))
             else:
-                models[device] = load_model(name, device=device, dtype=torch.float32)
+                models[device] = load_model(name, device=device, dtype="float32")
         outputs = {device: timed_extract(lm, questions) for device, lm in models.items()}
         line = f"{name}: " + ", ".join(f"{device} {qps:.1f} questions/s" for device, (_, qps) in outputs.items())
         if "cuda" in outputs:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,7 @@ import numpy as np
 from probes_hub.constants import MAX_PROMPT_TOKENS
 from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.extract.features import Features
-from probes_hub.probes import PROBE_TYPES, Probe, probe_matches
+from probes_hub.probes import PROBE_TYPES, Probe, probe_matches, serving_dtype
 from probes_hub.schema.records import GRADED
 from probes_hub.schema.validation import ProbeValidationError
 
@@ -84,9 +84,9 @@ def predict_probes(source: FeatureSource, probes: dict[str, Probe], questions: l
 
 
 def read_probes(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,
-                use_cache: bool = False) -> dict[str, ProbeReading]:
+                use_cache: bool = False, own_dtype: bool = True) -> dict[str, ProbeReading]:
     """Predictions and in-distribution scores of loaded probes, one extraction per prompt rule (see :func:`probe_inputs`)."""
-    inputs = probe_inputs(source, probes, questions, data_hash=data_hash, use_cache=use_cache)
+    inputs = probe_inputs(source, probes, questions, data_hash=data_hash, use_cache=use_cache, own_dtype=own_dtype)
     return {name: ProbeReading(probe.predict(inputs.of(name)), probe.in_distribution(inputs.of(name))) for name, probe in probes.items()}
 
 
@@ -103,44 +103,65 @@ def prompt_rule(probe: Probe) -> PromptRule:
 
 @dataclass
 class ProbeInputs:
-    """Features for a set of probes: one extraction per prompt rule, and which rule each probe reads."""
+    """Features for a set of probes: one extraction per prompt rule (and per precision a probe falls back to), and which each probe reads."""
 
     by_rule: dict[PromptRule, Features]
+    """In the source's precision."""
     rules: dict[str, PromptRule]
     truncated: list[bool]
     """Per question: cut to fit the max length of some rule."""
+    in_own_dtype: dict[tuple[PromptRule, str], Features] = field(default_factory=dict)
+    """Extractions in another precision, for the probes that must be read in their own (:func:`serving_dtype`)."""
+    fallbacks: dict[str, str] = field(default_factory=dict)
+    """Probes read in their own precision rather than the source's, by name: that precision."""
 
     def of(self, name: str) -> Features:
         """The features probe ``name`` reads."""
-        return self.by_rule[self.rules[name]]
+        return self.features(self.rules[name], self.fallbacks.get(name))
+
+    def features(self, rule: PromptRule, dtype: str | None = None) -> Features:
+        """The extraction for ``rule``, in precision ``dtype`` (None or the source's: :attr:`by_rule`)."""
+        return self.in_own_dtype[(rule, dtype)] if (rule, dtype) in self.in_own_dtype else self.by_rule[rule]
+
+    def extractions(self) -> list[tuple[PromptRule, Features]]:
+        """Every extraction with its prompt rule, in any precision."""
+        return [*self.by_rule.items(), *((rule, features) for (rule, _), features in self.in_own_dtype.items())]
 
     def take(self, rows: list[int]) -> ProbeInputs:
         """The same inputs for the questions at ``rows``."""
-        return ProbeInputs({rule: features.take(rows) for rule, features in self.by_rule.items()}, self.rules, [self.truncated[r] for r in rows])
+        return ProbeInputs({rule: features.take(rows) for rule, features in self.by_rule.items()}, self.rules, [self.truncated[r] for r in rows],
+                           {key: features.take(rows) for key, features in self.in_own_dtype.items()}, self.fallbacks)
 
 
 def probe_inputs(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None, use_cache: bool = False,
-                 layerwise: bool = False) -> ProbeInputs:
+                 layerwise: bool = False, own_dtype: bool = True) -> ProbeInputs:
     """The features every one of ``probes`` reads for ``questions``, each with the prompt rule it was trained with (:func:`prompt_rule`):
     one extraction per rule, stopped at the deepest layer that rule's probes read (after checking the probes match the model).
 
     Probes that record no prompt join the first rule that others use. ``layerwise``: also the layers each graded probe searched
-    (for the layer-wise chart). With ``data_hash`` (a whole dataset), training's activation cache is read.
+    (for the layer-wise chart). With ``data_hash`` (a whole dataset), training's activation cache is read. A probe that may not be read
+    in the source's precision is read in its own (:func:`serving_dtype`), unless ``own_dtype=False`` (what verify-dtype measures).
     """
     for name, probe in probes.items():
         check_probe_matches_model(probe, source, where=name)
     rules = {name: prompt_rule(probe) for name, probe in probes.items()}
     recorded = [rule for rule in rules.values() if rule[0] is not None]
     rules = {name: rule if rule[0] is not None or not recorded else recorded[0] for name, rule in rules.items()}
-    by_rule, truncated = {}, [False] * len(questions)
-    for rule in dict.fromkeys(rules.values()):
-        group = [probes[name] for name, r in rules.items() if r == rule]
+    fallbacks = {name: dtype for name, probe in probes.items() if own_dtype and (dtype := serving_dtype(probe, source.dtype)) != source.dtype}
+    by_rule, in_own_dtype, truncated = {}, {}, [False] * len(questions)
+    for rule, dtype in dict.fromkeys((rule, fallbacks.get(name)) for name, rule in rules.items()):
+        group = [probes[name] for name, r in rules.items() if r == rule and fallbacks.get(name) == dtype]
         layers = extraction_layers(group, layerwise=layerwise)
         chat, max_length = rule
-        by_rule[rule], cut = source.features(questions, layers, chat=chat, max_length=max_length, data_hash=data_hash, use_cache=use_cache,
-                                             progress=len(questions) > 16, token_layers=token_layers(group))
+        read = source if dtype is None else source.in_dtype(dtype)
+        features, cut = read.features(questions, layers, chat=chat, max_length=max_length, data_hash=data_hash, use_cache=use_cache,
+                                      progress=len(questions) > 16, token_layers=token_layers(group))
+        if dtype is None:
+            by_rule[rule] = features
+        else:
+            in_own_dtype[(rule, dtype)] = features
         truncated = [a or b for a, b in zip(truncated, cut)]
-    return ProbeInputs(by_rule, rules, truncated)
+    return ProbeInputs(by_rule, rules, truncated, in_own_dtype, fallbacks)
 
 
 def probe_features(source: FeatureSource, probes: dict[str, Probe], questions: list[str], *, data_hash: str | None = None,

@@ -15,8 +15,10 @@ import numpy as np
 from probes_hub.analysis.commands import add_analyze_parser
 from probes_hub.constants import EMBEDDED_MODEL_ALIAS, MAX_PROMPT_TOKENS, UNFAMILIAR_BELOW
 from probes_hub.data.datasets import BUILTIN, SPLIT_RULES, load_dataset
+from probes_hub.extract.precision import DTYPE_CHOICES, use_dtype
 from probes_hub.paths import DEFAULT_POOL, bundled_pools
 from probes_hub.probes import PROBE_TYPES, baseline_types
+from probes_hub.schema.records import MIN_DTYPE_SPEARMAN
 from probes_hub.schema.validation import check_question
 
 MODEL_HELP = (f"model: '{EMBEDDED_MODEL_ALIAS}' (embedded SmolLM2-135M-Instruct GGUF, the default), a .gguf file, a local model "
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs", help="folder that receives one probe folder per probe type (default runs/)")
     train.add_argument("--push", default=None, metavar="REGISTRY", help="also add the saved probes to this registry (local folder or Hub repo id)")
     _add_engine_args(train)
+    _add_dtype_arg(train)
     train.set_defaults(func=cmd_train)
 
     predict = sub.add_parser("predict", help="apply saved probe folder(s) to questions",
@@ -78,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--limit", type=positive_int, default=None, help="seeded subset of the dataset (must match training's --limit to reuse its rows)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
+    _add_dtype_arg(predict)
     predict.set_defaults(func=cmd_predict)
 
     extract = sub.add_parser("extract", help="extract and cache activations for a dataset (all layers x EOI positions by default)")
@@ -85,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(extract)
     extract.add_argument("--layers", type=parse_layers, default=None, help="layers, e.g. '0-29' or '8,12,16' (default: all)")
     _add_engine_args(extract)
+    _add_dtype_arg(extract)
     extract.set_defaults(func=cmd_extract)
 
     registry_help = "registry: a local folder or a Hugging Face Hub repo id (default: the bundled registry/)"
@@ -194,7 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     leaderboard.add_argument("--max-failed", type=fraction, default=0.2, metavar="SHARE",
                              help="refuse (exit 1, nothing replaced) when more than this share of rows fails to re-evaluate (default 0.2)")
     _add_engine_args(leaderboard)
+    _add_dtype_arg(leaderboard)
     leaderboard.set_defaults(func=cmd_leaderboard)
+
+    verify = sub.add_parser("verify-dtype", help="read every activation probe of a local registry in its own precision and in --dtype; "
+                            "record how far its readings move (served in --dtype only where the check passes)",
+                            description="For each probe that reads activations, on its own test rows: the Spearman between its readings in "
+                                        "the two precisions, the largest change of a reading, and the test metric with its 95% CI in each. The "
+                                        "check is written into the probe's config.json and card (and the leaderboard's precision column); "
+                                        f"it passes when the Spearman is >= {MIN_DTYPE_SPEARMAN} and the metric moves by at most half its CI. "
+                                        "Ends with 'RESULT probes=N passed=P failed=F min_spearman=S max_abs_diff=D'.")
+    verify.add_argument("--registry", default=None, help="a local registry folder (default: the bundled registry/)")
+    verify.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="the precision to check (default bfloat16)")
+    verify.add_argument("--model", default=None, help="model to read (default: the one each probe group was trained on)")
+    verify.add_argument("--data-dir", default=None, help=DATA_HELP)
+    verify.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
+    verify.set_defaults(func=cmd_verify_dtype)
 
     upgrade = sub.add_parser("upgrade", help="rewrite a local registry's probes in the current folder format (predictions unchanged)",
                              description="Loads every probe (older schema versions included), saves it again in the current format, "
@@ -273,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     pools.add_argument("pool", nargs="?", default=None, help=f"a bundled pool ({', '.join(bundled_pools())}) or a pool file to show in full")
     pools.set_defaults(func=cmd_pools)
 
-    add_analyze_parser(sub, model_help=MODEL_HELP, data_help=DATA_HELP, positive_int=positive_int)
+    add_analyze_parser(sub, model_help=MODEL_HELP, data_help=DATA_HELP, positive_int=positive_int, add_dtype_arg=_add_dtype_arg)
     return parser
 
 
@@ -287,6 +307,13 @@ def _add_suggestion_args(parser: argparse.ArgumentParser, registry_help: str) ->
     parser.add_argument("--registry", default=None, help=registry_help)
     parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--data-dir", default=None, help=DATA_HELP + " (for each model's mean cost and accuracy)")
+
+
+def _add_dtype_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default=None,
+                        help="precision of the model's weights and forward pass: float32, bfloat16, or auto (bfloat16 on a GPU or a CPU with "
+                             "bfloat16 units, float32 elsewhere); default: PROBES_HUB_DTYPE, else float32. Probes are read in another "
+                             "precision than their own only after passing verify-dtype")
 
 
 def _add_engine_args(parser: argparse.ArgumentParser) -> None:
@@ -455,7 +482,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     table = {name: probe.predict(inputs.of(name)) for name, probe in probes.items()}
     cut = [ids[i] for i, was_cut in enumerate(inputs.truncated) if was_cut]
     if cut:
-        limit = " or ".join(str(max_length) for _, max_length in inputs.by_rule)
+        limit = " or ".join(sorted({str(max_length) for (_, max_length), _ in inputs.extractions()}))
         print(f"notice: {len(cut)} question(s) were longer than {limit} tokens; their beginning was cut (the end-of-instruction "
               f"tokens are kept): id {', '.join(cut[:10])}{' ...' if len(cut) > 10 else ''}", file=sys.stderr)
     rows = range(len(ids))
@@ -651,6 +678,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         time.sleep(args.every)
 
 
+def cmd_verify_dtype(args: argparse.Namespace) -> int:
+    from probes_hub.hub.registry import Registry
+    from probes_hub.verify_dtype import verify_registry
+
+    checks = verify_registry(Registry(args.registry), args.dtype, model=args.model, data_dir=args.data_dir, use_cache=not args.no_cache)
+    for name, check in sorted(checks.items()):
+        print(f"{name}: {check.summary()}")
+    passed = sum(check.passed for check in checks.values())
+    spearman = min((check.spearman for check in checks.values()), default=float("nan"))
+    largest = max((check.max_abs_diff for check in checks.values()), default=float("nan"))
+    print(f"RESULT probes={len(checks)} passed={passed} failed={len(checks) - passed} min_spearman={spearman:.5f} max_abs_diff={largest:.5f}")
+    return 0
+
+
 def cmd_upgrade(args: argparse.Namespace) -> int:
     from probes_hub.hub.registry import Registry
     from probes_hub.hub.upgrade import upgrade_registry
@@ -719,9 +760,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         raise ValueError("--question is empty.")
     source = ModelFeatures(load_model(args.model))
     router = router_for(args.pool, Registry(args.registry), source, data_dir=args.data_dir)
-    chat, max_length = router.prompt_rule
-    features, _ = source.features([question], router.layers_needed(), chat=chat, max_length=max_length)
-    suggestion = router.suggest(features, lam=args.lam, target=args.target)
+    suggestion = router.suggest(router.features(source, [question]), lam=args.lam, target=args.target)
     if args.json:
         print(json.dumps(suggestion.to_json(), indent=1))
         return 0
@@ -818,7 +857,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so that temp folders and files are cleaned up as on Ctrl-C
     try:
-        return args.func(args)
+        with use_dtype(getattr(args, "dtype", None) if args.func is not cmd_verify_dtype else None):
+            return args.func(args)
     except Exception as error:
         if args.debug:
             raise

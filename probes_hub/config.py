@@ -27,6 +27,8 @@ class Setting:
     meaning: str
     minimum: float | None = None
     """Smallest accepted number (int and float settings)."""
+    choices: tuple[str, ...] = ()
+    """The accepted words (str settings that name one of a few options)."""
 
     def read(self) -> str | int | float | bool | None:
         """The parsed value from the environment, or the default when unset or empty.
@@ -38,6 +40,8 @@ class Setting:
         if not text:
             return self.default
         if self.kind is str:
+            if self.choices and text not in self.choices:
+                raise ConfigError(f"{self.name}={text[:40]!r} is not accepted: use one of {', '.join(self.choices)} (default {self.default}).")
             return text
         if self.kind is bool:
             if text not in ("0", "1"):
@@ -58,13 +62,17 @@ class Setting:
         if self.kind is bool:
             return "1 or 0"
         if self.kind is str:
-            return "text"
+            return " or ".join(f"`{choice}`" for choice in self.choices) if self.choices else "text"
         return f"{'integer' if self.kind is int else 'number'}{f' >= {self.minimum:g}' if self.minimum is not None else ''}"
 
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("PROBES_HUB_MODEL", str, None, "Source model: a packaged alias (`smollm2`, `gemma3-270m`), a .gguf file, a model folder or a Hub id. "
             "Default: the embedded `smollm2`."),
+    Setting("PROBES_HUB_DTYPE", str, "float32", "Precision of the source model's weights and forward pass: `float32`, `bfloat16`, or `auto` "
+            "(bfloat16 on a GPU or a CPU with bfloat16 units, float32 elsewhere); commands' `--dtype` wins. A probe is read in another "
+            "precision than its own only after it passed `probes-hub verify-dtype`; otherwise in its own (docs/precision.md).",
+            choices=("float32", "bfloat16", "auto")),
     Setting("PROBES_HUB_DATA_DIR", str, None, "Data folder of the built-in datasets (the `--data-dir` option wins). Default: `../shared/data` beside the project."),
     Setting("PROBES_HUB_CACHE", str, None, "Cache folder (converted GGUF weights, activations, tokens). Default: `~/.cache/probes_hub`."),
     Setting("PROBES_HUB_NO_PROGRESS", bool, False, "1 hides progress bars (CI logs)."),

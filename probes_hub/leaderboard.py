@@ -26,11 +26,12 @@ from probes_hub.atomic import atomic_folder, atomic_write_text, recover
 from probes_hub.cache import sha256_text
 from probes_hub.constants import LIBRARY_VERSION
 from probes_hub.extract.packaged import ModelNotInstalled
+from probes_hub.extract.precision import FLOAT32
 from probes_hub.hub.manifest import MANIFEST_NAME, ProbeEntry
 from probes_hub.hub.registry import Registry
 from probes_hub.lock import folder_lock, lock_path
 from probes_hub.matrix import matrix_markdown, matrix_table, model_task_cells
-from probes_hub.probes import baseline_types
+from probes_hub.probes import baseline_types, serving_dtype
 from probes_hub.progress import progress_bar
 from probes_hub.schema.naming import is_hub_id
 
@@ -61,6 +62,8 @@ def _columns() -> tuple[Column, ...]:
         Column("evaluated_at", "evaluated at", shown=False), Column("probe_revision", "revision", shown=False),
         Column("cv_score", "CV score (training rows)", shown=False, numeric=True),
         Column("carried_over", "carried over (probe, data and code unchanged since the last refresh)", shown=False),
+        Column("dtype", "read in (precision)", shown=False),
+        Column("precision_check", "precision check (probes-hub verify-dtype)", shown=False),
     )
 
 
@@ -87,6 +90,9 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
         revisions = {name: _folder_revision(registry.folder(name)) for name in loaded.probes}
     by_name = {e.name: e for e in entries}
     rows = {e.name: {**_entry_row(e), "status": "pending", "evaluated_at": evaluated_at, "carried_over": False} for e in entries}
+    dtype = requested_model_dtype()
+    for name, probe in loaded.probes.items():
+        rows[name]["precision_check"] = "; ".join(check.summary() for check in probe.record_.precision.values()) or None
     for name, problem in loaded.problems.items():
         rows[name].update(status="failed", error=problem)
     groups: dict[tuple, list] = defaultdict(list)
@@ -100,7 +106,7 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
             probes = [loaded.probes[n] for n in names]
             dataset = training_dataset(probes[0].record_.data, sorted({p.record_.label.name for p in probes}), data_dir=data_dir)
             data_hashes[f"{dataset_name}:{limit}"] = dataset.content_hash
-            names = [n for n in names if not _carry_over(rows[n], previous, revisions[n], f"{dataset_name}:{limit}", dataset.content_hash)]
+            names = [n for n in names if not _carry_over(rows[n], previous, revisions[n], f"{dataset_name}:{limit}", dataset.content_hash, dtype)]
             if not names:
                 continue
             source = models.get(fingerprint) or models.setdefault(fingerprint, source_for_probe(probes[0], model))
@@ -113,12 +119,22 @@ def evaluate_registry(registry: Registry, *, data_dir: str | None = None, model:
                 rows[name].update(status="failed", error=f"{type(error).__name__}: {error}")
     table = pd.DataFrame([rows[e.name] for e in entries], columns=COLUMN_NAMES)
     add_baseline_columns(table)
-    return table, {"data_hashes": data_hashes, "models": sorted(str(m) for m in models)}
+    return table, {"data_hashes": data_hashes, "models": sorted(str(m) for m in models), "dtype": dtype}
 
 
-def _carry_over(row: dict, previous: dict | None, revision: str, data_key: str, data_hash: str) -> bool:
-    """Fill ``row`` from the previous leaderboard's row when nothing it depends on changed (probe folder, data, library version)."""
-    if not previous or previous.get("code_version") != LIBRARY_VERSION or previous.get("data_hashes", {}).get(data_key) != data_hash:
+def requested_model_dtype() -> str:
+    """The precision the source models run in for this evaluation (``--dtype`` / ``PROBES_HUB_DTYPE``, ``auto`` resolved here)."""
+    from probes_hub.extract.models import default_device
+    from probes_hub.extract.precision import resolve_dtype
+
+    return resolve_dtype(None, default_device().type)
+
+
+def _carry_over(row: dict, previous: dict | None, revision: str, data_key: str, data_hash: str, dtype: str) -> bool:
+    """Fill ``row`` from the previous leaderboard's row when nothing it depends on changed (probe folder, data, library version,
+    the models' precision)."""
+    if not previous or previous.get("code_version") != LIBRARY_VERSION or previous.get("data_hashes", {}).get(data_key) != data_hash \
+            or previous.get("dtype", FLOAT32) != dtype:
         return False
     before = next((r for r in previous.get("rows", []) if r.get("name") == row["name"]), None)
     if not before or before.get("status") != "ok" or before.get("probe_revision") != revision:
@@ -127,7 +143,7 @@ def _carry_over(row: dict, previous: dict | None, revision: str, data_key: str, 
     return True
 
 
-CARRIED = ("value", "low", "high", "n", "ece", "partial_length", "partial_low", "partial_high", "status", "evaluated_at", "probe_revision")
+CARRIED = ("value", "low", "high", "n", "ece", "partial_length", "partial_low", "partial_high", "status", "evaluated_at", "probe_revision", "dtype")
 """What a re-evaluation computes: the columns a carried-over row takes from the previous leaderboard (and the app from a regenerated row)."""
 
 
@@ -204,7 +220,7 @@ def _evaluate_group(source, dataset, names, probes, revisions, rows, *, use_cach
         metric = headline_metric(probe.task, y, prediction)
         ece = ece_metric(y, prediction).value if probe.task == "binary" else None
         partial = partial_spearman_metric(y, prediction, test_features.token_counts) if probe.task == "graded" else None
-        rows[name].update(status="ok", value=metric.value, low=metric.low, high=metric.high, n=metric.n, ece=ece,
+        rows[name].update(status="ok", value=metric.value, low=metric.low, high=metric.high, n=metric.n, ece=ece, dtype=serving_dtype(probe, source.dtype),
                           partial_length=partial.value if partial else None, partial_low=partial.low if partial else None,
                           partial_high=partial.high if partial else None, probe_revision=revisions[name])
 

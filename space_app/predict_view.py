@@ -187,7 +187,7 @@ def status_line(prediction: Prediction, layers: list[int]) -> str:
     """Latency, tokens, where the forward pass stopped, batching, and the prediction's notices."""
     notice = plain(" ".join(prediction.notices))
     batch = f", batched with {prediction.batch_size - 1} other question(s)" if prediction.batch_size > 1 else ""
-    return (f"Forward pass {prediction.forward_ms:.0f} ms ({prediction.n_tokens} tokens, stopped after layer "
+    return (f"Forward pass {prediction.forward_ms:.0f} ms in {prediction.dtype} ({prediction.n_tokens} tokens, stopped after layer "
             f"{max(layers) if layers else '-'}{batch}), probes {prediction.probes_ms:.0f} ms. {notice}")
 
 

@@ -17,12 +17,14 @@ from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.hub.registry import Registry
 from probes_hub.hub.reports import prediction_values
+from probes_hub.probes import serving_dtype
 from probes_hub.routing.evaluate import Pool
 from probes_hub.routing.suggest import PoolRouter, Suggestion, pool_facts
 from probes_hub.schema.records import BINARY, GRADED
 from probes_hub.schema.validation import check_question
 
 from .batching import MicroBatcher
+from .memory import release_free_memory
 
 
 @dataclass
@@ -78,6 +80,16 @@ class Prediction:
     """The question's features (per prompt rule), kept so that routing with other settings needs no second forward pass."""
     batch_size: int = 1
     """How many concurrent questions shared this question's forward pass."""
+    dtype: str = "float32"
+    """The precision the model ran in."""
+
+
+def precision_notice(fallbacks: dict[str, str], dtype: str) -> str:
+    """What the app says about probes read in their own precision rather than the model's (``fallbacks``: name -> precision)."""
+    names = sorted(fallbacks)
+    own = " or ".join(sorted(set(fallbacks.values())))
+    return (f"The model runs in {dtype}; {len(names)} probe(s) have no passing {dtype} check (`probes-hub verify-dtype`), so they are read "
+            f"in {own}, the precision they were trained in: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}.")
 
 
 class Predictor:
@@ -100,6 +112,8 @@ class Predictor:
         self.problems: dict[str, str] = {}
         """Probes (and pools) that could not be used, by name, with the reason; the app shows them."""
         self.routers: dict[str, PoolRouter] = {}
+        self.fallbacks: dict[str, str] = {}
+        """Probes read in their own precision rather than the model's (no passing check for it), by name: that precision."""
         self.references: dict[str, np.ndarray] = {}
         """Graded probes' saved predictions on their whole dataset: where a reading falls among that dataset's questions."""
         self.batcher = MicroBatcher(self.predict_many, wait_s=batch_wait_s, max_batch=max_batch)
@@ -134,10 +148,17 @@ class Predictor:
             except ValueError as error:
                 problems[f"pool {name}"] = str(error)
         references = {name: prediction_values(self.registry.folder(name)) for name, probe in probes.items() if probe.task == GRADED}
+        fallbacks = {name: dtype for name, probe in probes.items() if (dtype := serving_dtype(probe, self.source.dtype)) != self.source.dtype}
         with self._lock:
-            self.probes, self.problems, self.routers = probes, problems, routers
+            self.probes, self.problems, self.routers, self.fallbacks = probes, problems, routers, fallbacks
             self.references = {name: values for name, values in references.items() if values is not None}
             self.layers = extraction_layers(probes.values(), layerwise=True)
+
+    def precision(self) -> dict:
+        """The model's precision (None while a worker still loads it) and the probes read in their own instead."""
+        status = getattr(self.source, "status", None)
+        loaded = status is None or status()["state"] == "ready"
+        return {"model": self.source.dtype if loaded else None, "probes_in_own_dtype": dict(self.fallbacks)}
 
     def predict(self, question: str) -> Prediction:
         """Read every probe for one question (batched with concurrent calls); raises ValueError on a question without visible text."""
@@ -163,11 +184,15 @@ class Predictor:
                 failed.append(f"{name} ({type(error).__name__}: {error})")
         probes_ms = (time.perf_counter() - started) * 1000
         notices = [f"Skipped probe(s) that failed to read this question: {'; '.join(failed)}."] if failed else []
+        if inputs.fallbacks:
+            notices.append(precision_notice(inputs.fallbacks, self.source.dtype))
         if self.problems:
             shown = "; ".join(f"{name}: {why}" for name, why in list(self.problems.items())[:3])
             notices.append(f"{len(self.problems)} registry entr{'y' if len(self.problems) == 1 else 'ies'} could not be used "
                            f"(their labels are read by other probes where there are any): {shown}{' ...' if len(self.problems) > 3 else ''}")
-        return [self._prediction(row, inputs, probes, readings, references, forward_ms, probes_ms, notices) for row in range(len(questions))]
+        predictions = [self._prediction(row, inputs, probes, readings, references, forward_ms, probes_ms, notices) for row in range(len(questions))]
+        release_free_memory()
+        return predictions
 
     def _prediction(self, row: int, inputs: ProbeInputs, probes: dict, readings: dict, references: dict,
                     forward_ms: float, probes_ms: float, notices: list[str]) -> Prediction:
@@ -192,17 +217,19 @@ class Predictor:
         notices = list(notices)
         truncated = inputs.truncated[row]
         if truncated:
-            limit = " or ".join(str(max_length) for _, max_length in inputs.by_rule)
+            limit = " or ".join(sorted({str(max_length) for (_, max_length), _ in inputs.extractions()}))
             notices.insert(0, f"The question was longer than {limit} tokens; its beginning was cut (the end-of-instruction tokens are kept).")
         if success and sum(r.unfamiliar for r in success) > len(success) / 2:
             notices.append("This question is unlike the questions the success probes were trained on: read the success probabilities and the "
                            "routing suggestion with care.")
         return Prediction(sorted(difficulty, key=lambda r: r.name), sorted(success, key=lambda r: -r.value), layerwise, forward_ms, probes_ms,
-                          int(max(f.token_counts[row] for f in inputs.by_rule.values())), truncated, notices, inputs.take([row]), len(inputs.truncated))
+                          int(max(f.token_counts[row] for _, f in inputs.extractions())), truncated, notices, inputs.take([row]), len(inputs.truncated),
+                          self.source.dtype)
 
     def route(self, prediction: Prediction, pool: str, *, lam: float | None = None, target: float | None = None) -> Suggestion | None:
         """The suggestion for this question in ``pool`` (see :class:`~probes_hub.routing.suggest.PoolRouter`), or None without a router."""
         router = self.routers.get(pool)
         if router is None or prediction.inputs is None:
             return None
-        return router.suggest(prediction.inputs.by_rule[router.prompt_rule], lam=lam, target=target)
+        dtype = router.read_dtype(self.source.dtype)
+        return router.suggest(prediction.inputs.features(router.prompt_rule, None if dtype == self.source.dtype else dtype), lam=lam, target=target)

@@ -104,7 +104,7 @@ class AppContext:
         snapshot = self.registry.snapshot
         access = self.upload_policy.access
         return {"model": self.predictor.source.display_id, "source_model": self.model, "models": self.models,
-                "worker": status() if status else {"state": "in process"},
+                "worker": status() if status else {"state": "in process"}, "precision": self.predictor.precision(),
                 "probes": len(self.predictor.probes or {}), "problems": dict(self.predictor.problems),
                 "registry": {"spec": self.registry.spec, "note": self.registry_note(),
                              **({"revision": snapshot.revision, "fetched_at": snapshot.fetched_at, "hub_reachable": not snapshot.unreachable} if snapshot else {})},

@@ -173,7 +173,7 @@ def check_upload(paths: list[str | Path], workdir: Path, source: FeatureSource, 
     """Every check on an upload, in ``workdir`` only; returns the re-saved folder to add. Raises ProbeValidationError (or ValueError)."""
     staged = stage_upload(paths, workdir)
     probe = Probe.from_pretrained(staged, hidden_size=source.hidden_size)
-    record = probe.record_
+    record = probe.record_ = replace(probe.record_, precision={})  # a claimed precision check is not trusted: verify-dtype measures here
     if record.data.dataset not in BUILTIN:
         raise ProbeValidationError(f"The probe was trained on '{record.data.dataset}', not on a built-in dataset ({', '.join(BUILTIN)}): "
                                    "uploads must name one, so that they can be re-evaluated here.")

@@ -12,7 +12,7 @@ from probes_hub.paths import BUNDLED_ANALYSIS
 KINDS = ("heads", "steer", "transfer")
 
 
-def add_analyze_parser(sub, *, model_help: str, data_help: str, positive_int) -> None:
+def add_analyze_parser(sub, *, model_help: str, data_help: str, positive_int, add_dtype_arg) -> None:
     """Register ``analyze`` and its three verbs on the main parser's subcommands."""
     analyze = sub.add_parser("analyze", help="inside the model: attention heads behind a probe, steering along it, cross-difficulty transfer",
                              description="Each verb reads one linear probe (a folder, or a probe name in the registry; default: the bundled "
@@ -27,6 +27,7 @@ def add_analyze_parser(sub, *, model_help: str, data_help: str, positive_int) ->
     common.add_argument("--limit", type=positive_int, default=None, help="a seeded subset of this many of the probe's test questions (a quick look)")
     common.add_argument("--seed", type=int, default=0, help="seed for --limit, the random control direction and the GSM8K sample")
     common.add_argument("--out", default=None, help="output folder (default analysis/<probe>/<verb>)")
+    add_dtype_arg(common)
 
     heads = verbs.add_parser("heads", parents=[common], help="effect of each attention head (blocks <= the probe's layer) on the probe's reading and test Spearman",
                              description="Exact ablation (each head's output zeroed or mean-ablated, the model re-run from that head's block to the "

@@ -26,6 +26,12 @@ class FeatureSource(Protocol):
     display_id: str
     hidden_size: int
     n_layers: int
+    dtype: str
+    """The precision of the model's forward pass (``"float32"``, ``"bfloat16"``)."""
+
+    def in_dtype(self, dtype: str) -> FeatureSource:
+        """The same model's features in precision ``dtype`` (itself when already in it)."""
+        ...
 
     def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = MAX_PROMPT_TOKENS,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False,
@@ -42,6 +48,14 @@ class ModelFeatures:
     def __init__(self, lm: LoadedModel):
         self.lm = lm
         self.fingerprint, self.display_id, self.hidden_size, self.n_layers = lm.fingerprint, lm.display_id, lm.hidden_size, lm.n_layers
+        self.dtype = lm.dtype_name
+        self._in_dtypes: dict[str, ModelFeatures] = {self.dtype: self}
+
+    def in_dtype(self, dtype: str) -> ModelFeatures:
+        """A converted copy of the model in ``dtype``, made on first use and kept."""
+        if dtype not in self._in_dtypes:
+            self._in_dtypes[dtype] = ModelFeatures(self.lm.in_dtype(dtype))
+        return self._in_dtypes[dtype]
 
     def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = MAX_PROMPT_TOKENS,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False,

@@ -58,6 +58,34 @@ class LoadedModel:
         return self._formats[chat]
 
     @property
+    def dtype_name(self) -> str:
+        """The precision of the weights and the forward pass (``"float32"``, ``"bfloat16"``)."""
+        return str(self.dtype).removeprefix("torch.")
+
+    def in_dtype(self, dtype: str) -> LoadedModel:
+        """The same weights in precision ``dtype`` (``self`` when already in it), with its own fingerprint: loaded again from
+        :attr:`spec` (a bfloat16 copy could not give the float32 weights back), or for a model built in memory a converted copy."""
+        import copy
+
+        import torch
+
+        from probes_hub.extract.precision import FLOAT32, with_dtype
+
+        if dtype == self.dtype_name:
+            return self
+        if self.spec is not None:
+            return load_model(self.spec, device=str(self.device), dtype=dtype)
+        if self.dtype_name != FLOAT32:
+            raise ValueError(f"{self.display_id} was built in memory in {self.dtype_name}; its {dtype} weights cannot be recovered. Build it in float32.")
+        torch_dtype = getattr(torch, dtype)
+        with self.forward_lock:  # extraction's hooks are never part of the copy
+            model = copy.deepcopy(self.model)
+        for parameter in model.parameters():  # the weights only: buffers (rotary frequencies) stay float32, as a model loaded so keeps them
+            parameter.data = parameter.data.to(torch_dtype)
+        return LoadedModel(model, self.tokenizer, with_dtype(self.fingerprint, dtype), self.display_id, self.device, torch_dtype,
+                           chat=self.chat, spec=self.spec)
+
+    @property
     def n_layers(self) -> int:
         return int(self.model.config.num_hidden_layers)
 
@@ -71,13 +99,11 @@ class LoadedModel:
         return self.model.get_decoder().layers
 
 
-def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
-    """CUDA + bf16 when a GPU is present, else CPU + float32 (bf16 is slower on most CPUs)."""
+def default_device() -> torch.device:
+    """CUDA when a GPU is present, else the CPU."""
     import torch
 
-    if torch.cuda.is_available():
-        return torch.device("cuda"), torch.bfloat16
-    return torch.device("cpu"), torch.float32
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
 def resolve_model_spec(spec: str | None) -> str:
@@ -97,7 +123,7 @@ def display_id_for(spec: str | None) -> str:
     return spec
 
 
-def load_model(spec: str | None = None, *, device: str | None = None, dtype: torch.dtype | None = None) -> LoadedModel:
+def load_model(spec: str | None = None, *, device: str | None = None, dtype: str | None = None) -> LoadedModel:
     """Load a causal LM for extraction.
 
     Args:
@@ -106,7 +132,8 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: tor
             or a Hugging Face Hub id (needs network or a warm HF cache). ``None`` means
             ``$PROBES_HUB_MODEL`` or the embedded model.
         device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
-        dtype: default bf16 on CUDA, float32 on CPU.
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"auto"``; default: the command's ``--dtype`` or ``PROBES_HUB_DTYPE``, else
+            float32 (:func:`probes_hub.extract.precision.resolve_dtype`).
 
     Returns:
         LoadedModel with a fingerprint of the form ``source@revision:dtype``.
@@ -117,10 +144,12 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: tor
     """
     import torch
 
+    from probes_hub.extract.precision import resolve_dtype
+
     spec = resolve_model_spec(spec)
-    auto_device, auto_dtype = default_device_and_dtype()
-    device_t = torch.device(device) if device else auto_device
-    dtype = dtype or (auto_dtype if device is None else (torch.bfloat16 if device_t.type == "cuda" else torch.float32))
+    device_t = torch.device(device) if device else default_device()
+    dtype_name = resolve_dtype(dtype, device_t.type)
+    torch_dtype = getattr(torch, dtype_name)
 
     display_id = display_id_for(spec)
     if spec in PACKAGED_MODELS:
@@ -143,7 +172,7 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: tor
     target = str(folder) if folder is not None else spec
     try:
         tokenizer = AutoTokenizer.from_pretrained(target)
-        model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(target, dtype=torch_dtype)
     except OSError as error:
         raise OSError(
             f"Could not load model '{spec}': not a packaged model ({', '.join(PACKAGED_MODELS)}), not a .gguf file, "
@@ -152,9 +181,8 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: tor
     if source is None:
         source = f"hub:{spec}@{getattr(model.config, '_commit_hash', None) or 'unknown'}"
     model.to(device_t).eval()
-    dtype_name = str(dtype).replace("torch.", "")
     chat = PACKAGED_MODELS[spec].chat if spec in PACKAGED_MODELS else bool(getattr(tokenizer, "chat_template", None))
-    return LoadedModel(model, tokenizer, f"{source}:{dtype_name}", display_id, device_t, dtype, chat=chat, spec=spec)
+    return LoadedModel(model, tokenizer, f"{source}:{dtype_name}", display_id, device_t, torch_dtype, chat=chat, spec=spec)
 
 
 def _folder_digest(folder: Path) -> str:

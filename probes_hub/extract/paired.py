@@ -43,6 +43,11 @@ class PairedFeatures:
         self.display_id = f"{first.display_id}{PAIR_SEPARATOR}{second.display_id}"
         self.hidden_size = first.hidden_size + second.hidden_size
         self.n_layers = min(first.n_layers, second.n_layers)
+        self.dtype = first.dtype
+
+    def in_dtype(self, dtype: str) -> PairedFeatures:
+        """Both models in precision ``dtype``."""
+        return self if all(source.dtype == dtype for source in self.sources) else PairedFeatures(*(s.in_dtype(dtype) for s in self.sources))
 
     def features(self, questions: list[str], layers: list[int], *, chat: bool | None = None, max_length: int = MAX_PROMPT_TOKENS,
                  data_hash: str | None = None, use_cache: bool = False, progress: bool = False,

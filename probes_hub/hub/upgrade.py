@@ -36,7 +36,7 @@ def upgrade_registry(root: str | Path, *, data_dir: str | None = None) -> list[s
             probe = Probe.from_pretrained(folder)
             if probe.reads_activations and getattr(probe, "ood_quantiles_", None) is None:
                 _add_training_summary(probe, sources, features, data_dir)
-            probe.save_pretrained(folder, reports=_current_reports(probe, folder / REPORTS_DIR, data_dir))
+            probe.save_pretrained(folder, reports=current_reports(probe, folder / REPORTS_DIR, data_dir))
             names.append(entry.name)
         write_index(root)
     return names
@@ -63,11 +63,11 @@ def _add_training_summary(probe: Probe, sources: dict, extracted: dict, data_dir
     probe.summarize_training(extracted[key].at(probe.layer, probe.position)[fit])
 
 
-def _current_reports(probe: Probe, reports: Path, data_dir: str | None) -> dict[str, str | bytes]:
+def current_reports(probe: Probe, reports: Path, data_dir: str | None) -> dict[str, str | bytes]:
     """The reports a current-format folder keeps: the sweep table and the per-row predictions (converted if needed)."""
     kept: dict[str, str | bytes] = {}
     if (reports / SWEEP_REPORT).exists():
-        kept[SWEEP_REPORT] = (reports / SWEEP_REPORT).read_text(encoding="utf-8")
+        kept[SWEEP_REPORT] = (reports / SWEEP_REPORT).read_bytes()  # as written (line endings included)
     if (reports / PREDICTIONS_REPORT).exists():
         kept[PREDICTIONS_REPORT] = (reports / PREDICTIONS_REPORT).read_bytes()
     elif (reports / LEGACY_PREDICTIONS).exists():

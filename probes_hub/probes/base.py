@@ -24,6 +24,7 @@ from scipy.special import expit
 from probes_hub.atomic import atomic_folder, atomic_write_bytes, atomic_write_json
 from probes_hub.constants import CARD_NAME, CONFIG_NAME, LIBRARY_VERSION, REPORTS_DIR, WEIGHTS_NAME
 from probes_hub.extract.features import Features
+from probes_hub.extract.precision import fingerprint_dtype, weights_fingerprint
 from probes_hub.schema.naming import is_hub_id
 from probes_hub.schema.records import BINARY, GRADED, Calibration, DataInfo, LabelInfo, ProbeConfig, ProbeRecord, Selection
 from probes_hub.schema.validation import ProbeValidationError, check_arrays, check_hidden_size, check_labels, validate_probe_dir
@@ -297,14 +298,25 @@ class Probe:
 
 
 def probe_matches(probe, source: ModelIdentity) -> bool:
-    """The one rule for which probes apply to a model: model-bound types need the same fingerprint.
+    """The one rule for which probes apply to a model: model-bound types need the same weights (the fingerprint in any precision;
+    :func:`serving_dtype` says in which precision they are read).
 
     ``probe`` is a :class:`Probe` or a manifest entry (anything with ``probe_type`` and ``fingerprint``).
     """
     probe_cls = PROBE_TYPES.get(probe.probe_type)
     if probe_cls is None:
         return False
-    return not probe_cls.model_bound or probe.fingerprint == source.fingerprint
+    return not probe_cls.model_bound or weights_fingerprint(probe.fingerprint or "") == weights_fingerprint(source.fingerprint)
+
+
+def serving_dtype(probe: Probe, dtype: str) -> str:
+    """The one rule for the precision a probe is read in when its model runs in ``dtype``: ``dtype`` when it is the probe's own,
+    when the probe reads no activations, or when its check for ``dtype`` passed (``probes-hub verify-dtype``); else its own."""
+    own = fingerprint_dtype(probe.fingerprint or "") if probe.reads_activations else None
+    if own is None or own == dtype:
+        return dtype
+    check = probe.record_.precision.get(dtype)
+    return dtype if check is not None and check.passed else own
 
 
 def baseline_types() -> tuple[str, ...]:

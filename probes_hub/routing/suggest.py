@@ -20,8 +20,9 @@ import numpy as np
 from probes_hub.apply import PromptRule, prompt_rule
 from probes_hub.constants import UNFAMILIAR_BELOW
 from probes_hub.data.datasets import OUTPUT_LENGTH_LABEL, DataChangedError
+from probes_hub.extract.feature_source import FeatureSource
 from probes_hub.extract.features import Features
-from probes_hub.probes import PROBE_TYPES, Probe
+from probes_hub.probes import PROBE_TYPES, Probe, serving_dtype
 from probes_hub.routing.evaluate import Pool, expected_costs, load_pool, outcome_folder, outcome_tables
 from probes_hub.routing.policies import recommend
 
@@ -159,6 +160,18 @@ class PoolRouter:
 
     def layers_needed(self) -> list[int]:
         return sorted({layer for p in self._probes() for layer in p.layers_needed()})
+
+    def read_dtype(self, dtype: str) -> str:
+        """The precision its probes are read in when the model runs in ``dtype``: ``dtype`` when every one of them may be read so
+        (:func:`~probes_hub.probes.serving_dtype`), else their own (one extraction feeds them all)."""
+        others = {serving_dtype(p, dtype) for p in self._probes()} - {dtype}
+        return others.pop() if others else dtype
+
+    def features(self, source: FeatureSource, questions: list[str]) -> Features:
+        """What :meth:`suggest_many` reads for ``questions``: one extraction with the probes' prompt rule, in :meth:`read_dtype`."""
+        chat, max_length = self.prompt_rule
+        features, _ = source.in_dtype(self.read_dtype(source.dtype)).features(questions, self.layers_needed(), chat=chat, max_length=max_length)
+        return features
 
     def suggest(self, features: Features, *, lam: float | None = None, target: float | None = None) -> Suggestion:
         """The suggestion for the single question in ``features``: by utility with ``lam`` (default: the pool's), or with

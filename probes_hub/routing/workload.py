@@ -129,13 +129,11 @@ PLAN_COLUMNS = ("id", "model", "p_correct", "most_accurate", "p_most_accurate", 
 def plan_workload(router: PoolRouter, source: FeatureSource, workload: Workload, *, lam: float | None = None, target: float | None = None,
                   progress: bool = True) -> Plan:
     """Suggest a model for every question of the workload, in batches through the router's batched path."""
-    chat, max_length = router.prompt_rule
     suggestions: list[Suggestion] = []
     bar = progress_bar(total=len(workload.questions), desc=f"Routing {workload.source}", disable=not progress)
     for start in range(0, len(workload.questions), WORKLOAD_BATCH):
         batch = workload.questions[start:start + WORKLOAD_BATCH]
-        features, _ = source.features(batch, router.layers_needed(), chat=chat, max_length=max_length)
-        suggestions += router.suggest_many(features, lam=lam, target=target)
+        suggestions += router.suggest_many(router.features(source, batch), lam=lam, target=target)
         bar.update(len(batch))
     bar.close()
     pool, dataset = router.pool, router.pool.dataset

@@ -79,10 +79,11 @@ def _actor_class(ray):
             import torch
 
             from probes_hub.extract.models import load_model
+            from probes_hub.extract.precision import fingerprint_dtype
 
             if not torch.cuda.is_available():
                 torch.set_num_threads(threads)
-            self.lm = load_model(spec)
+            self.lm = load_model(spec, dtype=fingerprint_dtype(fingerprint))  # the driver's precision, on whatever device the actor has
             if self.lm.fingerprint != fingerprint:
                 raise ValueError(f"actor loaded {self.lm.fingerprint} for {spec!r}; the driver has {fingerprint}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from probes_hub.schema.records import BINARY, ProbeConfig
+from probes_hub.schema.records import BINARY, MIN_DTYPE_SPEARMAN, ProbeConfig
 
 
 def _eval_results(config: ProbeConfig) -> list[EvalResult]:
@@ -49,6 +49,11 @@ def probe_card(config: ProbeConfig) -> str:
     ]
     for key, metric in record.metrics.items():
         lines.append(f"| {key} ({metric.name}) | {metric.value:.3f} | [{metric.low:.3f}, {metric.high:.3f}] | {metric.n} |")
+    if record.precision:
+        lines += ["", "## Read in other precisions (`probes-hub verify-dtype`, on the test split)",
+                  "Read in another precision than its features' only where the check passed (Spearman between the two readings "
+                  f">= {MIN_DTYPE_SPEARMAN} and the test metric inside half its CI).", ""]
+        lines += [f"- {check.summary()}" for check in record.precision.values()]
     lines += ["", "## Load it", "```python", "from probes_hub import Probe", 'probe = Probe.from_pretrained("path/to/this/folder")  # or ("org/repo", subfolder="...")',
               "```", ""]
     return f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines)

@@ -180,6 +180,47 @@ class Calibration:
                    str(data.get("note", "")))
 
 
+MIN_DTYPE_SPEARMAN = 0.999
+"""A probe may be read in another precision when its readings there rank the test questions as in its own (Spearman at least
+this) and its test metric moves by no more than half the width of its own 95% CI."""
+
+
+@dataclass(frozen=True)
+class PrecisionCheck:
+    """A probe read on its test rows in its own precision and in ``dtype`` (``probes-hub verify-dtype``): how far the readings moved."""
+
+    dtype: str
+    own_dtype: str
+    n: int
+    spearman: float
+    """Between the two precisions' readings."""
+    max_abs_diff: float
+    """The largest change of a reading, in label units (graded) or probability (binary)."""
+    own_metric: Metric
+    metric: Metric
+    """The test metric in the probe's own precision, and in ``dtype``."""
+    checked_at: str
+
+    @property
+    def passed(self) -> bool:
+        """Whether the probe may be read in ``dtype`` (:data:`MIN_DTYPE_SPEARMAN` and the metric inside its CI half-width)."""
+        half_width = (self.own_metric.high - self.own_metric.low) / 2
+        return self.spearman >= MIN_DTYPE_SPEARMAN and abs(self.metric.value - self.own_metric.value) <= half_width
+
+    def summary(self) -> str:
+        """One line for cards and tables."""
+        return (f"{self.dtype}: {'passed' if self.passed else 'failed'} (Spearman with {self.own_dtype} {self.spearman:.4f}, largest change "
+                f"{self.max_abs_diff:.4f}, {self.metric.name} {self.metric.value:.3f} vs {self.own_metric.value:.3f}, n={self.n})")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PrecisionCheck:
+        return cls(str(data["dtype"]), str(data["own_dtype"]), int(data["n"]), float(data["spearman"]), float(data["max_abs_diff"]),
+                   Metric(**data["own_metric"]), Metric(**data["metric"]), str(data["checked_at"]))
+
+
 @dataclass(frozen=True)
 class ProbeRecord:
     """The facts a fitted probe carries besides its weights: model (None for text-only probes fitted on bare
@@ -191,9 +232,12 @@ class ProbeRecord:
     metrics: dict = field(default_factory=dict)
     created_at: str = ""
     """When the probe was trained (UTC, ISO 8601); empty until it is first saved."""
+    precision: dict = field(default_factory=dict)
+    """:class:`PrecisionCheck` by precision: how its readings move when its model runs in another precision."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", dict(self.metrics))
+        object.__setattr__(self, "precision", dict(self.precision))
 
     @property
     def test_metric(self) -> Metric | None:
@@ -228,4 +272,5 @@ class ProbeConfig:
                 "model": None if record.model is None else record.model.to_dict(), "label": record.label.to_dict(),
                 "data": record.data.to_dict(), "metrics": {key: m.to_dict() for key, m in record.metrics.items()},
                 "selection": self.selection.to_dict(), "calibration": None if self.calibration is None else self.calibration.to_dict(),
-                "created_at": record.created_at, "library_version": self.library_version}
+                "created_at": record.created_at, "library_version": self.library_version,
+                **({"precision": {dtype: check.to_dict() for dtype, check in record.precision.items()}} if record.precision else {})}

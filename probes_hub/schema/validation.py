@@ -25,7 +25,7 @@ from probes_hub.constants import (
     WEIGHTS_NAME,
 )
 from probes_hub.metrics import Metric
-from probes_hub.schema.records import TASKS, Calibration, DataInfo, LabelInfo, ModelInfo, ProbeConfig, ProbeRecord, Selection
+from probes_hub.schema.records import TASKS, Calibration, DataInfo, LabelInfo, ModelInfo, PrecisionCheck, ProbeConfig, ProbeRecord, Selection
 
 UNSAFE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib", ".ckpt", ".npy", ".npz", ".h5"}
 REQUIRED_FIELDS = {
@@ -148,7 +148,8 @@ def validate_config(config: object, *, where: str = CONFIG_NAME) -> ProbeConfig:
     try:
         record = ProbeRecord(label=LabelInfo.from_dict(config["label"]), data=DataInfo.from_dict(config["data"]),
                              model=None if config["model"] is None else ModelInfo.from_dict(config["model"]),
-                             metrics={key: Metric(**value) for key, value in config["metrics"].items()}, created_at=config["created_at"])
+                             metrics={key: Metric(**value) for key, value in config["metrics"].items()}, created_at=config["created_at"],
+                             precision={str(dtype): PrecisionCheck.from_dict(check) for dtype, check in config.get("precision", {}).items()})
         return ProbeConfig(probe_type=config["probe_type"], params=config["params"], record=record, selection=Selection.from_dict(config["selection"]),
                            calibration=None if config["calibration"] is None else Calibration.from_dict(config["calibration"]),
                            library_version=config["library_version"], legacy=legacy)
@@ -210,6 +211,10 @@ def _check_meaning(config: dict, where: str) -> None:
     for key, metric in config["metrics"].items():
         if not isinstance(metric, dict) or set(metric) != {"name", "value", "low", "high", "n"}:
             raise ProbeValidationError(f"{where}: metrics.{key} must have exactly name, value, low, high and n, found {metric!r}.")
+    precision = config.get("precision", {})
+    if not isinstance(precision, dict) or not all(isinstance(check, dict) and check.get("dtype") == dtype for dtype, check in precision.items()):
+        raise ProbeValidationError(f"{where}: precision must map each precision to its check (as `probes-hub verify-dtype` writes it), "
+                                   f"found {str(precision)[:200]!r}. Remove the field and run verify-dtype again.")
 
 
 def _check_layers_and_positions(selection: dict, model: dict, where: str) -> None:
