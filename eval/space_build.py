@@ -33,13 +33,14 @@ def space_venv(folder: Path) -> tuple[Path, float]:
 
 def tree_memory_mb(pid: int, field: str = "VmHWM", *, children: bool = True) -> float:
     """Sum of one /proc memory figure of a process and (unless ``children=False``) all its descendants, in MiB (Linux): ``VmHWM``
-    the peak resident memory, ``VmRSS`` the current one."""
+    the peak resident memory, ``VmRSS`` the current one. A child belongs to the thread that started it, so every thread's
+    children are read (the app starts its evaluation lane from a request thread)."""
     total_kb, pending = 0, [pid]
     while pending:
         current = pending.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            found = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            found = [child for task in Path(f"/proc/{current}/task").iterdir() for child in (task / "children").read_text().split()]
         except OSError:  # exited meanwhile
             continue
         total_kb += next((int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:")), 0)

@@ -316,7 +316,9 @@ def test_with_no_upload_settings_an_upload_is_refused_saying_how_uploads_are_ena
     with pytest.raises(Exception, match="Uploads are off on this server") as refused:
         client.predict([handle_file(str(zipped(copy_probe(tmp_path))))], "", api_name="/upload")
     assert "Hugging Face sign-in" in str(refused.value) and "PROBES_HUB_UPLOAD_TOKENS=name:secret" in str(refused.value)
-    assert _tree_bytes(registry) == before and client.predict(api_name="/health")["uploads"] == "off"
+    health = client.predict(api_name="/health")
+    assert _tree_bytes(registry) == before and health["uploads"] == "off"
+    assert health["precision"]["model"] == "float32"  # PROBES_HUB_DTYPE unset: float32 whatever the CPU
     assert [(line["user"], line["outcome"]) for line in _audit_lines(registry)][-1] == ("", "refused")
 
 

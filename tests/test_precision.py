@@ -129,3 +129,22 @@ def test_every_extraction_path_runs_in_bfloat16(tiny):
     assert np.linalg.norm(packed - full) / np.linalg.norm(full) < 0.05
     [(batch, states)] = list(extract_tokens(half, prompts, 2, shared_prefix=[5, 6], progress=False))
     assert sorted(batch) == [0, 1, 2] and [len(s) for s in states] == [len(prompts[i]) - 2 for i in batch]
+
+
+def test_the_app_worker_serves_another_precision_from_the_same_process(folder_model_registry, monkeypatch):
+    """The app's model worker (a real child process) loaded in bfloat16 answers float32 requests from a float32 load of the same weights."""
+    from space_app.model_worker import ModelWorker
+
+    model, _ = folder_model_registry
+    monkeypatch.setenv("PROBES_HUB_DTYPE", "bfloat16")
+    worker = ModelWorker(str(model))
+    try:
+        assert worker.dtype == "bfloat16" and worker.status()["state"] == "ready"
+        full = worker.in_dtype("float32")
+        assert full.dtype == "float32" and weights_fingerprint(full.fingerprint) == weights_fingerprint(worker.fingerprint)
+        questions = [" ".join(WORDS[:7]), " ".join(WORDS[2:14])]
+        expected = ModelFeatures(load_model(str(model), dtype="float32")).features(questions, [2])[0].activations
+        np.testing.assert_array_equal(full.features(questions, [2])[0].activations, expected)
+        assert not np.array_equal(worker.features(questions, [2])[0].activations, expected)  # its own requests stay in bfloat16
+    finally:
+        worker.close()
