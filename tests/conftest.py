@@ -49,6 +49,25 @@ def tiny_model(n_layers: int = 4, seed: int = 0) -> LoadedModel:
     return LoadedModel(model, tokenizer, f"tiny-llama-{n_layers}-{seed}:float32", "test/tiny-llama", torch.device("cpu"), torch.float32)
 
 
+def train_on_folder_model(root: Path, *, seed: int, longest: int, rows: int, words_per_level: int, cli_args: list[str]) -> tuple[Path, Path]:
+    """(model folder, registry): the tiny model saved as a folder under ``root`` and probes trained on it by the CLI, on ``rows``
+    random questions of 2 to ``longest`` words whose ``difficulty`` is their word count // ``words_per_level``."""
+    from probes_hub.cli import main
+    from probes_hub.hub.registry import write_index
+
+    lm = tiny_model()
+    lm.model.save_pretrained(root / "model")
+    lm.tokenizer.save_pretrained(root / "model")
+    rng = np.random.default_rng(seed)
+    questions = [" ".join(rng.choice(WORDS, size=int(n))) for n in rng.integers(2, longest, size=rows)]
+    pd.DataFrame({"question": questions, "difficulty": [len(q.split()) // words_per_level for q in questions]}).to_json(
+        root / "toy.jsonl", orient="records", lines=True)
+    assert main(["train", "--model", str(root / "model"), "--dataset", str(root / "toy.jsonl"), "--label-column", "difficulty", "--label",
+                 "difficulty", "--cv-folds", "3", "--out", str(root / "registry"), *cli_args]) == 0
+    write_index(root / "registry")
+    return root / "model", root / "registry"
+
+
 @pytest.fixture(scope="session")
 def tiny() -> LoadedModel:
     return tiny_model()

@@ -7,7 +7,6 @@ bfloat16 forward pass runs on any CPU (slower where it has no such units).
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from probes_hub.cli import main
@@ -20,7 +19,7 @@ from probes_hub.hub.registry import Registry, write_index
 from probes_hub.probes import Probe, probe_matches, serving_dtype
 from space_app.predictor import Predictor
 
-from .conftest import WORDS, tiny_model
+from .conftest import WORDS, train_on_folder_model
 
 
 def test_auto_follows_the_hardware_and_the_request_order(monkeypatch):
@@ -52,17 +51,8 @@ def test_fingerprints_keep_the_weights_apart_from_the_precision():
 @pytest.fixture(scope="module")
 def folder_model_registry(tmp_path_factory):
     """(model folder, registry) with a graded linear probe and a length probe, trained by the CLI in float32 on a tiny model saved as a folder."""
-    root = tmp_path_factory.mktemp("precision")
-    lm = tiny_model()
-    lm.model.save_pretrained(root / "model")
-    lm.tokenizer.save_pretrained(root / "model")
-    rng = np.random.default_rng(1)
-    questions = [" ".join(rng.choice(WORDS, size=int(n))) for n in rng.integers(2, 30, size=120)]
-    pd.DataFrame({"question": questions, "difficulty": [len(q.split()) // 6 for q in questions]}).to_json(root / "toy.jsonl", orient="records", lines=True)
-    assert main(["train", "--model", str(root / "model"), "--dataset", str(root / "toy.jsonl"), "--label-column", "difficulty", "--label", "difficulty",
-                 "--probe", "linear", "length", "--cv-folds", "3", "--out", str(root / "registry"), "--dtype", "float32"]) == 0
-    write_index(root / "registry")
-    return root / "model", root / "registry"
+    return train_on_folder_model(tmp_path_factory.mktemp("precision"), seed=1, longest=30, rows=120, words_per_level=6,
+                                 cli_args=["--probe", "linear", "length", "--dtype", "float32"])
 
 
 def test_a_bfloat16_model_is_the_same_weights_with_its_own_cache_key(folder_model_registry):

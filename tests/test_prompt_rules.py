@@ -2,17 +2,15 @@
 
 import json
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from probes_hub.cli import main
 from probes_hub.extract.feature_source import ModelFeatures
 from probes_hub.extract.models import load_model
-from probes_hub.hub.registry import Registry, write_index
+from probes_hub.hub.registry import Registry
 from space_app.predictor import Predictor
 
-from .conftest import WORDS, tiny_model
+from .conftest import WORDS, train_on_folder_model
 
 LONG_QUESTION = " ".join(WORDS * 4)  # about 150 tokens: longer than the probe's 64
 
@@ -20,17 +18,8 @@ LONG_QUESTION = " ".join(WORDS * 4)  # about 150 tokens: longer than the probe's
 @pytest.fixture(scope="module")
 def short_prompt_probe(tmp_path_factory):
     """(model folder, registry) with one linear probe trained by the CLI with --max-length 64 on a tiny model saved as a folder."""
-    root = tmp_path_factory.mktemp("max-length")
-    lm = tiny_model()
-    lm.model.save_pretrained(root / "model")
-    lm.tokenizer.save_pretrained(root / "model")
-    rng = np.random.default_rng(0)
-    questions = [" ".join(rng.choice(WORDS, size=int(n))) for n in rng.integers(2, 40, size=90)]
-    pd.DataFrame({"question": questions, "difficulty": [len(q.split()) // 8 for q in questions]}).to_json(root / "toy.jsonl", orient="records", lines=True)
-    assert main(["train", "--model", str(root / "model"), "--dataset", str(root / "toy.jsonl"), "--label-column", "difficulty", "--label", "difficulty",
-                 "--probe", "linear", "--max-length", "64", "--cv-folds", "3", "--out", str(root / "registry")]) == 0
-    write_index(root / "registry")
-    return root / "model", root / "registry"
+    return train_on_folder_model(tmp_path_factory.mktemp("max-length"), seed=0, longest=40, rows=90, words_per_level=8,
+                                 cli_args=["--probe", "linear", "--max-length", "64"])
 
 
 def test_app_and_cli_read_a_long_question_with_the_probes_max_length(short_prompt_probe, capsys):
